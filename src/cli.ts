@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+/**
+ * The `scopegate` command: serve, validate, explain, demo, token. Each command parses its own flags and
+ * returns an exit code; nothing here knows how a request is decided.
+ */
+import { readFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
+import { configPath, loadConfig } from './config/read.js'
+import { ConfigError, formatProblems } from './config/load.js'
+import type { CompiledConfig } from './config/types.js'
+import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
+import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
+import { explain } from './explain.js'
+import { Gateway } from './gateway.js'
+
+const USAGE = `usage: scopegate <command> [options]
+
+  serve    [--config FILE]          run the gateway
+  validate [--config FILE]          check a config; print every problem, exit 1 if any
+  explain  --config FILE --method M --path P (--token JWT | --claims FILE.json) [--ip ADDR]
+                                    show each step of one decision; exit 0 allow, 2 deny
+  demo                              dev issuer + echo upstream + gateway on config/demo.yaml
+  token    [--sub S] [--client C] [--aud A[,B]] [--scope "a b"] [--roles r1,r2] [--exp SECONDS] [--key FILE]
+                                    mint a token with the running demo's issuer key
+
+The config file is --config, else $SCOPEGATE_CONFIG, else config/scopegate.yaml.`
+
+async function loadOrReport (file: string): Promise<CompiledConfig | null> {
+  try {
+    return await loadConfig(file)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${file}: invalid config\n${formatProblems(err)}\n`)
+      return null
+    }
+    throw err
+  }
+}
+
+async function serve (args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } })
+  const file = configPath(values.config)
+  const config = await loadOrReport(file)
+  if (config === null) return 1
+  const gateway = new Gateway({ config })
+  const { proxyUrl, adminUrl } = await gateway.start()
+  gateway.logger.info({ proxy: proxyUrl, admin: adminUrl, config: file }, 'scopegate listening')
+
+  process.on('SIGHUP', () => {
+    loadConfig(file).then((next) => {
+      gateway.reload(next)
+      gateway.logger.info({ config: file }, 'config reloaded')
+    }, (err: unknown) => {
+      const problems = err instanceof ConfigError ? err.problems : [{ path: '', message: (err as Error).message }]
+      gateway.logger.error({ config: file, problems }, 'config reload failed; the previous config stays in force')
+    })
+  })
+  const stop = (signal: string): void => {
+    gateway.logger.info({ signal }, 'shutting down')
+    void gateway.close().then(() => process.exit(0))
+  }
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  process.once('SIGINT', () => stop('SIGINT'))
+  return -1
+}
+
+async function validate (args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } })
+  const file = configPath(values.config)
+  const config = await loadOrReport(file)
+  if (config === null) return 1
+  const audit = config.routes.filter((r) => r.mode === 'audit').length
+  process.stdout.write(`${file}: ok: ${config.issuersById.size} issuer(s), ${config.upstreams.size} upstream(s), ` +
+    `${config.routes.length} route(s)${audit > 0 ? ` (${audit} in audit mode)` : ''}\n`)
+  return 0
+}
+
+async function explainCommand (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' },
+      token: { type: 'string' }, claims: { type: 'string' }, ip: { type: 'string', default: '127.0.0.1' }
+    }
+  })
+  if (values.method === undefined || values.path === undefined || (values.token === undefined) === (values.claims === undefined)) {
+    process.stderr.write('explain needs --method, --path, and one of --token or --claims\n')
+    return 64
+  }
+  const config = await loadOrReport(configPath(values.config))
+  if (config === null) return 1
+  let claims: Record<string, unknown> | undefined
+  if (values.claims !== undefined) {
+    try {
+      const parsed: unknown = JSON.parse(await readFile(values.claims, 'utf8'))
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object')
+      claims = parsed as Record<string, unknown>
+    } catch (err) {
+      process.stderr.write(`${values.claims}: cannot read claims: ${(err as Error).message}\n`)
+      return 1
+    }
+  }
+  const result = await explain(config, { method: values.method.toUpperCase(), path: values.path, ip: values.ip, token: values.token, claims })
+  process.stdout.write(result.lines.join('\n') + '\n')
+  return result.allowed ? 0 : 2
+}
+
+async function token (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      sub: { type: 'string' }, client: { type: 'string' }, aud: { type: 'string' }, scope: { type: 'string' },
+      roles: { type: 'string' }, exp: { type: 'string' }, key: { type: 'string', default: DEMO_KEY_FILE }
+    }
+  })
+  let key: DemoKey
+  try {
+    key = JSON.parse(await readFile(values.key, 'utf8')) as DemoKey
+  } catch {
+    process.stderr.write(`no demo issuer key at ${values.key}: start \`scopegate demo\` (npm start) first, or pass --key\n`)
+    return 1
+  }
+  const exp = values.exp === undefined ? undefined : Number(values.exp)
+  if (exp !== undefined && !Number.isFinite(exp)) {
+    process.stderr.write('--exp must be a number of seconds\n')
+    return 64
+  }
+  const minted = await mintDemoToken(key, {
+    sub: values.sub,
+    client: values.client,
+    aud: values.aud?.split(',').filter((a) => a !== ''),
+    scope: values.scope,
+    roles: values.roles?.split(',').filter((r) => r !== ''),
+    exp
+  })
+  process.stdout.write(minted + '\n')
+  return 0
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [command, ...args] = argv
+  switch (command) {
+    case 'serve': return serve(args)
+    case 'validate': return validate(args)
+    case 'explain': return explainCommand(args)
+    case 'demo': await runDemo(); return -1
+    case 'token': return token(args)
+    case undefined: case '-h': case '--help': case 'help':
+      process.stdout.write(USAGE + '\n')
+      return command === undefined ? 64 : 0
+    default:
+      process.stderr.write(`unknown command "${command}"\n${USAGE}\n`)
+      return 64
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  // -1: a long-running command; it exits from its signal handlers.
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  process.stderr.write(`scopegate: ${(err as Error).message}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,296 @@
+/**
+ * Turns a validated `RawConfig` into the `CompiledConfig` the request path reads, and checks what a
+ * schema cannot: references between sections, ambiguous routes, CIDRs, URLs, normalized paths. All
+ * problems are collected and reported at once, each with its path. The result is deep-frozen: a reload
+ * builds a new one and swaps a single reference.
+ */
+import { availableParallelism } from 'node:os'
+import { parseDuration } from '../duration.js'
+import { compileIpMatcher, type IpMatcher } from '../net/ip-matcher.js'
+import { normalizeTarget } from '../request/normalize-path.js'
+import { findAmbiguities } from '../routing/route-table.js'
+import { ConfigError, type ConfigProblem } from './load.js'
+import type {
+  ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
+  Grant, RawConfig, RawPolicy
+} from './types.js'
+
+/** Headers scopegate sets upstream. Client copies of these, and of every `x-auth-*`, are always removed. */
+export const IDENTITY_HEADERS = [
+  'x-auth-subject', 'x-auth-client-id', 'x-auth-scopes', 'x-auth-roles', 'x-auth-issuer', 'x-auth-route'
+] as const
+
+/** Headers a `forward.claims` entry may not name: they carry the request itself. */
+const RESERVED_HEADERS = new Set([
+  'authorization', 'host', 'connection', 'content-length', 'content-type', 'transfer-encoding', 'te',
+  'trailer', 'upgrade', 'keep-alive', 'proxy-connection', 'cookie', 'expect', 'forwarded', 'x-forwarded-for',
+  'x-forwarded-proto', 'x-forwarded-host'
+])
+
+class Problems {
+  readonly list: ConfigProblem[] = []
+  add (path: string, message: string): void { this.list.push({ path, message }) }
+}
+
+function claimSegments (path: ClaimPath): ClaimSegments {
+  return typeof path === 'string' ? [path] : [...path]
+}
+
+function duration (problems: Problems, path: string, text: string): number {
+  try {
+    return parseDuration(text)
+  } catch (err) {
+    problems.add(path, (err as Error).message)
+    return 0
+  }
+}
+
+function httpUrl (problems: Problems, path: string, text: string): URL | null {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    problems.add(path, 'must be an absolute http or https URL')
+    return null
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    problems.add(path, 'must be an absolute http or https URL')
+    return null
+  }
+  return url
+}
+
+function ipMatcher (problems: Problems, path: string, cidrs: readonly string[] | undefined): IpMatcher | null {
+  if (cidrs === undefined || cidrs.length === 0) return null
+  try {
+    return compileIpMatcher(cidrs)
+  } catch (err) {
+    const bad = cidrs.findIndex((c) => { try { compileIpMatcher([c]); return false } catch { return true } })
+    problems.add(bad >= 0 ? `${path}[${bad}]` : path, (err as Error).message)
+    return null
+  }
+}
+
+function grantMap (map: Record<string, string[]> | undefined): ReadonlyMap<string, Grant> | null {
+  if (map === undefined) return null
+  const grants = new Map<string, Grant>()
+  for (const [name, scopes] of Object.entries(map)) {
+    grants.set(name, scopes.includes('*') ? { all: true } : { all: false, scopes: new Set(scopes) })
+  }
+  return grants
+}
+
+/** Defaults are merged one level deep: a route's `audience.deny` keeps the default `audience.denyMissing`. */
+export function mergePolicy (defaults: RawPolicy, route: RawPolicy): RawPolicy {
+  const merged: Record<string, unknown> = { ...defaults }
+  for (const [key, value] of Object.entries(route)) {
+    const base = (defaults as Record<string, unknown>)[key]
+    merged[key] = isPlainObject(base) && isPlainObject(value) && key !== 'grants'
+      ? { ...base, ...value }
+      : value
+  }
+  return merged as RawPolicy
+}
+
+function isPlainObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function compilePolicy (problems: Problems, path: string, raw: RawPolicy, issuerIds: ReadonlySet<string>): CompiledPolicy {
+  const issuers = raw.issuers === undefined ? null : new Set(raw.issuers)
+  raw.issuers?.forEach((id, i) => {
+    if (!issuerIds.has(id)) problems.add(`${path}.issuers[${i}]`, `unknown issuer "${id}"`)
+  })
+  const require = raw.scopes?.require ?? []
+  return {
+    issuers,
+    network: {
+      allow: ipMatcher(problems, `${path}.network.allow`, raw.network?.allow),
+      deny: ipMatcher(problems, `${path}.network.deny`, raw.network?.deny)
+    },
+    audience: {
+      allow: raw.audience?.allow === undefined ? null : new Set(raw.audience.allow),
+      deny: new Set(raw.audience?.deny ?? []),
+      denyMissing: raw.audience?.denyMissing ?? false
+    },
+    clients: {
+      allow: raw.clients?.allow === undefined ? null : new Set(raw.clients.allow),
+      deny: new Set(raw.clients?.deny ?? []),
+      denyMissing: raw.clients?.denyMissing ?? false
+    },
+    grants: { roles: grantMap(raw.grants?.roles), clients: grantMap(raw.grants?.clients) },
+    scopes: { require: [...new Set(require)], match: raw.scopes?.match ?? 'all' },
+    denyStatus: { policy: raw.denyStatus?.policy ?? 401, scope: raw.denyStatus?.scope ?? 403 }
+  }
+}
+
+function compileIssuers (problems: Problems, raw: RawConfig): Map<string, CompiledIssuer> {
+  const byId = new Map<string, CompiledIssuer>()
+  const seenIss = new Map<string, number>()
+  raw.issuers.forEach((issuer, i) => {
+    const path = `issuers[${i}]`
+    if (byId.has(issuer.id)) problems.add(`${path}.id`, `duplicate issuer id "${issuer.id}"`)
+    const dup = seenIss.get(issuer.issuer)
+    if (dup !== undefined) problems.add(`${path}.issuer`, `the same issuer as issuers[${dup}]`)
+    seenIss.set(issuer.issuer, i)
+    httpUrl(problems, `${path}.issuer`, issuer.issuer)
+
+    let keys: CompiledIssuer['keys'] = { kind: 'jwksUri', url: '' }
+    if (issuer.jwksUri !== undefined && issuer.discovery === true) {
+      problems.add(path, 'set either discovery: true or jwksUri, not both')
+    } else if (issuer.jwksUri !== undefined) {
+      if (httpUrl(problems, `${path}.jwksUri`, issuer.jwksUri) !== null) keys = { kind: 'jwksUri', url: issuer.jwksUri }
+    } else if (issuer.discovery === true) {
+      keys = { kind: 'discovery', url: `${issuer.issuer.replace(/\/$/, '')}/.well-known/openid-configuration` }
+    } else {
+      problems.add(path, 'needs discovery: true or a jwksUri')
+    }
+
+    byId.set(issuer.id, {
+      id: issuer.id,
+      issuer: issuer.issuer,
+      keys,
+      algorithms: new Set(issuer.algorithms),
+      audiences: new Set(issuer.audiences),
+      clockToleranceSec: duration(problems, `${path}.clockTolerance`, issuer.clockTolerance) / 1000,
+      requireTyp: issuer.requireTyp,
+      claims: {
+        scope: issuer.claims.scope.map(claimSegments),
+        roles: claimSegments(issuer.claims.roles),
+        clientId: issuer.claims.clientId.map(claimSegments),
+        subject: claimSegments(issuer.claims.subject)
+      },
+      jwks: {
+        refreshIntervalMs: duration(problems, `${path}.jwks.refreshInterval`, issuer.jwks.refreshInterval),
+        cooldownMs: duration(problems, `${path}.jwks.cooldown`, issuer.jwks.cooldown),
+        timeoutMs: duration(problems, `${path}.jwks.timeout`, issuer.jwks.timeout),
+        maxStaleMs: duration(problems, `${path}.jwks.maxStale`, issuer.jwks.maxStale),
+        maxBytes: issuer.jwks.maxBytes
+      }
+    })
+  })
+  return byId
+}
+
+function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, CompiledUpstream> {
+  const upstreams = new Map<string, CompiledUpstream>()
+  for (const [id, upstream] of Object.entries(raw.upstreams)) {
+    const path = `upstreams.${id}`
+    const url = httpUrl(problems, `${path}.url`, upstream.url)
+    if (url !== null && (url.search !== '' || url.hash !== '')) problems.add(`${path}.url`, 'must not have a query or fragment')
+    upstreams.set(id, {
+      id,
+      base: url === null ? '' : `${url.origin}${url.pathname.replace(/\/+$/, '')}`,
+      timeoutMs: duration(problems, `${path}.timeout`, upstream.timeout)
+    })
+  }
+  return upstreams
+}
+
+function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string, CompiledIssuer>,
+  upstreams: Map<string, CompiledUpstream>, claimHeaders: Set<string>): CompiledRoute[] {
+  const ids = new Set<string>()
+  const issuerIds = new Set(issuers.keys())
+  return raw.routes.map((route, index) => {
+    const path = `routes[${index}]`
+    if (ids.has(route.id)) problems.add(`${path}.id`, `duplicate route id "${route.id}"`)
+    ids.add(route.id)
+
+    try {
+      const normalized = normalizeTarget(route.match.path)
+      if (normalized.path !== route.match.path || normalized.query !== '') {
+        problems.add(`${path}.match.path`, `must be a normalized path (did you mean "${normalized.path}"?)`)
+      }
+    } catch {
+      problems.add(`${path}.match.path`, 'must be a valid normalized path')
+    }
+
+    const upstream = upstreams.get(route.upstream)
+    if (upstream === undefined) problems.add(`${path}.upstream`, `unknown upstream "${route.upstream}"`)
+    if (route.auth !== 'none' && issuers.size === 0) problems.add(`${path}.auth`, 'needs at least one issuer')
+    if (route.stripPrefix && !route.match.prefix) problems.add(`${path}.stripPrefix`, 'only applies to prefix routes')
+
+    const policy = compilePolicy(problems, `${path}.policy`, mergePolicy(raw.defaults.policy, route.policy), issuerIds)
+
+    const claims = new Map<string, ClaimSegments>()
+    for (const [header, claim] of Object.entries(route.forward.claims ?? {})) {
+      const name = header.toLowerCase()
+      if (RESERVED_HEADERS.has(name) || (IDENTITY_HEADERS as readonly string[]).includes(name)) {
+        problems.add(`${path}.forward.claims`, `"${header}" is a header scopegate cannot set from a claim`)
+      }
+      claims.set(name, claimSegments(claim))
+      claimHeaders.add(name)
+    }
+    if (route.forward.authorization === 'reissue' && raw.reissue === undefined) {
+      problems.add(`${path}.forward.authorization`, 'reissue needs a top-level reissue section')
+    }
+
+    return {
+      id: route.id,
+      index,
+      path: route.match.path,
+      prefix: route.match.prefix,
+      methods: route.match.methods === undefined ? null : new Set(route.match.methods.map((m) => m.toUpperCase())),
+      upstream: upstream ?? { id: route.upstream, base: '', timeoutMs: 0 },
+      stripPrefix: route.stripPrefix,
+      auth: route.auth,
+      mode: route.mode,
+      policy,
+      forward: {
+        authorization: route.forward.authorization,
+        audience: route.forward.audience ?? upstream?.base ?? '',
+        claims
+      }
+    }
+  })
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value
+  // Only data is frozen: matchers and other class instances keep their own invariants. Maps and Sets are
+  // frozen as objects only; their contents are exposed through Readonly types.
+  const proto = Object.getPrototypeOf(value)
+  const isData = proto === Object.prototype || proto === null || Array.isArray(value) || value instanceof Map || value instanceof Set
+  if (!isData) return value
+  Object.freeze(value)
+  for (const child of Object.values(value)) deepFreeze(child)
+  if (value instanceof Map) for (const child of value.values()) deepFreeze(child)
+  return value
+}
+
+/** Compile a validated config. Throws `ConfigError` listing every problem found. */
+export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledConfig {
+  const problems = new Problems()
+  const issuersById = compileIssuers(problems, raw)
+  const upstreams = compileUpstreams(problems, raw)
+  const claimHeaders = new Set<string>()
+  const routes = compileRoutes(problems, raw, issuersById, upstreams, claimHeaders)
+  for (const { index, message } of findAmbiguities(routes)) problems.add(`routes[${index}].match`, message)
+
+  const trust = raw.server.trustProxy
+  const trustProxy = trust === true
+    ? compileIpMatcher(['0.0.0.0/0', '::/0'])
+    : trust === false ? null : ipMatcher(problems, 'server.trustProxy', trust)
+
+  if (problems.list.length > 0) throw new ConfigError(source, problems.list)
+
+  return deepFreeze({
+    source,
+    server: {
+      proxy: raw.server.proxy,
+      admin: raw.server.admin,
+      trustProxy,
+      workers: raw.server.workers === 'auto' ? availableParallelism() : raw.server.workers,
+      requestTimeoutMs: parseDuration(raw.server.requestTimeout),
+      shutdownTimeoutMs: parseDuration(raw.server.shutdownTimeout),
+      maxHeaderSize: raw.server.maxHeaderSize,
+      logLevel: raw.server.logLevel
+    },
+    issuersByIss: new Map([...issuersById.values()].map((issuer) => [issuer.issuer, issuer])),
+    issuersById,
+    upstreams,
+    routes,
+    identityHeaders: new Set([...IDENTITY_HEADERS, ...claimHeaders]),
+    reissue: raw.reissue ?? null
+  })
+}

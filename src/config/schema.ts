@@ -1,0 +1,261 @@
+/**
+ * The JSON Schema (draft-07) of the config file: the contract's section 4, written as small named parts.
+ *
+ * Validation fills in every default (`useDefaults`), so a config that passes is a complete `RawConfig`
+ * (after `load.ts` turns a bare-string `scope` or `clientId` into a one-item list).
+ * `test/unit/config-schema.test.ts` pins this schema to the `RawConfig` type.
+ *
+ * Unions are written as `type: [a, b]` with keywords that apply to one type only, never as `anyOf`:
+ * that keeps every error about one value, so `load.ts` can word it for an operator. Where the stock
+ * wording would be cryptic, an `x-message` annotation gives the message to print, per keyword;
+ * `{value}` in it stands for the offending value.
+ *
+ * Cross-references (a route's upstream exists, ids are unique, CIDRs parse, route overlaps) are checked
+ * by `compile.ts`, which can name both sides.
+ */
+import { Ajv, type ValidateFunction } from 'ajv'
+import { DURATION_MESSAGE, DURATION_PATTERN } from '../duration.js'
+
+type Schema = Record<string, unknown>
+
+/** The JWS algorithms an issuer may pin: asymmetric only. */
+export const JWS_ALGORITHMS = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'
+] as const
+
+/** Refused with their own message: a gateway that pins these would accept forged or unsigned tokens. */
+export const REFUSED_ALGORITHMS = ['none', 'HS256', 'HS384', 'HS512'] as const
+
+export const REISSUE_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/* ------------------------------------------------------------------ scalars ------------------------------------------------------------------ */
+
+const nonEmptyString: Schema = { type: 'string', minLength: 1 }
+
+const stringList: Schema = { type: 'array', items: nonEmptyString }
+
+const nonEmptyStringList: Schema = { ...stringList, minItems: 1 }
+
+const duration: Schema = {
+  type: 'string',
+  pattern: DURATION_PATTERN,
+  'x-message': { pattern: DURATION_MESSAGE }
+}
+
+const withDefault = (schema: Schema, value: unknown): Schema => ({ ...schema, default: value })
+
+/** Route, issuer and upstream ids: they appear in logs, metric labels and `x-auth-route`. */
+const idName: Schema = {
+  type: 'string',
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  'x-message': { pattern: 'must start with a letter or digit and contain only letters, digits, ".", "_" and "-"' }
+}
+
+const httpUrl: Schema = {
+  type: 'string',
+  pattern: '^https?://[^\\s/?#]+[^\\s#]*$',
+  'x-message': { pattern: 'must be an http:// or https:// URL' }
+}
+
+/** An upstream base: origin plus optional base path, nothing after it. */
+const upstreamUrl: Schema = {
+  type: 'string',
+  pattern: '^https?://[^\\s/?#]+(?:/[^\\s?#]*)?$',
+  'x-message': { pattern: 'must be an http:// or https:// URL without query or fragment' }
+}
+
+/** A claim: a top-level name (dots and slashes are part of the name) or a list of nested segments. */
+const claimPath: Schema = { type: ['string', 'array'], minLength: 1, minItems: 1, items: nonEmptyString }
+
+/** Alternatives, first present wins: one claim path, or a list of them. */
+const claimAlternatives: Schema = { type: ['string', 'array'], minLength: 1, minItems: 1, items: claimPath }
+
+/** An HTTP field name (RFC 9110 token); compared without case. */
+const headerName: Schema = {
+  type: 'string',
+  pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+  'x-message': { pattern: 'must be an HTTP header name' }
+}
+
+const method: Schema = {
+  type: 'string',
+  pattern: '^[A-Z][A-Z0-9_-]*$',
+  'x-message': { pattern: 'must be an upper-case HTTP method such as GET' }
+}
+
+const algorithm: Schema = {
+  type: 'string',
+  not: { enum: REFUSED_ALGORITHMS },
+  enum: JWS_ALGORITHMS,
+  'x-message': { not: '{value} is refused: symmetric and none algorithms cannot be pinned' }
+}
+
+const object = (properties: Record<string, Schema>, extra: Schema = {}): Schema =>
+  ({ type: 'object', additionalProperties: false, properties, ...extra })
+
+/** A map whose keys the operator names (roles, clients, upstreams, headers). */
+const mapOf = (values: Schema, extra: Schema = {}): Schema =>
+  ({ type: 'object', additionalProperties: values, ...extra })
+
+/* ------------------------------------------------------------------ server ------------------------------------------------------------------ */
+
+const listener = (host: string, port: number): Schema => object({
+  host: withDefault(nonEmptyString, host),
+  port: { type: 'integer', minimum: 0, maximum: 65535, default: port }
+}, { default: {} })
+
+const server: Schema = object({
+  proxy: listener('0.0.0.0', 8080),
+  admin: listener('0.0.0.0', 9090),
+  trustProxy: { type: ['boolean', 'array'], items: nonEmptyString, default: false },
+  workers: {
+    type: ['integer', 'string'],
+    minimum: 1,
+    pattern: '^auto$',
+    default: 1,
+    'x-message': { type: 'must be a positive integer or "auto"', pattern: 'must be a positive integer or "auto"' }
+  },
+  requestTimeout: withDefault(duration, '30s'),
+  shutdownTimeout: withDefault(duration, '10s'),
+  maxHeaderSize: { type: 'integer', minimum: 1024, default: 16384 },
+  logLevel: { type: 'string', enum: LOG_LEVELS, default: 'info' }
+}, { default: {} })
+
+/* ------------------------------------------------------------------ issuers ------------------------------------------------------------------ */
+
+const claims: Schema = object({
+  scope: withDefault(claimAlternatives, ['scope', 'scp', 'permissions']),
+  roles: withDefault(claimPath, 'roles'),
+  clientId: withDefault(claimAlternatives, ['client_id', 'azp']),
+  subject: withDefault(claimPath, 'sub')
+}, { default: {} })
+
+const jwks: Schema = object({
+  refreshInterval: withDefault(duration, '10m'),
+  cooldown: withDefault(duration, '30s'),
+  timeout: withDefault(duration, '5s'),
+  maxStale: withDefault(duration, '24h'),
+  maxBytes: { type: 'integer', minimum: 1, default: 1048576 }
+}, { default: {} })
+
+/** Where keys come from: exactly one of `discovery: true` or `jwksUri`. */
+const keySource: Schema = {
+  if: { type: 'object', properties: { discovery: { const: true } }, required: ['discovery'] },
+  then: { properties: { jwksUri: { not: {}, 'x-message': { not: 'must not be set when discovery is true' } } } },
+  else: { required: ['jwksUri'], 'x-message': { required: 'is required unless discovery: true' } }
+}
+
+const issuer: Schema = object({
+  id: idName,
+  issuer: { type: 'string', pattern: '^\\S+$', 'x-message': { pattern: 'must be a non-empty string without spaces' } },
+  discovery: { type: 'boolean' },
+  jwksUri: httpUrl,
+  algorithms: { type: 'array', minItems: 1, items: algorithm },
+  audiences: nonEmptyStringList,
+  clockTolerance: withDefault(duration, '30s'),
+  requireTyp: { type: 'boolean', default: false },
+  claims,
+  jwks
+}, { required: ['id', 'issuer', 'algorithms', 'audiences'], ...keySource })
+
+/* ------------------------------------------------------------------ upstreams, reissue ------------------------------------------------------------------ */
+
+const upstream: Schema = object({
+  url: upstreamUrl,
+  timeout: withDefault(duration, '30s')
+}, { required: ['url'] })
+
+const reissue: Schema = object({
+  issuer: httpUrl,
+  ttl: withDefault(duration, '60s'),
+  algorithm: { type: 'string', enum: REISSUE_ALGORITHMS, default: 'ES256' },
+  keys: { type: 'array', minItems: 1, items: object({ file: nonEmptyString }, { required: ['file'] }) }
+}, { required: ['issuer', 'keys'] })
+
+/* ------------------------------------------------------------------ policy ------------------------------------------------------------------ */
+
+const allowDeny: Schema = object({ allow: stringList, deny: stringList })
+
+const allowDenyMissing: Schema = object({ allow: stringList, deny: stringList, denyMissing: { type: 'boolean' } })
+
+/** Principal (role or client id) to the scopes it grants; `"*"` grants every requested scope. */
+const grantMap: Schema = mapOf(stringList)
+
+const denyStatus: Schema = { type: 'integer', enum: [401, 403] }
+
+/** No defaults here: a route's policy is merged over `defaults.policy` key by key in `compile.ts`. */
+const policy: Schema = object({
+  issuers: nonEmptyStringList,
+  network: allowDeny,
+  audience: allowDenyMissing,
+  clients: allowDenyMissing,
+  grants: object({ roles: grantMap, clients: grantMap }),
+  scopes: object({ require: stringList, match: { type: 'string', enum: ['all', 'any'] } }),
+  denyStatus: object({ policy: denyStatus, scope: denyStatus })
+})
+
+/* ------------------------------------------------------------------ routes ------------------------------------------------------------------ */
+
+const match: Schema = object({
+  path: {
+    type: 'string',
+    pattern: '^/[^?#\\s]*$',
+    'x-message': { pattern: 'must start with "/" and hold no query, fragment or spaces' }
+  },
+  prefix: { type: 'boolean', default: false },
+  methods: { type: 'array', minItems: 1, uniqueItems: true, items: method }
+}, { required: ['path'] })
+
+const forward: Schema = object({
+  authorization: { type: 'string', enum: ['keep', 'strip', 'reissue'], default: 'keep' },
+  audience: nonEmptyString,
+  claims: mapOf(claimPath, { propertyNames: headerName })
+}, { default: {} })
+
+const route: Schema = object({
+  id: idName,
+  match,
+  upstream: nonEmptyString,
+  stripPrefix: { type: 'boolean', default: false },
+  auth: { type: 'string', enum: ['required', 'optional', 'none'], default: 'required' },
+  mode: { type: 'string', enum: ['enforce', 'audit'], default: 'enforce' },
+  policy: withDefault(policy, {}),
+  forward
+}, { required: ['id', 'match', 'upstream'] })
+
+/* ------------------------------------------------------------------ the whole file ------------------------------------------------------------------ */
+
+export const configSchema: Schema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://scopegate.dev/schemas/config.json',
+  title: 'scopegate config',
+  ...object({
+    server,
+    issuers: { type: 'array', items: issuer, default: [] },
+    upstreams: mapOf(upstream, { minProperties: 1, propertyNames: idName }),
+    reissue,
+    defaults: object({ policy: withDefault(policy, {}) }, { default: {} }),
+    routes: { type: 'array', minItems: 1, items: route }
+  }, { required: ['upstreams', 'routes'] })
+}
+
+/** The Ajv instance the validator is compiled with; exported so tests can compile fragments alike. */
+export const ajv = new Ajv({
+  allErrors: true,
+  useDefaults: true,
+  strict: true,
+  allowUnionTypes: true,
+  coerceTypes: false,
+  // errors carry the value and the schema object, so `load.ts` can word them and read `x-message`
+  verbose: true
+})
+ajv.addKeyword({ keyword: 'x-message', schemaType: 'object' })
+
+/**
+ * Validates a parsed, interpolated config in place, filling in every default. On success the value is a
+ * `RawConfig` except that `claims.scope` and `claims.clientId` may still be bare strings (see `load.ts`).
+ * Errors are Ajv's; `load.ts` turns them into problems.
+ */
+export const validateConfig: ValidateFunction = ajv.compile(configSchema)

@@ -1,0 +1,87 @@
+/**
+ * `scopegate demo` (`npm start`): the dev issuer, an echo upstream and the gateway on
+ * `config/demo.yaml`, which encodes every seed rule. It prints ready-to-paste curl lines with real
+ * tokens, one for an allow and one for each kind of deny, and keeps running until Ctrl-C.
+ */
+import { chmod, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { loadConfig } from '../config/read.js'
+import { Gateway } from '../gateway.js'
+import { createLogger } from '../logger.js'
+import { startDevIssuer, mintDemoToken, type MintRequest } from './dev-issuer.js'
+import { startEchoUpstream } from './echo-upstream.js'
+
+/** Where the running demo leaves its issuer key, so `scopegate token` can mint tokens it accepts. */
+export const DEMO_KEY_FILE = join(tmpdir(), 'scopegate-demo-key.json')
+export const DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url))
+
+interface Example {
+  title: string
+  expect: string
+  method?: string
+  path: string
+  token?: MintRequest
+  rawToken?: string
+}
+
+const EXAMPLES: Example[] = [
+  { title: 'allow: an editor reads todos; delete:todos is narrowed away', expect: '200, x-auth-scopes "read:todos write:todos"', path: '/todos', token: { sub: 'alice', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos write:todos delete:todos', roles: ['editor'] } },
+  { title: 'allow: an admin ("*") keeps every scope it asked for', expect: '200', method: 'DELETE', path: '/todos/42', token: { sub: 'root', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos write:todos delete:todos', roles: ['admin'] } },
+  { title: 'deny (seed rule): the audience is http://todoapi2.api', expect: '401 end_users_not_allowed', path: '/todos', token: { sub: 'alice', client: 'todo-web', aud: 'http://todoapi2.api', scope: 'read:todos', roles: ['editor'] } },
+  { title: 'deny (seed rule): the token has no audience', expect: '401 end_users_not_allowed', path: '/todos', token: { sub: 'alice', client: 'todo-web', scope: 'read:todos', roles: ['editor'] } },
+  { title: 'deny (seed rule): the application is CLIENT_ID', expect: '401 end_users_not_allowed', path: '/todos', token: { sub: 'alice', client: 'CLIENT_ID', aud: 'https://todo.api', scope: 'read:todos', roles: ['editor'] } },
+  { title: 'deny (role grants): a user may read but not write', expect: '403 insufficient_scope', method: 'POST', path: '/todos', token: { sub: 'bob', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos write:todos', roles: ['user'] } },
+  { title: 'deny (role grants): a role the policy does not name is granted nothing', expect: '403 insufficient_scope', path: '/todos', token: { sub: 'eve', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos', roles: ['intern'] } },
+  { title: 'deny (application association): todo-cli is granted read:reports only', expect: '403 insufficient_scope', path: '/reports/export', method: 'POST', token: { sub: 'carol', client: 'todo-cli', aud: 'https://todo.api', scope: 'read:reports export:reports' } },
+  { title: 'deny (location): /admin only from 10.0.0.0/8', expect: '401 end_users_not_allowed', path: '/admin/users', token: { sub: 'root', client: 'todo-web', aud: 'https://todo.api', scope: 'admin', roles: ['admin'] } },
+  { title: 'deny: no token', expect: '401 unauthorized', path: '/todos' },
+  { title: 'deny: an expired token', expect: '401 invalid_token', path: '/todos', token: { sub: 'alice', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos', roles: ['editor'], exp: -120 } },
+  { title: 'deny: a forged signature', expect: '401 invalid_token', path: '/todos', rawToken: 'forged' },
+  { title: 'deny: no route', expect: '404 no_route', path: '/nowhere' }
+]
+
+export async function runDemo (): Promise<void> {
+  const issuer = await startDevIssuer()
+  const upstream = await startEchoUpstream()
+  process.env.SCOPEGATE_DEMO_ISSUER = issuer.url
+  process.env.SCOPEGATE_DEMO_UPSTREAM = upstream.url
+  const config = await loadConfig(process.env.SCOPEGATE_CONFIG ?? DEMO_CONFIG)
+  const logger = createLogger({ level: (process.env.SCOPEGATE_LOG_LEVEL ?? 'info') as 'info', pretty: process.stdout.isTTY })
+  const gateway = new Gateway({ config, logger })
+  const { proxyUrl, adminUrl } = await gateway.start()
+
+  await writeFile(DEMO_KEY_FILE, JSON.stringify(issuer.key), { mode: 0o600 })
+  await chmod(DEMO_KEY_FILE, 0o600)
+
+  const out: string[] = [
+    '',
+    `scopegate demo: proxy ${proxyUrl}, admin ${adminUrl}`,
+    `  dev issuer ${issuer.url} (fresh ES256 key), echo upstream ${upstream.url}, config ${config.source}`,
+    ''
+  ]
+  for (const example of EXAMPLES) {
+    let token = example.rawToken
+    if (example.token !== undefined) token = await mintDemoToken(issuer.key, example.token)
+    if (token === 'forged') token = (await mintDemoToken(issuer.key, { aud: 'https://todo.api', scope: 'read:todos', roles: ['editor'] })).replace(/.{8}$/, 'AAAAAAAA')
+    const method = example.method === undefined ? '' : `-X ${example.method} `
+    const auth = token === undefined ? '' : `-H "Authorization: Bearer ${token}" `
+    out.push(`# ${example.title}  ->  ${example.expect}`)
+    out.push(`curl -i ${method}${auth}${proxyUrl}${example.path}`, '')
+  }
+  out.push(`# readiness: curl ${adminUrl}/readyz`)
+  out.push(`# explain a decision: npx scopegate explain --config config/demo.yaml --method GET --path /todos --claims claims.json`)
+  out.push(`# more tokens: npx scopegate token --sub alice --client todo-web --aud https://todo.api --scope "read:todos" --roles editor`)
+  out.push('# Ctrl-C to stop.', '')
+  process.stdout.write(out.join('\n') + '\n')
+
+  const stop = (): void => {
+    void gateway.close().then(async () => {
+      await Promise.all([issuer.close(), upstream.close()])
+      process.exit(0)
+    })
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}

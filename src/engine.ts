@@ -1,0 +1,56 @@
+/**
+ * Builds everything one compiled config needs at request time: the route table, a key store per
+ * issuer, the token cache and the verifier. A reload builds a new engine and swaps one reference;
+ * key stores whose key source did not change are carried over, so a reload never refetches them.
+ */
+import type { CompiledConfig, CompiledIssuer } from './config/types.js'
+import type { FetchLike } from './keys/fetch-json.js'
+import { KeyStore, type KeyStoreEvents } from './keys/key-store.js'
+import { buildRouteTable, type RouteTable } from './routing/route-table.js'
+import { TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from './token/token-cache.js'
+import { TokenVerifier } from './token/verify-token.js'
+
+export interface Engine {
+  config: CompiledConfig
+  routes: RouteTable
+  verifier: TokenVerifier
+  keyStores: ReadonlyMap<string, KeyStore>
+  tokenCache: TokenCache
+}
+
+export interface EngineOptions {
+  fetch?: FetchLike
+  /** Milliseconds since the epoch; injected by tests. */
+  now?: () => number
+  keyEvents?: KeyStoreEvents
+  tokenCache?: Partial<Omit<TokenCacheOptions, 'now'>>
+}
+
+/** What decides whether two issuers' key stores are interchangeable. */
+function keySource (issuer: CompiledIssuer): string {
+  return JSON.stringify([issuer.id, issuer.issuer, issuer.keys, issuer.jwks])
+}
+
+export function buildEngine (config: CompiledConfig, previous: Engine | null, options: EngineOptions = {}): Engine {
+  const now = options.now ?? Date.now
+  const keyStores = new Map<string, KeyStore>()
+  for (const issuer of config.issuersById.values()) {
+    const old = previous?.keyStores.get(issuer.id)
+    keyStores.set(issuer.id, old !== undefined && keySource(old.issuer) === keySource(issuer)
+      ? old
+      : new KeyStore(issuer, { fetch: options.fetch, now, events: options.keyEvents }))
+  }
+  const tokenCache = new TokenCache({ ...TOKEN_CACHE_DEFAULTS, ...options.tokenCache, now })
+  return {
+    config,
+    routes: buildRouteTable(config.routes),
+    verifier: new TokenVerifier(config, keyStores, tokenCache, now),
+    keyStores,
+    tokenCache
+  }
+}
+
+/** Start fetching keys for every store that has none yet; resolves when each has answered once. */
+export async function loadKeys (engine: Engine): Promise<void> {
+  await Promise.all([...engine.keyStores.values()].filter((s) => s.status().state === 'starting').map((s) => s.refresh()))
+}

@@ -1,0 +1,113 @@
+/**
+ * The one error type of the request path. Every denial and every failure a client can cause or see is a
+ * `GatewayError`: a stable `code` (the OAuth `error` value of the contract), the HTTP status, a stable
+ * `reason` for logs and metrics, a public description that is safe to send, and a log-only detail.
+ * Nothing else reaches a client: see `http/reply-error.ts`, the one place that turns it into a reply.
+ */
+
+/** The public `error` values of the contract (section 5). */
+export type ErrorCode =
+  | 'unauthorized'
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'end_users_not_allowed'
+  | 'insufficient_scope'
+  | 'no_route'
+  | 'request_header_fields_too_large'
+  | 'temporarily_unavailable'
+  | 'bad_gateway'
+  | 'gateway_timeout'
+  | 'server_error'
+
+/** Stable, finer-grained reason ids: one per check that can fail. Used in logs and metric labels. */
+export type Reason =
+  | 'token_missing'
+  | 'authorization_malformed'
+  | 'authorization_duplicated'
+  | 'path_invalid'
+  | 'no_route'
+  | 'token_malformed'
+  | 'token_issuer_unknown'
+  | 'token_issuer_not_allowed'
+  | 'token_algorithm_not_allowed'
+  | 'token_key_unknown'
+  | 'token_signature_invalid'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'token_claim_invalid'
+  | 'token_type_invalid'
+  | 'token_audience_invalid'
+  | 'keys_unavailable'
+  | 'network_denied'
+  | 'audience_denied'
+  | 'audience_missing'
+  | 'client_denied'
+  | 'client_missing'
+  | 'scope_insufficient'
+  | 'headers_too_large'
+  | 'request_malformed'
+  | 'upstream_refused'
+  | 'upstream_reset'
+  | 'upstream_timeout'
+  | 'internal'
+
+export interface GatewayErrorOptions {
+  /** Log-only detail: may name claim values, never the token. */
+  detail?: string
+  /** `scope="…"` of WWW-Authenticate, for insufficient_scope. */
+  scope?: string
+  /** Seconds, for 503 `Retry-After`. */
+  retryAfter?: number
+  cause?: unknown
+}
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly reason: Reason
+  /** Safe to send to the client. A fixed text per reason: it never echoes client input. */
+  readonly description: string
+  readonly detail: string | undefined
+  readonly scope: string | undefined
+  readonly retryAfter: number | undefined
+
+  constructor (status: number, code: ErrorCode, reason: Reason, description: string, options: GatewayErrorOptions = {}) {
+    super(description, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'GatewayError'
+    this.status = status
+    this.code = code
+    this.reason = reason
+    this.description = description
+    this.detail = options.detail
+    this.scope = options.scope
+    this.retryAfter = options.retryAfter
+  }
+}
+
+/** Constructors for each row of the contract's response table, so call sites read as the table does. */
+export const deny = {
+  tokenMissing: () =>
+    new GatewayError(401, 'unauthorized', 'token_missing', 'a bearer token is required'),
+  badRequest: (reason: Reason, description: string, detail?: string) =>
+    new GatewayError(400, 'invalid_request', reason, description, { detail }),
+  invalidToken: (reason: Reason, description: string, detail?: string, cause?: unknown) =>
+    new GatewayError(401, 'invalid_token', reason, description, { detail, cause }),
+  policy: (status: number, reason: Reason, description: string, detail?: string) =>
+    new GatewayError(status, 'end_users_not_allowed', reason, description, { detail }),
+  insufficientScope: (status: number, required: readonly string[], detail?: string) =>
+    new GatewayError(status, 'insufficient_scope', 'scope_insufficient',
+      'the token does not grant the scopes this route requires', { scope: required.join(' '), detail }),
+  noRoute: (detail?: string) =>
+    new GatewayError(404, 'no_route', 'no_route', 'no route matches this request', { detail }),
+  keysUnavailable: (retryAfter: number, detail?: string) =>
+    new GatewayError(503, 'temporarily_unavailable', 'keys_unavailable',
+      'the token issuer\'s keys are temporarily unavailable', { retryAfter, detail }),
+  internal: (detail?: string, cause?: unknown) =>
+    new GatewayError(500, 'server_error', 'internal', 'internal error', { detail, cause })
+} as const
+
+/** Anything thrown that is not a GatewayError becomes a generic server_error: its message stays in the log. */
+export function toGatewayError (err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err
+  return deny.internal(err instanceof Error ? err.message : String(err), err)
+}

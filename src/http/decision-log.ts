@@ -1,0 +1,71 @@
+/**
+ * One JSON log line per decision (contract §8): route, method, normalized path, decision, reason, the
+ * principal, the effective scopes, the status, upstream status and latency. Tokens and Authorization
+ * headers are never passed to the logger, so they cannot be logged.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger as Logger } from 'fastify'
+import type { GatewayError } from '../errors.js'
+
+export interface DecisionRecord {
+  route: string | null
+  method: string
+  path: string | null
+  decision: 'allow' | 'deny' | 'audit_deny'
+  reason: string
+  status: number
+  upstreamStatus: number | null
+  sub: string | null
+  clientId: string | null
+  scopes: string
+  latencyMs: number
+}
+
+export interface DecisionLog {
+  record (request: FastifyRequest, reply: FastifyReply): void
+  upstreamFailed (request: FastifyRequest, error: GatewayError): void
+}
+
+/** Called with every finished decision, e.g. to count it in metrics. */
+export type DecisionListener = (record: DecisionRecord) => void
+
+export function createDecisionLog (logger: Logger, listeners: DecisionListener[] = []): DecisionLog {
+  const upstreamFailures = new WeakMap<FastifyRequest, GatewayError>()
+  return {
+    upstreamFailed (request, error) { upstreamFailures.set(request, error) },
+    record (request, reply) {
+      const decision = request.decision
+      const latencyMs = request.startedAt === 0n ? 0 : Number(process.hrtime.bigint() - request.startedAt) / 1e6
+      const failure = upstreamFailures.get(request)
+      let record: DecisionRecord
+      if (decision === null) {
+        // Answered before a decision was made (framework-level errors).
+        record = {
+          route: null, method: request.method, path: null, decision: 'deny', reason: reply.statusCode === 404 ? 'no_route' : 'request_malformed',
+          status: reply.statusCode, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
+        }
+      } else {
+        const token = decision.token
+        const error = decision.allowed ? decision.audit : decision.error
+        record = {
+          route: decision.route?.id ?? null,
+          method: request.method,
+          path: decision.path,
+          decision: decision.allowed ? (decision.audit === null ? 'allow' : 'audit_deny') : 'deny',
+          reason: failure?.reason ?? error?.reason ?? 'allowed',
+          status: reply.statusCode,
+          upstreamStatus: decision.allowed && failure === undefined ? reply.statusCode : null,
+          sub: token?.subject ?? null,
+          clientId: token?.clientId ?? null,
+          scopes: decision.scopes.join(' '),
+          latencyMs: Math.round(latencyMs * 1000) / 1000
+        }
+        const detail = failure?.detail ?? error?.detail
+        if (detail !== undefined) (record as DecisionRecord & { detail?: string }).detail = detail
+      }
+      for (const listener of listeners) listener(record)
+      if (record.decision === 'allow') logger.info(record, 'decision')
+      else logger.warn(record, 'decision')
+    }
+  }
+}

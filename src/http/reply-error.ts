@@ -1,0 +1,46 @@
+/**
+ * The one place a GatewayError becomes a response: JSON body `{error, error_description}`, no-store,
+ * and for 401/403 an RFC 6750 `WWW-Authenticate` challenge. A request that brought no credentials gets
+ * the bare challenge (RFC 6750 §3.1). Only the fixed public description is sent; detail stays in the log.
+ */
+import type { FastifyReply } from 'fastify'
+import type { GatewayError } from '../errors.js'
+
+export const REALM = 'scopegate'
+
+function quoted (text: string): string {
+  return `"${text.replace(/["\\]/g, '\\$&')}"`
+}
+
+export function wwwAuthenticate (err: GatewayError): string {
+  let value = `Bearer realm=${quoted(REALM)}`
+  if (err.code === 'unauthorized') return value
+  value += `, error=${quoted(err.code)}, error_description=${quoted(err.description)}`
+  if (err.scope !== undefined) value += `, scope=${quoted(err.scope)}`
+  return value
+}
+
+export function errorHeaders (err: GatewayError): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store'
+  }
+  if (err.status === 401 || err.status === 403) headers['www-authenticate'] = wwwAuthenticate(err)
+  if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter)
+  return headers
+}
+
+export function errorBody (err: GatewayError): string {
+  return JSON.stringify({ error: err.code, error_description: err.description })
+}
+
+export function sendError (reply: FastifyReply, err: GatewayError): FastifyReply {
+  return reply.code(err.status).headers(errorHeaders(err)).send(errorBody(err))
+}
+
+/** A whole HTTP/1.1 response, for errors answered on the raw socket before any request object exists. */
+export function rawErrorResponse (err: GatewayError, statusText: string): string {
+  const body = errorBody(err)
+  const headers = { ...errorHeaders(err), 'content-length': String(Buffer.byteLength(body)), connection: 'close' }
+  return `HTTP/1.1 ${err.status} ${statusText}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`
+}

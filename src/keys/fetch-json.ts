@@ -1,0 +1,74 @@
+/**
+ * A bounded JSON fetch for key material: a deadline over the whole exchange, a byte limit enforced while
+ * reading (the rest is never read), no redirects followed, and an error that says which limit was hit.
+ */
+
+export type FetchFailure = 'timeout' | 'network' | 'status' | 'redirect' | 'too_large' | 'not_json'
+
+export class FetchJsonError extends Error {
+  readonly kind: FetchFailure
+  constructor (kind: FetchFailure, message: string) {
+    super(message)
+    this.name = 'FetchJsonError'
+    this.kind = kind
+  }
+}
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>
+
+export interface FetchJsonOptions {
+  timeoutMs: number
+  maxBytes: number
+  fetch?: FetchLike
+}
+
+async function readBounded (response: Response, maxBytes: number): Promise<Buffer> {
+  const declared = Number(response.headers.get('content-length'))
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await response.body?.cancel()
+    throw new FetchJsonError('too_large', `body of ${declared} bytes exceeds maxBytes ${maxBytes}`)
+  }
+  if (response.body === null) return Buffer.alloc(0)
+  const chunks: Uint8Array[] = []
+  let total = 0
+  const reader = response.body.getReader()
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    total += value.byteLength
+    if (total > maxBytes) {
+      await reader.cancel()
+      throw new FetchJsonError('too_large', `body exceeds maxBytes ${maxBytes}`)
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks)
+}
+
+export async function fetchJson (url: string, options: FetchJsonOptions): Promise<unknown> {
+  const doFetch = options.fetch ?? (globalThis.fetch as FetchLike)
+  const signal = AbortSignal.timeout(options.timeoutMs)
+  try {
+    const response = await doFetch(url, { redirect: 'manual', signal, headers: { accept: 'application/json' } })
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel()
+      throw new FetchJsonError('redirect', `answered ${response.status}; redirects are not followed`)
+    }
+    if (response.status !== 200) {
+      await response.body?.cancel()
+      throw new FetchJsonError('status', `answered HTTP ${response.status}`)
+    }
+    const body = await readBounded(response, options.maxBytes)
+    try {
+      return JSON.parse(body.toString('utf8'))
+    } catch {
+      const type = response.headers.get('content-type') ?? 'no content-type'
+      throw new FetchJsonError('not_json', `body is not JSON (${type}, ${body.length} bytes)`)
+    }
+  } catch (err) {
+    if (err instanceof FetchJsonError) throw err
+    if (signal.aborted) throw new FetchJsonError('timeout', `no complete answer within ${options.timeoutMs} ms`)
+    const cause = (err as { cause?: { code?: string } }).cause?.code
+    throw new FetchJsonError('network', `${(err as Error).message}${cause === undefined ? '' : ` (${cause})`}`)
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * A route's policy, in the contract's order: network, issuer, audience, client, then scope narrowing and
+ * required scopes. Each check is a plain function that passes or throws a GatewayError.
+ */
+import { checkAudience } from './check-audience.js'
+import { checkClient } from './check-client.js'
+import { checkIssuer } from './check-issuer.js'
+import { checkNetwork } from './check-network.js'
+import type { PolicyInput } from './context.js'
+import { narrowScopes } from './narrow-scopes.js'
+import { requireScopes } from './require-scopes.js'
+
+export type PolicyCheck = (input: PolicyInput) => void
+
+/** The checks run before narrowing, in order. Anonymous requests (token null) pass the token checks. */
+export const POLICY_CHECKS: ReadonlyArray<readonly [name: string, check: PolicyCheck]> = [
+  ['network', checkNetwork],
+  ['issuer', checkIssuer],
+  ['audience', checkAudience],
+  ['client', checkClient]
+]
+
+/** Runs the policy; returns the effective (narrowed) scopes. */
+export function applyPolicy (input: PolicyInput): readonly string[] {
+  for (const [, check] of POLICY_CHECKS) check(input)
+  if (input.token === null) return []
+  const effective = narrowScopes(input)
+  requireScopes(input.policy, effective)
+  return effective
+}

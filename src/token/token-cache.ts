@@ -1,0 +1,67 @@
+/**
+ * Verified tokens, so a token seen again costs a hash lookup instead of a signature check. Bounded by
+ * entries and by bytes; an entry lives no longer than its token's `exp`, and `exp` is checked again on
+ * every read with the verifier's clock. Only the verification is cached: route policy is applied afresh
+ * on every request. An entry whose signing key has left the JWKS is dropped by the verifier.
+ */
+import { LRUCache } from 'lru-cache'
+import type { VerifiedToken } from './verify-token.js'
+
+export interface TokenCacheOptions {
+  /** Most entries. */
+  maxEntries: number
+  /** Most bytes, counted as token length plus the size of the claims. */
+  maxBytes: number
+  /** Longest life of an entry, milliseconds, whatever the token's exp. */
+  maxTtlMs: number
+  /** Milliseconds since the epoch. */
+  now: () => number
+}
+
+export const TOKEN_CACHE_DEFAULTS = { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, maxTtlMs: 10 * 60_000 } as const
+
+export class TokenCache {
+  private readonly lru: LRUCache<string, VerifiedToken>
+  private readonly now: () => number
+  private readonly maxTtlMs: number
+  hits = 0
+  misses = 0
+
+  constructor (options: TokenCacheOptions) {
+    this.now = options.now
+    this.maxTtlMs = options.maxTtlMs
+    this.lru = new LRUCache<string, VerifiedToken>({
+      max: options.maxEntries,
+      maxSize: options.maxBytes,
+      // Entries too large to be worth keeping (over 1/16 of the budget) are simply not stored.
+      maxEntrySize: Math.max(1, Math.floor(options.maxBytes / 16)),
+      sizeCalculation: (value, key) => key.length + value.size,
+      ttlAutopurge: false,
+      perf: { now: () => this.now() }
+    })
+  }
+
+  get size (): number { return this.lru.size }
+
+  /** The cached verification, if present and its token is still within exp (+ clock tolerance). */
+  get (token: string): VerifiedToken | undefined {
+    const hit = this.lru.get(token)
+    if (hit === undefined) { this.misses++; return undefined }
+    if (this.now() / 1000 > hit.expiresAt + hit.issuer.clockToleranceSec) {
+      this.lru.delete(token)
+      this.misses++
+      return undefined
+    }
+    this.hits++
+    return hit
+  }
+
+  set (token: string, verified: VerifiedToken): void {
+    const ttl = Math.min(this.maxTtlMs, (verified.expiresAt + verified.issuer.clockToleranceSec) * 1000 - this.now())
+    if (ttl <= 0) return
+    this.lru.set(token, verified, { ttl })
+  }
+
+  delete (token: string): void { this.lru.delete(token) }
+  clear (): void { this.lru.clear() }
+}

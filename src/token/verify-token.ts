@@ -1,0 +1,97 @@
+/**
+ * Verifies a bearer JWT against the configured issuers: the issuer is chosen by exact `iss`, never
+ * fetched for an unknown one; the algorithm must be pinned for that issuer; the key comes from that
+ * issuer's key store by kid; then signature, `exp`/`nbf` with clock tolerance, `typ`, and `aud` against
+ * the issuer's accepted audiences. A token without `aud` passes here and is judged by the route's
+ * audience policy, so the seed rule "deny when the audience is missing" answers `end_users_not_allowed`.
+ * Route-specific checks (which issuers, which audiences) belong to the policy, not to this cache.
+ */
+import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
+import { deny } from '../errors.js'
+import type { KeyEntry } from '../keys/import-jwk.js'
+import type { KeyStore } from '../keys/key-store.js'
+import { identityClaims, type IdentityClaims } from './claims.js'
+import { parseJwt, type JwtPayload } from './parse-jwt.js'
+import type { TokenCache } from './token-cache.js'
+import { verifySignature } from './verify-signature.js'
+
+export interface VerifiedToken extends IdentityClaims {
+  issuer: CompiledIssuer
+  claims: JwtPayload
+  /** `exp`, seconds since the epoch. */
+  expiresAt: number
+  key: KeyEntry
+  /** Approximate bytes held, for the cache's byte bound. */
+  size: number
+}
+
+const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
+
+export class TokenVerifier {
+  private readonly config: CompiledConfig
+  private readonly keyStores: ReadonlyMap<string, KeyStore>
+  private readonly cache: TokenCache | null
+  private readonly now: () => number
+
+  constructor (config: CompiledConfig, keyStores: ReadonlyMap<string, KeyStore>, cache: TokenCache | null, now: () => number = Date.now) {
+    this.config = config
+    this.keyStores = keyStores
+    this.cache = cache
+    this.now = now
+  }
+
+  async verify (token: string): Promise<VerifiedToken> {
+    const cached = this.cache?.get(token)
+    if (cached !== undefined) {
+      if (this.keyStores.get(cached.issuer.id)?.isCurrent(cached.key) === true) return cached
+      this.cache?.delete(token)
+    }
+    const verified = await this.verifyUncached(token)
+    this.cache?.set(token, verified)
+    return verified
+  }
+
+  private async verifyUncached (token: string): Promise<VerifiedToken> {
+    const { header, payload, signingInput, signature } = parseJwt(token)
+
+    if (typeof payload.iss !== 'string') throw deny.invalidToken('token_issuer_unknown', 'the token has no issuer')
+    const issuer = this.config.issuersByIss.get(payload.iss)
+    const store = issuer === undefined ? undefined : this.keyStores.get(issuer.id)
+    if (issuer === undefined || store === undefined) {
+      throw deny.invalidToken('token_issuer_unknown', 'the token issuer is not accepted', `iss ${JSON.stringify(payload.iss)} is not configured`)
+    }
+
+    const alg = header.alg
+    if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) {
+      throw deny.invalidToken('token_algorithm_not_allowed', 'the token algorithm is not allowed', `alg ${JSON.stringify(alg)} not pinned for ${issuer.id}`)
+    }
+    // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
+    if (header.crit !== undefined) throw deny.invalidToken('token_malformed', 'the token uses unsupported header extensions', 'crit header present')
+    if (header.kid !== undefined && typeof header.kid !== 'string') throw deny.invalidToken('token_malformed', 'the token is not a well-formed JWT', 'kid is not a string')
+    if (issuer.requireTyp && !(typeof header.typ === 'string' && AT_JWT.has(header.typ.toLowerCase()))) {
+      throw deny.invalidToken('token_type_invalid', 'the token is not an access token (typ at+jwt)', `typ ${JSON.stringify(header.typ)}`)
+    }
+
+    const key = await store.getKey(header.kid ?? '', alg)
+    if (!verifySignature(alg, key.key, signingInput, signature)) {
+      throw deny.invalidToken('token_signature_invalid', 'the token signature is invalid', `issuer ${issuer.id} kid ${JSON.stringify(key.kid)}`)
+    }
+
+    const now = this.now() / 1000
+    const tolerance = issuer.clockToleranceSec
+    const { exp, nbf, iat } = payload
+    if (typeof exp !== 'number' || !Number.isFinite(exp)) throw deny.invalidToken('token_claim_invalid', 'the token has no valid exp claim')
+    if (now > exp + tolerance) throw deny.invalidToken('token_expired', 'the token has expired', `exp ${exp}, now ${Math.floor(now)}`)
+    if (nbf !== undefined && (typeof nbf !== 'number' || now + tolerance < nbf)) {
+      throw deny.invalidToken('token_not_yet_valid', 'the token is not valid yet', `nbf ${String(nbf)}, now ${Math.floor(now)}`)
+    }
+    if (iat !== undefined && typeof iat !== 'number') throw deny.invalidToken('token_claim_invalid', 'the token has an invalid iat claim')
+
+    const identity = identityClaims(payload, issuer.claims)
+    if (payload.aud !== undefined && (identity.audiences === null || !identity.audiences.some((a) => issuer.audiences.has(a)))) {
+      throw deny.invalidToken('token_audience_invalid', 'the token audience is not accepted', `aud ${JSON.stringify(payload.aud)} not among ${issuer.id}'s audiences`)
+    }
+
+    return { ...identity, issuer, claims: payload, expiresAt: exp, key, size: signingInput.length * 2 }
+  }
+}
