@@ -1,0 +1,246 @@
+/**
+ * Pins the JSON Schema (`src/config/schema.ts`) to the `RawConfig` type (`src/config/types.ts`):
+ * a change to one that is not made to the other breaks either this file's compilation or its tests.
+ */
+import t from 'tap'
+import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
+import type { RawConfig, RawForward, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream } from '../../src/config/types.js'
+
+const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
+  issuers: ['primary', 'secondary'],
+  network: { allow: ['10.0.0.0/8'], deny: ['10.6.6.0/24'] },
+  audience: { allow: ['https://todo.api'], deny: ['http://todoapi2.api'], denyMissing: true },
+  clients: { allow: ['todo-web'], deny: ['CLIENT_ID'], denyMissing: false },
+  grants: { roles: { admin: ['*'], user: ['read:todos'] }, clients: { 'todo-cli': ['read:todos'] } },
+  scopes: { require: ['read:todos'], match: 'any' },
+  denyStatus: { policy: 403, scope: 401 }
+}
+
+/** A config with every optional field set, each to a value other than its default. */
+const everyField: RawConfig = {
+  server: {
+    proxy: { host: '127.0.0.1', port: 0 },
+    admin: { host: '::1', port: 19090 },
+    trustProxy: ['10.0.0.0/8', '192.168.0.1'],
+    workers: 'auto',
+    requestTimeout: '15s',
+    shutdownTimeout: '2500ms',
+    maxHeaderSize: 32768,
+    logLevel: 'debug'
+  },
+  issuers: [
+    {
+      id: 'primary',
+      issuer: 'https://tenant.example.com/',
+      discovery: false,
+      jwksUri: 'https://tenant.example.com/.well-known/jwks.json',
+      algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
+      audiences: ['https://todo.api', 'https://other.api'],
+      clockTolerance: '1.5s',
+      requireTyp: true,
+      claims: {
+        scope: ['scp', ['realm_access', 'scope']],
+        roles: ['realm_access', 'roles'],
+        clientId: ['azp'],
+        subject: ['ext', 'uid']
+      },
+      jwks: { refreshInterval: '1h', cooldown: '1m', timeout: '2s', maxStale: '1d', maxBytes: 65536 }
+    },
+    {
+      id: 'secondary',
+      issuer: 'https://idp.example.org',
+      discovery: true,
+      algorithms: ['ES384'],
+      audiences: ['api'],
+      clockTolerance: '0s',
+      requireTyp: false,
+      claims: { scope: ['scope'], roles: 'https://example.com/roles', clientId: ['client_id'], subject: 'sub' },
+      jwks: { refreshInterval: '10m', cooldown: '30s', timeout: '5s', maxStale: '24h', maxBytes: 1048576 }
+    }
+  ],
+  upstreams: {
+    todo: { url: 'http://todo-api:3000', timeout: '45s' },
+    'billing.v2': { url: 'https://billing.internal/api/v2', timeout: '30s' }
+  },
+  reissue: {
+    issuer: 'https://scopegate.internal',
+    ttl: '2m',
+    algorithm: 'EdDSA',
+    keys: [{ file: '/etc/scopegate/keys/current.jwk.json' }, { file: '/etc/scopegate/keys/previous.pem' }]
+  },
+  defaults: { policy: fullPolicy },
+  routes: [
+    {
+      id: 'todos-read',
+      match: { path: '/todos', prefix: true, methods: ['GET', 'HEAD'] },
+      upstream: 'todo',
+      stripPrefix: true,
+      auth: 'optional',
+      mode: 'audit',
+      policy: fullPolicy,
+      forward: {
+        authorization: 'reissue',
+        audience: 'https://todo.internal',
+        claims: { 'x-tenant-id': 'tenant', 'X-Org': ['org', 'id'] }
+      }
+    }
+  ]
+}
+
+t.test('a config with every field set is accepted unchanged', async (t) => {
+  const copy = structuredClone(everyField)
+  t.ok(validateConfig(copy), JSON.stringify(validateConfig.errors))
+  t.strictSame(copy, everyField)
+})
+
+/* ------------------------------------------------------------------ keys ------------------------------------------------------------------ */
+
+/**
+ * For each key of T: 'optional' where the type says `?`, else 'required' or 'default' (the schema
+ * requires it, or fills it in). An object literal of this type must name exactly T's keys.
+ */
+type Presence<T> = { [K in keyof T]-?: {} extends Pick<T, K> ? 'optional' : 'required' | 'default' }
+
+type Schema = Record<string, unknown>
+
+/** The sub-schema at a path of property names; '[]' steps into list items, '{}' into map values. */
+function schemaAt (...path: string[]): Schema {
+  let node: Schema = configSchema
+  for (const step of path) {
+    const next = step === '[]' ? node.items : step === '{}' ? node.additionalProperties : (node.properties as Record<string, unknown>)[step]
+    if (typeof next !== 'object' || next === null) throw new Error(`no schema at ${path.join('.')}`)
+    node = next as Schema
+  }
+  return node
+}
+
+function presenceInSchema (schema: Schema): Record<string, string> {
+  const required = (schema.required ?? []) as string[]
+  const properties = schema.properties as Record<string, Schema>
+  return Object.fromEntries(Object.entries(properties).map(([key, property]) =>
+    [key, required.includes(key) ? 'required' : 'default' in property ? 'default' : 'optional']))
+}
+
+const sorted = (record: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(record).sort(([a], [b]) => a.localeCompare(b)))
+
+const listener: Presence<RawListener> = { host: 'default', port: 'default' }
+const policyKeys: Presence<RawPolicy> = {
+  issuers: 'optional',
+  network: 'optional',
+  audience: 'optional',
+  clients: 'optional',
+  grants: 'optional',
+  scopes: 'optional',
+  denyStatus: 'optional'
+}
+const allowDenyMissing: Presence<NonNullable<RawPolicy['audience']>> = { allow: 'optional', deny: 'optional', denyMissing: 'optional' }
+
+const objects: Array<[string, string[], Record<string, string>]> = [
+  ['RawConfig', [], {
+    server: 'default', issuers: 'default', upstreams: 'required', reissue: 'optional', defaults: 'default', routes: 'required'
+  } satisfies Presence<RawConfig>],
+  ['RawServer', ['server'], {
+    proxy: 'default',
+    admin: 'default',
+    trustProxy: 'default',
+    workers: 'default',
+    requestTimeout: 'default',
+    shutdownTimeout: 'default',
+    maxHeaderSize: 'default',
+    logLevel: 'default'
+  } satisfies Presence<RawServer>],
+  ['RawListener (proxy)', ['server', 'proxy'], listener],
+  ['RawListener (admin)', ['server', 'admin'], listener],
+  ['RawIssuer', ['issuers', '[]'], {
+    id: 'required',
+    issuer: 'required',
+    discovery: 'optional',
+    jwksUri: 'optional',
+    algorithms: 'required',
+    audiences: 'required',
+    clockTolerance: 'default',
+    requireTyp: 'default',
+    claims: 'default',
+    jwks: 'default'
+  } satisfies Presence<RawIssuer>],
+  ['RawIssuer.claims', ['issuers', '[]', 'claims'], {
+    scope: 'default', roles: 'default', clientId: 'default', subject: 'default'
+  } satisfies Presence<RawIssuer['claims']>],
+  ['RawJwksOptions', ['issuers', '[]', 'jwks'], {
+    refreshInterval: 'default', cooldown: 'default', timeout: 'default', maxStale: 'default', maxBytes: 'default'
+  } satisfies Presence<RawJwksOptions>],
+  ['RawUpstream', ['upstreams', '{}'], { url: 'required', timeout: 'default' } satisfies Presence<RawUpstream>],
+  ['RawReissue', ['reissue'], {
+    issuer: 'required', ttl: 'default', algorithm: 'default', keys: 'required'
+  } satisfies Presence<RawReissue>],
+  ['RawReissue.keys[]', ['reissue', 'keys', '[]'], { file: 'required' } satisfies Presence<RawReissue['keys'][number]>],
+  ['RawConfig.defaults', ['defaults'], { policy: 'default' } satisfies Presence<RawConfig['defaults']>],
+  ['RawPolicy (defaults)', ['defaults', 'policy'], policyKeys],
+  ['RawPolicy (route)', ['routes', '[]', 'policy'], policyKeys],
+  ['RawPolicy.network', ['routes', '[]', 'policy', 'network'], {
+    allow: 'optional', deny: 'optional'
+  } satisfies Presence<NonNullable<RawPolicy['network']>>],
+  ['RawPolicy.audience', ['routes', '[]', 'policy', 'audience'], allowDenyMissing],
+  ['RawPolicy.clients', ['routes', '[]', 'policy', 'clients'], allowDenyMissing satisfies Presence<NonNullable<RawPolicy['clients']>>],
+  ['RawPolicy.grants', ['routes', '[]', 'policy', 'grants'], {
+    roles: 'optional', clients: 'optional'
+  } satisfies Presence<NonNullable<RawPolicy['grants']>>],
+  ['RawPolicy.scopes', ['routes', '[]', 'policy', 'scopes'], {
+    require: 'optional', match: 'optional'
+  } satisfies Presence<NonNullable<RawPolicy['scopes']>>],
+  ['RawPolicy.denyStatus', ['routes', '[]', 'policy', 'denyStatus'], {
+    policy: 'optional', scope: 'optional'
+  } satisfies Presence<NonNullable<RawPolicy['denyStatus']>>],
+  ['RawRoute', ['routes', '[]'], {
+    id: 'required',
+    match: 'required',
+    upstream: 'required',
+    stripPrefix: 'default',
+    auth: 'default',
+    mode: 'default',
+    policy: 'default',
+    forward: 'default'
+  } satisfies Presence<RawRoute>],
+  ['RawRoute.match', ['routes', '[]', 'match'], {
+    path: 'required', prefix: 'default', methods: 'optional'
+  } satisfies Presence<RawRoute['match']>],
+  ['RawForward', ['routes', '[]', 'forward'], {
+    authorization: 'default', audience: 'optional', claims: 'optional'
+  } satisfies Presence<RawForward>]
+]
+
+for (const [name, path, keys] of objects) {
+  t.test(`the schema of ${name} has the type's keys, required or defaulted as the type needs`, async (t) => {
+    const schema = schemaAt(...path)
+    t.equal(schema.additionalProperties, false, 'unknown keys are refused')
+    t.strictSame(sorted(presenceInSchema(schema)), sorted(keys))
+  })
+}
+
+/* ------------------------------------------------------------------ enums ------------------------------------------------------------------ */
+
+/** The members of a string union, from an object that must name each exactly once. */
+const membersOf = <T extends string | number>(table: Record<T, true>): string[] => Object.keys(table).sort()
+
+const enums: Array<[string, string[], string[]]> = [
+  ['server.logLevel', ['server', 'logLevel'], membersOf<RawServer['logLevel']>({ fatal: true, error: true, warn: true, info: true, debug: true, trace: true, silent: true })],
+  ['reissue.algorithm', ['reissue', 'algorithm'], membersOf<RawReissue['algorithm']>({ ES256: true, EdDSA: true, RS256: true, PS256: true })],
+  ['route auth', ['routes', '[]', 'auth'], membersOf<RawRoute['auth']>({ required: true, optional: true, none: true })],
+  ['route mode', ['routes', '[]', 'mode'], membersOf<RawRoute['mode']>({ enforce: true, audit: true })],
+  ['forward.authorization', ['routes', '[]', 'forward', 'authorization'], membersOf<RawForward['authorization']>({ keep: true, strip: true, reissue: true })],
+  ['scopes.match', ['routes', '[]', 'policy', 'scopes', 'match'], membersOf<NonNullable<NonNullable<RawPolicy['scopes']>['match']>>({ all: true, any: true })],
+  ['denyStatus.policy', ['routes', '[]', 'policy', 'denyStatus', 'policy'], membersOf<NonNullable<NonNullable<RawPolicy['denyStatus']>['policy']>>({ 401: true, 403: true })]
+]
+
+for (const [name, path, members] of enums) {
+  t.test(`the schema's values for ${name} are the type's`, async (t) => {
+    t.strictSame((schemaAt(...path).enum as unknown[]).map(String).sort(), members)
+  })
+}
+
+t.test('the exported enum constants are the schema\'s', async (t) => {
+  t.strictSame(schemaAt('server', 'logLevel').enum, LOG_LEVELS)
+  t.strictSame(schemaAt('reissue', 'algorithm').enum, REISSUE_ALGORITHMS)
+  t.strictSame(schemaAt('issuers', '[]', 'algorithms', '[]').enum, JWS_ALGORITHMS)
+})
