@@ -64,9 +64,16 @@ export class Gateway {
 
   /** Fetch every issuer's keys once, then open both listeners. */
   async start (listen: { proxy?: { host: string, port: number }, admin?: { host: string, port: number } } = {}): Promise<GatewayAddresses> {
+    const engine = (): Engine => this.engine
     const decisions = createDecisionLog(this.logger, this.decisionListeners)
-    this.proxy = await buildProxyServer({ engine: () => this.engine, logger: this.logger, decisions })
-    this.admin = await buildAdminServer({ engine: () => this.engine, logger: this.logger, closing: () => this.closing })
+    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions })
+    this.admin = await buildAdminServer({
+      engine,
+      logger: this.logger,
+      closing: () => this.closing,
+      // Each admin feature registers its own routes here, one line each.
+      plugins: []
+    })
     await loadKeys(this.engine)
     const { server } = this.engine.config
     const proxyAt = listen.proxy ?? server.proxy
