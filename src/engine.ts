@@ -26,9 +26,9 @@ export interface EngineOptions {
   tokenCache?: Partial<Omit<TokenCacheOptions, 'now'>>
 }
 
-/** What decides whether two issuers' key stores are interchangeable. */
+/** Where an issuer's keys come from: while it is unchanged, a reload keeps the keys already fetched. */
 function keySource (issuer: CompiledIssuer): string {
-  return JSON.stringify([issuer.id, issuer.issuer, issuer.keys, issuer.jwks])
+  return JSON.stringify([issuer.id, issuer.issuer, issuer.keys])
 }
 
 export function buildEngine (config: CompiledConfig, previous: Engine | null, options: EngineOptions = {}): Engine {
@@ -36,9 +36,11 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
   const keyStores = new Map<string, KeyStore>()
   for (const issuer of config.issuersById.values()) {
     const old = previous?.keyStores.get(issuer.id)
-    keyStores.set(issuer.id, old !== undefined && keySource(old.issuer) === keySource(issuer)
-      ? old
-      : new KeyStore(issuer, { fetch: options.fetch, now, events: options.keyEvents }))
+    const fresh = (): KeyStore => new KeyStore(issuer, { fetch: options.fetch, now, events: options.keyEvents })
+    if (old === undefined || keySource(old.issuer) !== keySource(issuer)) keyStores.set(issuer.id, fresh())
+    // Same source and same jwks options: the very same store. Other jwks options: a new store that adopts the keys.
+    else if (JSON.stringify(old.issuer.jwks) === JSON.stringify(issuer.jwks)) keyStores.set(issuer.id, old)
+    else keyStores.set(issuer.id, fresh().adopt(old))
   }
   const tokenCache = new TokenCache({ ...TOKEN_CACHE_DEFAULTS, ...options.tokenCache, now })
   return {

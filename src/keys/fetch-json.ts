@@ -45,12 +45,19 @@ async function readBounded (response: Response, maxBytes: number): Promise<Buffe
   return Buffer.concat(chunks)
 }
 
+/** The first characters of a body that is not JSON, printable only, so a log line says what came back (an HTML error page, a proxy's banner…). */
+function preview (body: Buffer): string {
+  return body.subarray(0, 200).toString('utf8').replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 60)
+}
+
+/** GET `url` and parse its JSON body, within `timeoutMs` and `maxBytes`; throws `FetchJsonError`, whose `kind` says what went wrong. */
 export async function fetchJson (url: string, options: FetchJsonOptions): Promise<unknown> {
   const doFetch = options.fetch ?? (globalThis.fetch as FetchLike)
   const signal = AbortSignal.timeout(options.timeoutMs)
   try {
-    const response = await doFetch(url, { redirect: 'manual', signal, headers: { accept: 'application/json' } })
-    if (response.status >= 300 && response.status < 400) {
+    const response = await doFetch(url, { redirect: 'manual', signal, headers: { accept: 'application/json, application/jwk-set+json' } })
+    // A redirect could lead anywhere; the key URL is the one configured (or discovered), nothing else.
+    if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
       await response.body?.cancel()
       throw new FetchJsonError('redirect', `answered ${response.status}; redirects are not followed`)
     }
@@ -63,7 +70,7 @@ export async function fetchJson (url: string, options: FetchJsonOptions): Promis
       return JSON.parse(body.toString('utf8'))
     } catch {
       const type = response.headers.get('content-type') ?? 'no content-type'
-      throw new FetchJsonError('not_json', `body is not JSON (${type}, ${body.length} bytes)`)
+      throw new FetchJsonError('not_json', `body is not JSON (${type}, ${body.length} bytes, starts ${JSON.stringify(preview(body))})`)
     }
   } catch (err) {
     if (err instanceof FetchJsonError) throw err

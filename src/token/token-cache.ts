@@ -37,17 +37,24 @@ export class TokenCache {
       maxEntrySize: Math.max(1, Math.floor(options.maxBytes / 16)),
       sizeCalculation: (value, key) => key.length + value.size,
       ttlAutopurge: false,
+      // Read the (injectable) clock on every check: lru-cache otherwise caches it for 1 ms, which lets an
+      // entry outlive its ttl right after a test moves the clock.
+      ttlResolution: 0,
       perf: { now: () => this.now() }
     })
   }
 
   get size (): number { return this.lru.size }
 
-  /** The cached verification, if present and its token is still within exp (+ clock tolerance). */
-  get (token: string): VerifiedToken | undefined {
+  /**
+   * The cached verification, if present, its token still within exp (+ clock tolerance), and `valid`
+   * (the verifier's check that the signing key is still current) agrees. Anything else is dropped and
+   * counted as a miss.
+   */
+  get (token: string, valid: (hit: VerifiedToken) => boolean = () => true): VerifiedToken | undefined {
     const hit = this.lru.get(token)
     if (hit === undefined) { this.misses++; return undefined }
-    if (this.now() / 1000 > hit.expiresAt + hit.issuer.clockToleranceSec) {
+    if (this.now() / 1000 > hit.expiresAt + hit.issuer.clockToleranceSec || !valid(hit)) {
       this.lru.delete(token)
       this.misses++
       return undefined

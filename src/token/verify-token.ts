@@ -41,11 +41,9 @@ export class TokenVerifier {
   }
 
   async verify (token: string): Promise<VerifiedToken> {
-    const cached = this.cache?.get(token)
-    if (cached !== undefined) {
-      if (this.keyStores.get(cached.issuer.id)?.isCurrent(cached.key) === true) return cached
-      this.cache?.delete(token)
-    }
+    // A cached verification is reused only while its key is still published and fresh (see KeyStore.isCurrent).
+    const cached = this.cache?.get(token, (hit) => this.keyStores.get(hit.issuer.id)?.isCurrent(hit.key) === true)
+    if (cached !== undefined) return cached
     const verified = await this.verifyUncached(token)
     this.cache?.set(token, verified)
     return verified
@@ -72,9 +70,15 @@ export class TokenVerifier {
       throw deny.invalidToken('token_type_invalid', 'the token is not an access token (typ at+jwt)', `typ ${JSON.stringify(header.typ)}`)
     }
 
-    const key = await store.getKey(header.kid ?? '', alg)
-    if (!verifySignature(alg, key.key, signingInput, signature)) {
-      throw deny.invalidToken('token_signature_invalid', 'the token signature is invalid', `issuer ${issuer.id} kid ${JSON.stringify(key.kid)}`)
+    // Nothing in the header but kid and alg chooses the key: jku, x5u, jwk and x5c are never looked at,
+    // so a token can neither point scopegate at a URL nor bring its own key.
+    const kid = header.kid ?? ''
+    const candidates = await store.getKeys(kid, alg)
+    // Usually one candidate; a JWKS that lists the same kid twice yields both, and the one that verifies wins.
+    const key = candidates.find((entry) => verifySignature(alg, entry.key, signingInput, signature))
+    if (key === undefined) {
+      throw deny.invalidToken('token_signature_invalid', 'the token signature is invalid',
+        `issuer ${issuer.id} kid ${JSON.stringify(kid)} (${candidates.length} candidate key${candidates.length === 1 ? '' : 's'})`)
     }
 
     const now = this.now() / 1000
@@ -88,7 +92,9 @@ export class TokenVerifier {
     if (iat !== undefined && typeof iat !== 'number') throw deny.invalidToken('token_claim_invalid', 'the token has an invalid iat claim')
 
     const identity = identityClaims(payload, issuer.claims)
-    if (payload.aud !== undefined && (identity.audiences === null || !identity.audiences.some((a) => issuer.audiences.has(a)))) {
+    // An empty `aud` list names no audience: like a missing `aud`, it is left to the route's audience policy.
+    const audMissing = payload.aud === undefined || (Array.isArray(payload.aud) && payload.aud.length === 0)
+    if (!audMissing && (identity.audiences === null || !identity.audiences.some((a) => issuer.audiences.has(a)))) {
       throw deny.invalidToken('token_audience_invalid', 'the token audience is not accepted', `aud ${JSON.stringify(payload.aud)} not among ${issuer.id}'s audiences`)
     }
 
