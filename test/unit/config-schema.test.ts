@@ -172,9 +172,9 @@ const objects: Array<[string, string[], Record<string, string>]> = [
   } satisfies Presence<RawJwksOptions>],
   ['RawUpstream', ['upstreams', '{}'], { url: 'required', timeout: 'default' } satisfies Presence<RawUpstream>],
   ['RawReissue', ['reissue'], {
-    issuer: 'required', ttl: 'default', algorithm: 'default', keys: 'required'
+    issuer: 'required', ttl: 'default', algorithm: 'default', keys: 'optional'
   } satisfies Presence<RawReissue>],
-  ['RawReissue.keys[]', ['reissue', 'keys', '[]'], { file: 'required' } satisfies Presence<RawReissue['keys'][number]>],
+  ['RawReissue.keys[]', ['reissue', 'keys', '[]'], { file: 'required' } satisfies Presence<NonNullable<RawReissue['keys']>[number]>],
   ['RawConfig.defaults', ['defaults'], { policy: 'default' } satisfies Presence<RawConfig['defaults']>],
   ['RawPolicy (defaults)', ['defaults', 'policy'], policyKeys],
   ['RawPolicy (route)', ['routes', '[]', 'policy'], policyKeys],

@@ -1,0 +1,196 @@
+/**
+ * What `forward.authorization: reissue` costs against `keep`: one scopegate process (`node dist/cli.js
+ * serve`), one upstream, two routes that differ only in `forward.authorization`, measured in the same run.
+ *
+ * - hot token: one token repeated, so re-issuing is served from the re-issued token cache (the steady
+ *   state of a client reusing its token);
+ * - distinct tokens: every request brings a token scopegate has not seen, so both routes verify a
+ *   signature on every request and `reissue` also signs one (the cache's worst case).
+ *
+ * Reports req/s and scopegate's CPU time per request (from /proc, every thread): on a shared host the
+ * first moves with whatever else runs, the second much less.
+ *
+ * Bounded: a 1 s warm-up per route, then BENCH_REISSUE_SECONDS (default and most 3) one-second slices
+ * per route and scenario, keep and reissue alternating: 14 s of load, under 20 s in all. Proxy on core 1; autocannon, upstream and JWKS on core 0, where taskset exists.
+ * Run with `npm run bench:reissue` (build, `tsc -p bench`, `node bench-dist/reissue.js`).
+ */
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import { HAS_TASKSET, ROOT, freePort, startNode, type Child } from './processes.js'
+import { startIssuer, type Issuer } from './tokens.js'
+
+const SECONDS = Math.min(3, Math.max(1, Math.round(Number(process.env.BENCH_REISSUE_SECONDS ?? 3))))
+const WARMUP_S = 1
+const CONNECTIONS = 50
+const PROXY_CORE = 1
+const LOAD_CORE = 0
+const AUD = 'https://api.bench'
+/** More distinct tokens than any scenario can send, so none repeats. */
+const DISTINCT = 6_000
+
+interface Slice { requests: number, seconds: number, non2xx: number, errors: number, p99: number, cpuSeconds: number | null }
+
+/** Per route: the slices measured for it, summed at the end. */
+interface Tally { name: string, slices: Slice[] }
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
+const CLK_TCK = 100
+
+/**
+ * CPU seconds (user + system, every thread, so libuv's crypto pool too) a process has used, or null
+ * without /proc. On a busy host req/s moves with everything else that runs; CPU per request does not.
+ */
+function cpuSeconds (pid: number | undefined): number | null {
+  if (pid === undefined) return null
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch {
+    return null
+  }
+}
+
+let measuredPid: number | undefined
+
+async function load (url: string, headers: () => Record<string, string>, duration: number): Promise<Slice> {
+  const cpuBefore = cpuSeconds(measuredPid)
+  const result = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration,
+    requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...headers() } }) }]
+  })
+  const cpuAfter = cpuSeconds(measuredPid)
+  return {
+    requests: result.requests.total,
+    seconds: result.duration,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    p99: result.latency.p99,
+    cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore
+  }
+}
+
+const reqPerSec = (tally: Tally): number =>
+  tally.slices.reduce((n, s) => n + s.requests, 0) / tally.slices.reduce((n, s) => n + s.seconds, 0)
+
+/** Microseconds of scopegate CPU per request, or null without /proc. */
+const cpuPerRequest = (tally: Tally): number | null => tally.slices.some((s) => s.cpuSeconds === null)
+  ? null
+  : 1e6 * tally.slices.reduce((n, s) => n + (s.cpuSeconds ?? 0), 0) / tally.slices.reduce((n, s) => n + s.requests, 0)
+
+/**
+ * keep and reissue in alternating 1 s slices (ABBA order), so load from anything else on the host falls
+ * on both alike; the ratio is what this scenario reports.
+ */
+async function compare (label: string, keep: [string, () => Record<string, string>], reissue: [string, () => Record<string, string>]): Promise<[Tally, Tally]> {
+  const a: Tally = { name: `keep, ${label}`, slices: [] }
+  const b: Tally = { name: `reissue, ${label}`, slices: [] }
+  for (let i = 0; i < SECONDS; i++) {
+    const order: Array<[Tally, [string, () => Record<string, string>]]> = i % 2 === 0 ? [[a, keep], [b, reissue]] : [[b, reissue], [a, keep]]
+    for (const [tally, [url, headers]] of order) {
+      const slice = await load(url, headers, 1)
+      tally.slices.push(slice)
+      if (process.env.BENCH_VERBOSE !== undefined) process.stdout.write(`  ${tally.name}: ${slice.requests} requests in ${slice.seconds} s\n`)
+    }
+  }
+  for (const tally of [a, b]) {
+    const bad = tally.slices.reduce((n, s) => n + s.non2xx + s.errors, 0)
+    const p99 = Math.max(...tally.slices.map((s) => s.p99))
+    const cpu = cpuPerRequest(tally)
+    process.stdout.write(`${tally.name.padEnd(28)} ${reqPerSec(tally).toFixed(0).padStart(7)} req/s  ` +
+      `${cpu === null ? '' : `${cpu.toFixed(0).padStart(5)} µs CPU/req  `}worst-slice p99 ${p99} ms  non-2xx or errors ${bad}\n`)
+  }
+  return [a, b]
+}
+
+function gatewayConfig (issuer: Issuer, upstream: string, port: number, adminPort: number, keyFile: string): string {
+  const policy = {
+    grants: { roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] } },
+    scopes: { require: ['read:todos'] }
+  }
+  return JSON.stringify({
+    server: { proxy: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: adminPort }, logLevel: process.env.BENCH_LOG_LEVEL ?? 'info' },
+    issuers: [{ id: 'bench', issuer: issuer.url, jwksUri: issuer.url, algorithms: ['ES256'], audiences: [AUD], claims: { roles: 'https://bench/roles' } }],
+    upstreams: { api: { url: upstream } },
+    reissue: { issuer: 'https://scopegate.bench', ttl: '60s', algorithm: 'ES256', keys: [{ file: keyFile }] },
+    routes: [
+      { id: 'keep', match: { path: '/keep', prefix: true }, upstream: 'api', policy, forward: { authorization: 'keep' } },
+      { id: 'reissue', match: { path: '/reissue', prefix: true }, upstream: 'api', policy, forward: { authorization: 'reissue' } }
+    ]
+  })
+}
+
+function claims (i: number): Record<string, unknown> {
+  return { sub: `user-${i}`, aud: AUD, client_id: 'bench-client', scope: 'read:todos write:todos delete:todos', 'https://bench/roles': ['editor'] }
+}
+
+function cycle (tokens: string[]): { next: () => Record<string, string>, used: () => number } {
+  let i = 0
+  return { next: () => ({ authorization: `Bearer ${tokens[i++ % tokens.length] ?? ''}` }), used: () => i }
+}
+
+async function main (): Promise<void> {
+  if (HAS_TASKSET) {
+    const { spawnSync } = await import('node:child_process')
+    spawnSync('taskset', ['-p', '-c', String(LOAD_CORE), String(process.pid)])
+  }
+  const children: Child[] = []
+  const issuer = await startIssuer()
+  try {
+    const upstreamPort = await freePort()
+    const upstream = await startNode(['bench-dist/upstream.js', String(upstreamPort)], `http://127.0.0.1:${upstreamPort}/`, LOAD_CORE)
+    children.push(upstream)
+
+    const dir = join(ROOT, 'bench-dist')
+    mkdirSync(dir, { recursive: true })
+    const keyFile = join(dir, 'reissue-key.jwk.json')
+    writeFileSync(keyFile, JSON.stringify({ ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), kid: 'bench-reissue' }), { mode: 0o600 })
+    const [gwPort, adminPort] = [await freePort(), await freePort()]
+    const configFile = join(dir, 'bench-reissue-config.json')
+    writeFileSync(configFile, gatewayConfig(issuer, upstream.url.replace(/\/$/, ''), gwPort, adminPort, keyFile))
+    const gateway = await startNode(['dist/cli.js', 'serve', '--config', configFile], `http://127.0.0.1:${adminPort}/readyz`, PROXY_CORE)
+    children.push(gateway)
+    measuredPid = gateway.process.pid
+    const url = (route: 'keep' | 'reissue'): string => `http://127.0.0.1:${gwPort}/${route}/todos`
+
+    const hot = issuer.mint('ES256', claims(0))
+    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
+    const distinct = (offset: number): string[] => Array.from({ length: DISTINCT }, (_, i) => issuer.mint('ES256', claims(offset + i)))
+    const distinctKeep = cycle(distinct(1))
+    const distinctReissue = cycle(distinct(1 + DISTINCT))
+
+    await load(url('keep'), hotHeaders, WARMUP_S)
+    await load(url('reissue'), hotHeaders, WARMUP_S)
+
+    const [keepHot, reissueHot] = await compare('hot token', [url('keep'), hotHeaders], [url('reissue'), hotHeaders])
+    const [keepDistinct, reissueDistinct] = await compare('distinct tokens', [url('keep'), distinctKeep.next], [url('reissue'), distinctReissue.next])
+    const repeated = distinctKeep.used() > DISTINCT || distinctReissue.used() > DISTINCT
+
+    const ratio = (x: Tally, y: Tally): string => (reqPerSec(x) / reqPerSec(y)).toFixed(2)
+    const cpuRatio = (x: Tally, y: Tally): string => {
+      const [a, b] = [cpuPerRequest(x), cpuPerRequest(y)]
+      return a === null || b === null ? 'n/a' : (a / b).toFixed(2)
+    }
+    process.stdout.write([
+      '',
+      '                                                        req/s ratio   CPU per request ratio',
+      `reissue / keep, hot token (re-issued token cache):     ${ratio(reissueHot, keepHot).padStart(5)}         ${cpuRatio(reissueHot, keepHot)}`,
+      `reissue / keep, distinct tokens (one signature each):  ${ratio(reissueDistinct, keepDistinct).padStart(5)}         ${cpuRatio(reissueDistinct, keepDistinct)}` +
+        `${repeated ? ' (some tokens repeated)' : ''}`,
+      `${CONNECTIONS} connections, ${WARMUP_S} s warm-up per route, ${SECONDS} × 1 s alternating slices per route and scenario, ` +
+        `${HAS_TASKSET ? `proxy on core ${PROXY_CORE}, load on core ${LOAD_CORE}` : 'no pinning (taskset not found)'}, Node ${process.version}`,
+      ''
+    ].join('\n'))
+    const all = [keepHot, reissueHot, keepDistinct, reissueDistinct].flatMap((t) => t.slices)
+    if (all.some((s) => s.non2xx > 0 || s.errors > 0)) process.exitCode = 1
+  } finally {
+    for (const child of children.reverse()) await child.stop()
+    await issuer.close()
+  }
+}
+
+await main()
