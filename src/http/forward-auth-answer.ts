@@ -1,0 +1,88 @@
+/**
+ * What a forward-auth call is answered with: plain functions from a decision to a status and headers.
+ * The reply itself is sent by `forward-auth.ts`, and errors are rendered only by `reply-error.ts`.
+ *
+ * Status. Ingresses read only 2xx (allow), 401 and 403 (deny); anything else is an error to them
+ * (ingress-nginx turns it into a 500, nginx `auth_request` too), so every denial is mapped onto 401 or 403
+ * and keeps the contract's `error` code, description and WWW-Authenticate challenge:
+ * - 401 and 403 stay as they are (`unauthorized`, `invalid_token`, and the route's `denyStatus` for
+ *   `end_users_not_allowed` and `insufficient_scope`);
+ * - a malformed or repeated Authorization header (400 `invalid_request`) becomes 401: the client must
+ *   fix its credentials;
+ * - issuer keys unavailable (503 `temporarily_unavailable`) becomes 401, with its Retry-After: the
+ *   credentials could not be checked, and a retry may succeed;
+ * - everything else becomes 403, code unchanged: no route (`no_route`), a path with no canonical form or
+ *   an original request that cannot be determined (`invalid_request`), an internal error
+ *   (`server_error`). No credentials would make these pass.
+ *
+ * Caching (allow only; every denial is `no-store`). An ingress that caches decisions (ingress-nginx
+ * `auth-cache-key`, nginx `proxy_cache`) keys them on what the operator names, so an allow may be
+ * cached only when it depends on nothing but the Authorization header, the method and the URI:
+ * `s-maxage=N` (shared caches, RFC 9111 §5.2.2.10: nginx honours it, and refuses to cache `private`)
+ * with `max-age=0`, and `Vary: Authorization` so that a cache key missing the token still cannot serve
+ * one token's allow to another. N is at most `FORWARD_AUTH_CACHE_MAX_SECONDS` and never past the
+ * token's `exp`. It is `no-store` instead when the decision also depends on something else or must be
+ * seen each time: a route with a network rule (the client address is not in the key), audit mode (each
+ * request must be decided and logged), a re-issued token (it is minted per request), or a token with
+ * less than a second to live.
+ */
+import type { CompiledConfig } from '../config/types.js'
+import type { Allow, Decision } from '../decide.js'
+import { GatewayError } from '../errors.js'
+
+/** Longest an allow may be cached by the ingress, seconds: a config reload or key rotation shows within it. */
+export const FORWARD_AUTH_CACHE_MAX_SECONDS = 60
+
+/** Set on an audit-mode allow to the `error` code that enforce mode would have answered. Not an `x-auth-*`. */
+export const AUDIT_HEADER = 'x-scopegate-audit'
+
+/** The 401 or 403 a forward-auth denial is answered with. */
+export function forwardAuthStatus (err: GatewayError): 401 | 403 {
+  if (err.status === 401 || err.status === 403) return err.status
+  if (err.reason === 'authorization_malformed' || err.reason === 'authorization_duplicated') return 401
+  if (err.code === 'temporarily_unavailable') return 401
+  return 403
+}
+
+/** The same error with its forward-auth status; code, description, challenge and detail unchanged. */
+export function forwardAuthError (err: GatewayError): GatewayError {
+  const status = forwardAuthStatus(err)
+  if (status === err.status) return err
+  return new GatewayError(status, err.code, err.reason, err.description, {
+    detail: err.detail, scope: err.scope, retryAfter: err.retryAfter, cause: err.cause
+  })
+}
+
+/** Whether a decision may be reused by the ingress, and for how long. */
+export function cacheControl (decision: Decision, nowMs: number): { cacheControl: string, vary?: string } {
+  if (!decision.allowed || decision.audit !== null) return { cacheControl: 'no-store' }
+  const { policy, forward } = decision.route
+  if (policy.network.allow !== null || (policy.network.deny !== null && policy.network.deny.cidrs.length > 0)) {
+    return { cacheControl: 'no-store' }
+  }
+  if (forward.authorization === 'reissue') return { cacheControl: 'no-store' }
+  let seconds = FORWARD_AUTH_CACHE_MAX_SECONDS
+  if (decision.token !== null) seconds = Math.min(seconds, Math.floor(decision.token.expiresAt - nowMs / 1000))
+  if (seconds < 1) return { cacheControl: 'no-store' }
+  return { cacheControl: `s-maxage=${seconds}, max-age=0`, vary: 'authorization' }
+}
+
+/**
+ * The headers of an allow: the identity headers of the decision, and every other identity header this
+ * config can set, empty. An ingress copies only the headers present in the answer (Envoy's
+ * `allowed_upstream_headers`, Envoy Gateway's `headersToBackend`), so answering an empty value is what
+ * overwrites a client's forged copy of a header this request has no value for. nginx drops an empty
+ * header, which strips the client's copy just the same.
+ *
+ * @param reissued For a `forward.authorization: reissue` route: the re-issued token, or undefined when
+ *   none could be minted; its `authorization` header is then empty, so an ingress that copies it strips
+ *   the client's token, as the proxy does.
+ */
+export function allowHeaders (decision: Allow, config: CompiledConfig, reissued?: string): Record<string, string> {
+  const headers: Record<string, string> = {}
+  for (const name of config.identityHeaders) headers[name] = ''
+  Object.assign(headers, decision.headers)
+  if (decision.route.forward.authorization === 'reissue') headers.authorization = reissued === undefined ? '' : `Bearer ${reissued}`
+  if (decision.audit !== null) headers[AUDIT_HEADER] = decision.audit.code
+  return headers
+}

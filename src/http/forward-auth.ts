@@ -1,0 +1,132 @@
+/**
+ * Forward auth on the admin listener (contract §2, §7): `ANY /decisions` and `ANY /decisions/*`, asked
+ * by an ingress (nginx `auth_request`, ingress-nginx `auth-url`, Traefik ForwardAuth, Envoy ext_authz
+ * over HTTP) whether to let a request through. The request is named by the call (see
+ * `forward-auth-request.ts`) and judged by the same `decide()` as proxy mode: same normalization, same
+ * routes, same policy. An allow is `200` with the identity headers and an empty body, for the ingress to
+ * copy upstream; a denial is 401 or 403 with the contract's error body and challenge (see
+ * `forward-auth-answer.ts` for the status and caching rules). Nothing is proxied from here.
+ *
+ * As on the proxy listener, the decision is made in `onRequest`, before any body is read: an ingress
+ * that sends the original body along (Envoy `with_request_body`) is answered without it being parsed.
+ */
+import { METHODS, type IncomingMessage } from 'node:http'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { decide, type Allow, type Deny } from '../decide.js'
+import type { Engine } from '../engine.js'
+import { deny, toGatewayError, type GatewayError } from '../errors.js'
+import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
+import { clientIp } from '../request/client-ip.js'
+import { authorizationValues } from '../request/extract-token.js'
+import type { DecisionLog } from './decision-log.js'
+import { allowHeaders, cacheControl, forwardAuthError } from './forward-auth-answer.js'
+import { DECISIONS_PATH, originalRequest, type OriginalRequest } from './forward-auth-request.js'
+import { sendError } from './reply-error.js'
+
+export interface ForwardAuthOptions {
+  engine: () => Engine
+  decisions: DecisionLog
+  /** Milliseconds since the epoch, for the cache lifetime; injected by tests. */
+  now?: () => number
+  /** Re-issues a token for `forward.authorization: reissue` routes; absent when re-issue is not wired. */
+  reissue?: (decision: Allow) => Promise<string>
+}
+
+/**
+ * The client address network rules are decided on: `X-Forwarded-For`, or failing that `X-Real-IP` (which
+ * plain nginx configs set), each believed only from a `trustProxy` peer, read as `client-ip.ts` reads it.
+ */
+function forwardAuthClientIp (raw: IncomingMessage, trusted: IpMatcher | null): string {
+  const forwardedFor = raw.headers['x-forwarded-for']
+  const realIp = raw.headers['x-real-ip']
+  return clientIp(raw.socket.remoteAddress, forwardedFor ?? realIp, trusted)
+}
+
+function refused (error: GatewayError): Deny {
+  return { allowed: false, error, route: null, path: null, token: null, scopes: [] }
+}
+
+function isDecisionsUrl (url: string): boolean {
+  return url === DECISIONS_PATH || url.startsWith(`${DECISIONS_PATH}/`) || url.startsWith(`${DECISIONS_PATH}?`)
+}
+
+/**
+ * The admin listener's `frameworkErrors`: a URL its router cannot decode (a malformed or non-UTF-8
+ * percent-escape, as in `/decisions/a%zz`) gets the contract's 400 `invalid_request`, and under
+ * `/decisions` the forward-auth 403, instead of Fastify's own 400 that an ingress would turn into a 500.
+ */
+export function adminFrameworkError (err: Error, request: FastifyRequest, reply: FastifyReply): void {
+  const error = deny.badRequest('path_invalid', 'the request path is not acceptable', err.message)
+  sendError(reply, isDecisionsUrl(request.raw.url ?? '') ? forwardAuthError(error) : error)
+}
+
+/** The admin plugin: registers the two forward-auth routes. */
+export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance) => void {
+  const now = options.now ?? Date.now
+  return (app) => {
+    // Envoy calls with the original method, whatever it is (PROPFIND, PURGE…): Fastify routes only the
+    // common ones unless told, and would answer the others 404, which an ingress reports as an error.
+    for (const method of METHODS) {
+      if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
+    }
+    // The proxy listener declares these too (proxy-server.ts); the decision log reads them.
+    if (!app.hasRequestDecorator('decision')) app.decorateRequest('decision', null)
+    if (!app.hasRequestDecorator('startedAt')) app.decorateRequest('startedAt', 0n)
+    /** The method decided on, for the decision log: the original one, not the call's own. */
+    const decidedMethod = new WeakMap<FastifyRequest, string>()
+
+    const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+      request.startedAt = process.hrtime.bigint()
+      const engine = options.engine()
+      const raw = request.raw
+      const trusted = engine.config.server.trustProxy
+      try {
+        let original: OriginalRequest
+        try {
+          original = originalRequest({
+            method: raw.method ?? 'GET',
+            url: raw.url ?? '',
+            rawHeaders: raw.rawHeaders,
+            peerTrusted: trusted !== null && trusted.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
+          })
+        } catch (err) {
+          const error = toGatewayError(err)
+          request.decision = refused(error)
+          return sendError(reply, forwardAuthError(error))
+        }
+        decidedMethod.set(request, original.method)
+        const decision = await decide(engine, {
+          method: original.method,
+          target: original.target,
+          authorization: authorizationValues(raw.rawHeaders),
+          clientIp: forwardAuthClientIp(raw, trusted)
+        })
+        request.decision = decision
+        if (!decision.allowed) return sendError(reply, forwardAuthError(decision.error))
+
+        const reissued = decision.route.forward.authorization === 'reissue' && decision.token !== null && options.reissue !== undefined
+          ? await options.reissue(decision)
+          : undefined
+        const caching = cacheControl(decision, now())
+        reply.code(200).headers(allowHeaders(decision, engine.config, reissued)).header('cache-control', caching.cacheControl)
+        if (caching.vary !== undefined) reply.header('vary', caching.vary)
+        return reply.send()
+      } catch (err) {
+        // Never a 5xx to the ingress (it would answer the client with a 500): an internal error is a 403.
+        const error = toGatewayError(err)
+        request.log.error({ err: { message: error.detail ?? error.message } }, 'forward-auth decision failed')
+        request.decision = refused(error)
+        return sendError(reply, forwardAuthError(error))
+      }
+    }
+
+    const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+      options.decisions.record(request, reply, decidedMethod.get(request))
+    }
+
+    // Never reached: onRequest always answers. It exists because Fastify routes need a handler.
+    const handler = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => reply
+    app.all(DECISIONS_PATH, { onRequest, onResponse }, handler)
+    app.all(`${DECISIONS_PATH}/*`, { onRequest, onResponse }, handler)
+  }
+}

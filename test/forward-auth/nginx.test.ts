@@ -1,0 +1,229 @@
+/**
+ * Forward auth end to end with a real nginx: `auth_request` to scopegate's `/decisions` in front of an
+ * echo upstream, identity headers copied with `auth_request_set` — the configuration of
+ * docs/ingress-nginx.md, section "plain nginx". Each allow is checked for what the upstream received,
+ * each denial for what the client saw and for the upstream having received nothing. A second and a
+ * third server cache decisions, with the documented cache key and with a key that forgets the token.
+ *
+ * nginx must be installed (CI's `.ci/run` installs nginx-light): without it this test fails, it does
+ * not skip.
+ */
+import t, { type Test } from 'tap'
+import { startEcho, type Received } from '../helpers/echo-upstream.js'
+import { startGateway } from '../helpers/gateway.js'
+import { send, type TestResponse } from '../helpers/http.js'
+import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { findNginx, freePort, startNginx } from './nginx-process.js'
+
+const API = 'https://todo.api'
+const IDENTITY = ['x-auth-subject', 'x-auth-client-id', 'x-auth-scopes', 'x-auth-roles', 'x-auth-issuer', 'x-auth-route']
+
+/** The identity headers to copy: one `auth_request_set` and one `proxy_set_header` each. */
+function copyIdentity (): string {
+  return IDENTITY.map((name) => {
+    const variable = `$scopegate_${name.slice(2).replace(/-/g, '_')}`
+    return `    auth_request_set ${variable} $upstream_http_${name.replace(/-/g, '_')};\n    proxy_set_header ${name} ${variable};`
+  }).join('\n')
+}
+
+/** One nginx server in front of `upstream`, asking scopegate at `admin`; `cacheKey` turns on decision caching. */
+function server (port: number, admin: string, upstream: string, cacheKey?: string): string {
+  const cache = cacheKey === undefined ? '' : `\n    proxy_cache scopegate_decisions;\n    proxy_cache_key "${cacheKey}";`
+  return `
+  server {
+    listen 127.0.0.1:${port};
+
+    location / {
+      auth_request /_scopegate;
+      auth_request_set $scopegate_challenge $upstream_http_www_authenticate;
+  ${copyIdentity()}
+      error_page 401 = @scopegate_401;
+      error_page 403 = @scopegate_403;
+      proxy_pass ${upstream};
+    }
+
+    location = /_scopegate {
+      internal;${cache}
+      proxy_pass ${admin}/decisions;
+      proxy_pass_request_body off;
+      proxy_pass_request_headers off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Authorization $http_authorization;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }
+
+    location @scopegate_401 {
+      default_type application/json;
+      return 401 '{"error":"$scopegate_error"}\\n';
+    }
+
+    location @scopegate_403 {
+      default_type application/json;
+      add_header WWW-Authenticate $scopegate_challenge always;
+      return 403 '{"error":"$scopegate_error"}\\n';
+    }
+  }`
+}
+
+/** The contract's error code, read back from the challenge scopegate answered with. */
+const ERROR_MAP = `
+  map $scopegate_challenge $scopegate_error {
+    default                          unauthorized;
+    "~error=\\"(?<code>[a-z_]+)\\""  $code;
+  }`
+
+t.test('forward auth behind a real nginx (auth_request)', async (t) => {
+  const nginx = findNginx()
+  if (nginx === null) {
+    t.fail('nginx is not installed: this end-to-end test needs the Debian package (apt-get install -y nginx-light); CI installs it in .ci/run')
+    return
+  }
+
+  const key = await makeKey('ES256')
+  const jwks = await startJwksServer([key])
+  t.teardown(() => jwks.close())
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  const gw = await startGateway({
+    server: { trustProxy: ['127.0.0.1/32'] },
+    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
+    upstreams: { todo: { url: echo.url } },
+    defaults: { policy: { audience: { denyMissing: true }, clients: { deny: ['CLIENT_ID'] } } },
+    routes: [
+      { id: 'todos-read', match: { path: '/todos', prefix: true, methods: ['GET'] }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
+      { id: 'public', match: { path: '/public', prefix: true }, upstream: 'todo', auth: 'optional' }
+    ]
+  })
+  t.teardown(() => gw.close())
+
+  const [plain, cached, weak] = [await freePort(), await freePort(), await freePort()]
+  const dir = t.testdir({})
+  const running = await startNginx(nginx, dir, [
+    `  proxy_cache_path ${dir}/decisions keys_zone=scopegate_decisions:1m;`,
+    ERROR_MAP,
+    server(plain, gw.adminUrl, echo.url),
+    server(cached, gw.adminUrl, echo.url, '$http_authorization$request_method$request_uri'),
+    server(weak, gw.adminUrl, echo.url, '$request_method$request_uri')
+  ].join('\n'), plain)
+  t.teardown(() => running.stop())
+  const through = (port: number): string => `http://127.0.0.1:${port}`
+
+  const token = (claims: Record<string, unknown> = {}): Promise<string> => mintToken(key, {
+    iss: jwks.issuer, aud: API, sub: 'alice', client_id: 'todo-web', scope: 'read:todos write:todos', roles: ['editor'], ...claims
+  })
+  const alice = await token()
+  const bob = await token({ sub: 'bob', roles: ['viewer'], scope: 'read:todos' })
+
+  /** The request the upstream received for this call, or undefined when it received none. */
+  const upstreamSaw = async (port: number, target: string, request: Parameters<typeof send>[2] = {}): Promise<{ res: TestResponse, seen: Received | undefined }> => {
+    const before = echo.received.length
+    const res = await send(through(port), target, request)
+    const seen = echo.received.slice(before)
+    if (seen.length > 1) throw new Error(`the upstream received ${seen.length} requests for one call`)
+    return { res, seen: seen[0] }
+  }
+  const count = (received: Received, name: string): number => received.rawHeaders.filter((_, i, all) => i % 2 === 0 && all[i]?.toLowerCase() === name).length
+
+  t.test('allow: the upstream receives scopegate\'s identity headers', async (t) => {
+    const { res, seen } = await upstreamSaw(plain, '/todos/1?fields=title', { headers: { authorization: `Bearer ${alice}` } })
+    t.equal(res.status, 200)
+    t.equal(seen?.url, '/todos/1?fields=title', 'nginx forwards the request it asked about')
+    t.equal(seen?.headers['x-auth-subject'], 'alice')
+    t.equal(seen?.headers['x-auth-client-id'], 'todo-web')
+    t.equal(seen?.headers['x-auth-scopes'], 'read:todos write:todos')
+    t.equal(seen?.headers['x-auth-roles'], 'editor')
+    t.equal(seen?.headers['x-auth-issuer'], jwks.issuer)
+    t.equal(seen?.headers['x-auth-route'], 'todos-read')
+    t.equal(seen?.headers.authorization, `Bearer ${alice}`, 'the token travels on as received')
+    t.match(gw.decisions().at(-1), { method: 'GET', path: '/todos/1', decision: 'allow', sub: 'alice' })
+  })
+
+  t.test('a client forging x-auth-* headers: the upstream sees only scopegate\'s values', async (t) => {
+    const forged = { 'x-auth-subject': 'root', 'X-Auth-Scopes': 'admin', 'x-auth-roles': 'admin', 'X-AUTH-ROUTE': 'admin', 'x-auth-client-id': 'CLIENT_ID', 'x-auth-issuer': 'https://evil' }
+    const { res, seen } = await upstreamSaw(plain, '/todos/1', { headers: { authorization: `Bearer ${bob}`, ...forged } })
+    t.equal(res.status, 200)
+    t.equal(seen?.headers['x-auth-subject'], 'bob')
+    t.equal(seen?.headers['x-auth-scopes'], 'read:todos')
+    t.equal(seen?.headers['x-auth-roles'], 'viewer')
+    t.equal(seen?.headers['x-auth-route'], 'todos-read')
+    t.equal(seen?.headers['x-auth-client-id'], 'todo-web')
+    t.equal(seen?.headers['x-auth-issuer'], jwks.issuer)
+    for (const name of IDENTITY) t.equal(count(seen as Received, name), 1, `one ${name}`)
+
+    // Anonymous on an optional route: no identity at all, and the forged copies are gone too.
+    const anonymous = await upstreamSaw(plain, '/public/page', { headers: forged })
+    t.equal(anonymous.res.status, 200)
+    t.equal(anonymous.seen?.headers['x-auth-route'], 'public')
+    for (const name of IDENTITY.filter((n) => n !== 'x-auth-route')) t.equal(anonymous.seen?.headers[name], undefined, `no ${name}`)
+  })
+
+  t.test('a client naming another request in X-Original-*: nginx overwrites it', async (t) => {
+    const { res, seen } = await upstreamSaw(plain, '/todos/1', { headers: { 'x-original-uri': '/public', 'x-original-method': 'GET' } })
+    t.equal(res.status, 401, 'judged as /todos/1, which needs a token')
+    t.equal(seen, undefined)
+  })
+
+  const denials: Array<[name: string, target: string, request: () => Promise<Parameters<typeof send>[2]>, status: 401 | 403, code: string]> = [
+    ['no token', '/todos/1', async () => ({}), 401, 'unauthorized'],
+    ['a token that does not verify', '/todos/1', async () => ({ headers: { authorization: `Bearer ${alice.slice(0, -4)}AAAA` } }), 401, 'invalid_token'],
+    ['an expired token', '/todos/1', async () => ({ headers: { authorization: `Bearer ${await token({ exp: Math.floor(Date.now() / 1000) - 3600 })}` } }), 401, 'invalid_token'],
+    ['a denied application', '/todos/1', async () => ({ headers: { authorization: `Bearer ${await token({ client_id: 'CLIENT_ID' })}` } }), 401, 'end_users_not_allowed'],
+    ['a token without audience', '/todos/1', async () => ({ headers: { authorization: `Bearer ${await token({ aud: undefined })}` } }), 401, 'end_users_not_allowed'],
+    ['a scope missing', '/todos/1', async () => ({ headers: { authorization: `Bearer ${await token({ scope: 'write:todos' })}` } }), 403, 'insufficient_scope'],
+    ['no route', '/nowhere', async () => ({ headers: { authorization: `Bearer ${alice}` } }), 403, 'no_route'],
+    ['no route for the method', '/todos/1', async () => ({ method: 'DELETE', headers: { authorization: `Bearer ${alice}` } }), 403, 'no_route'],
+    ['no route, with a body', '/todos', async () => ({ method: 'POST', headers: { authorization: `Bearer ${alice}`, 'content-type': 'application/json' }, body: '{"title":"x"}' }), 403, 'no_route'],
+    ['a path with no canonical form', '/todos/..%2Fadmin', async () => ({ headers: { authorization: `Bearer ${alice}` } }), 403, 'invalid_request']
+  ]
+  for (const [name, target, request, status, code] of denials) {
+    t.test(`deny: ${name} → ${status} ${code}, and the upstream receives nothing`, async (t: Test) => {
+      const { res, seen } = await upstreamSaw(plain, target, await request())
+      t.equal(res.status, status)
+      t.equal(seen, undefined, 'the upstream received nothing')
+      t.equal(res.json?.error, code, 'the error code reaches the client')
+      if (code === 'unauthorized') t.equal(res.headers['www-authenticate'], 'Bearer realm="scopegate"')
+      else t.match(res.headers['www-authenticate'], new RegExp(`^Bearer realm="scopegate", error="${code}"`))
+      if (code === 'insufficient_scope') t.match(res.headers['www-authenticate'], /scope="read:todos"/)
+      t.match(gw.decisions().at(-1), { decision: 'deny', status })
+    })
+  }
+
+  t.test('cache: an allow is reused for the same token, method and URI; nothing else is', async (t) => {
+    const decided = (): number => gw.decisions().length
+    const before = decided()
+    const first = await upstreamSaw(cached, '/todos/7', { headers: { authorization: `Bearer ${alice}` } })
+    const second = await upstreamSaw(cached, '/todos/7', { headers: { authorization: `Bearer ${alice}` } })
+    t.equal(decided() - before, 1, 'one decision for two identical requests')
+    t.equal(first.seen?.headers['x-auth-subject'], 'alice')
+    t.equal(second.seen?.headers['x-auth-subject'], 'alice', 'the cached allow still carries the identity')
+
+    const other = await upstreamSaw(cached, '/todos/7', { headers: { authorization: `Bearer ${bob}` } })
+    t.equal(other.seen?.headers['x-auth-subject'], 'bob', 'another token is decided anew')
+    await upstreamSaw(cached, '/todos/8', { headers: { authorization: `Bearer ${alice}` } })
+    t.equal(decided() - before, 3, 'another URI is decided anew')
+
+    const deniedBefore = decided()
+    for (let i = 0; i < 2; i++) {
+      const denied = await upstreamSaw(cached, '/todos/7', {})
+      t.equal(denied.res.status, 401)
+      t.equal(denied.seen, undefined)
+    }
+    t.equal(decided() - deniedBefore, 2, 'a denial is never cached')
+  })
+
+  t.test('cache with a key that forgets the token: Vary: Authorization still keeps tokens apart', async (t) => {
+    const a = await upstreamSaw(weak, '/todos/9', { headers: { authorization: `Bearer ${alice}` } })
+    const b = await upstreamSaw(weak, '/todos/9', { headers: { authorization: `Bearer ${bob}` } })
+    const none = await upstreamSaw(weak, '/todos/9', {})
+    t.equal(a.seen?.headers['x-auth-subject'], 'alice')
+    t.equal(b.seen?.headers['x-auth-subject'], 'bob', 'bob does not get alice\'s cached allow')
+    t.equal(none.res.status, 401, 'no token does not get a cached allow')
+    t.equal(none.seen, undefined)
+  })
+
+  t.test('nginx logged no errors', async (t) => {
+    t.notMatch(running.stderr(), /\[(emerg|alert|crit|error)\]/, running.stderr())
+  })
+})
