@@ -2,6 +2,7 @@
  * The process logger (pino, JSON lines). Redaction is a second line of defence: nothing on the request
  * path hands a token or an Authorization header to the logger in the first place.
  */
+import { createRequire } from 'node:module'
 import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino'
 
 export interface LoggerOptions {
@@ -12,7 +13,19 @@ export interface LoggerOptions {
   destination?: DestinationStream
 }
 
+/** Whether pino-pretty can be loaded: it is a devDependency, so `npm ci --omit=dev` (the container) has none. */
+export function prettyAvailable (): boolean {
+  try {
+    createRequire(import.meta.url).resolve('pino-pretty')
+    return true
+  } catch {
+    return false
+  }
+}
+
 export function createLogger (options: LoggerOptions): Logger {
+  // Pretty output is asked for by the demo on a terminal; without pino-pretty it degrades to JSON lines.
+  const pretty = options.pretty === true && options.destination === undefined && prettyAvailable()
   const settings = {
     level: options.level,
     base: { service: 'scopegate' },
@@ -20,7 +33,9 @@ export function createLogger (options: LoggerOptions): Logger {
       paths: ['authorization', 'token', '*.authorization', '*.token', 'headers.authorization', 'req.headers.authorization'],
       censor: '[redacted]'
     },
-    ...(options.pretty === true ? { transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname,service' } } } : {})
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, ignore: 'pid,hostname,service' } } } : {})
   }
-  return options.destination === undefined ? pino(settings) : pino(settings, options.destination)
+  const logger = options.destination === undefined ? pino(settings) : pino(settings, options.destination)
+  if (options.pretty === true && !pretty && options.destination === undefined) logger.info('pino-pretty is not installed: logging JSON lines')
+  return logger
 }

@@ -61,11 +61,15 @@ export interface DevIssuer {
   close (): Promise<void>
 }
 
-/** Start the dev issuer on 127.0.0.1 (port 0 unless given). Its `POST /token` takes form or JSON fields of `MintRequest`. */
-export async function startDevIssuer (port = 0): Promise<DevIssuer> {
+/**
+ * Start the dev issuer on 127.0.0.1 (port 0 unless given). Its `POST /token` takes form or JSON fields of
+ * `MintRequest`. `publicUrl` is the issuer URL (`iss`, discovery, JWKS) when it is reached by another
+ * name than the one it listens on, as in a container network (`http://issuer:8081`).
+ */
+export async function startDevIssuer (port = 0, host = '127.0.0.1', publicUrl?: string): Promise<DevIssuer> {
   const server: Server = createServer()
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  await new Promise<void>((resolve) => server.listen(port, host, resolve))
+  const url = publicUrl ?? `http://${host}:${(server.address() as AddressInfo).port}`
   const key = await createDemoKey(url)
   server.on('request', (req, res) => {
     const send = (status: number, body: unknown): void => {

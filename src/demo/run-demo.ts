@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../config/read.js'
 import { Gateway } from '../gateway.js'
 import { createLogger } from '../logger.js'
-import { startDevIssuer, mintDemoToken, type MintRequest } from './dev-issuer.js'
+import { startDevIssuer, mintDemoToken, type DemoKey, type MintRequest } from './dev-issuer.js'
 import { startEchoUpstream } from './echo-upstream.js'
 
 /** Where the running demo leaves its issuer key, so `scopegate token` can mint tokens it accepts. */
@@ -42,13 +42,33 @@ const EXAMPLES: Example[] = [
   { title: 'deny: no route', expect: '404 no_route', path: '/nowhere' }
 ]
 
+/** Ready-to-paste curl lines against `proxyUrl`, one allow and each kind of deny, with tokens signed by `key`. */
+export async function curlExamples (key: DemoKey, proxyUrl: string): Promise<string[]> {
+  const out: string[] = []
+  for (const example of EXAMPLES) {
+    let token = example.rawToken
+    if (example.token !== undefined) token = await mintDemoToken(key, example.token)
+    if (token === 'forged') token = (await mintDemoToken(key, { aud: 'https://todo.api', scope: 'read:todos', roles: ['editor'] })).replace(/.{8}$/, 'AAAAAAAA')
+    const method = example.method === undefined ? '' : `-X ${example.method} `
+    const auth = token === undefined ? '' : `-H "Authorization: Bearer ${token}" `
+    out.push(`# ${example.title}  ->  ${example.expect}`)
+    out.push(`curl -i ${method}${auth}${proxyUrl}${example.path}`, '')
+  }
+  return out
+}
+
 export async function runDemo (): Promise<void> {
   const issuer = await startDevIssuer()
   const upstream = await startEchoUpstream()
   process.env.SCOPEGATE_DEMO_ISSUER = issuer.url
   process.env.SCOPEGATE_DEMO_UPSTREAM = upstream.url
   const config = await loadConfig(process.env.SCOPEGATE_CONFIG ?? DEMO_CONFIG)
-  const logger = createLogger({ level: (process.env.SCOPEGATE_LOG_LEVEL ?? 'info') as 'info', pretty: process.stdout.isTTY })
+  // SCOPEGATE_LOG_FORMAT=json|pretty overrides the default: pretty on a terminal (JSON if pino-pretty is absent).
+  const format = process.env.SCOPEGATE_LOG_FORMAT
+  const logger = createLogger({
+    level: (process.env.SCOPEGATE_LOG_LEVEL ?? config.server.logLevel) as 'info',
+    pretty: format === undefined ? process.stdout.isTTY : format === 'pretty'
+  })
   const gateway = new Gateway({ config, logger })
   const { proxyUrl, adminUrl } = await gateway.start()
 
@@ -61,15 +81,7 @@ export async function runDemo (): Promise<void> {
     `  dev issuer ${issuer.url} (fresh ES256 key), echo upstream ${upstream.url}, config ${config.source}`,
     ''
   ]
-  for (const example of EXAMPLES) {
-    let token = example.rawToken
-    if (example.token !== undefined) token = await mintDemoToken(issuer.key, example.token)
-    if (token === 'forged') token = (await mintDemoToken(issuer.key, { aud: 'https://todo.api', scope: 'read:todos', roles: ['editor'] })).replace(/.{8}$/, 'AAAAAAAA')
-    const method = example.method === undefined ? '' : `-X ${example.method} `
-    const auth = token === undefined ? '' : `-H "Authorization: Bearer ${token}" `
-    out.push(`# ${example.title}  ->  ${example.expect}`)
-    out.push(`curl -i ${method}${auth}${proxyUrl}${example.path}`, '')
-  }
+  out.push(...await curlExamples(issuer.key, proxyUrl))
   out.push(`# readiness: curl ${adminUrl}/readyz`)
   out.push(`# explain a decision: npx scopegate explain --config config/demo.yaml --method GET --path /todos --claims claims.json`)
   out.push(`# more tokens: npx scopegate token --sub alice --client todo-web --aud https://todo.api --scope "read:todos" --roles editor`)

@@ -1,0 +1,118 @@
+/**
+ * `server.workers: 2` under node:cluster, as `scopegate serve` runs it: both workers serve, the admin
+ * endpoints report for the whole group (metrics summed over the workers, readiness per worker), SIGHUP
+ * reaches every worker and is counted once, a worker that dies is replaced, and SIGTERM stops them all
+ * with exit code 0.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { startEcho } from '../helpers/echo-upstream.js'
+import { bearer, send } from '../helpers/http.js'
+import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { freePort, metric, parseMetrics, spawnServe, waitFor, writeConfig, type LogLine } from './support.js'
+
+const AUD = 'https://todo.api'
+const START_MS = 60_000 // a loaded CI machine takes a while to boot three node processes
+
+t.test('two workers under node:cluster', async (t) => {
+  const key = await makeKey('ES256')
+  const jwks = await startJwksServer([key])
+  t.teardown(() => jwks.close())
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  const dir = await mkdtemp(join(tmpdir(), 'scopegate-cluster-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'scopegate.yaml')
+  const [proxyPort, adminPort] = [await freePort(), await freePort()]
+  await writeConfig(file, {
+    server: { proxy: { host: '127.0.0.1', port: proxyPort }, admin: { host: '127.0.0.1', port: adminPort }, workers: 2, shutdownTimeout: '5s' },
+    issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD] }],
+    upstreams: { todo: { url: echo.url } },
+    routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }]
+  })
+  const served = spawnServe(file)
+  t.teardown(() => served.kill())
+  const proxy = `http://127.0.0.1:${proxyPort}`
+  const admin = `http://127.0.0.1:${adminPort}`
+  await served.waitForLine('the group to listen', (line) => line.msg === 'scopegate listening' && line.worker === 'primary', START_MS)
+  const token = await mintToken(key, { iss: jwks.issuer, aud: AUD, sub: 'alice' })
+  const workerPids = (): Set<number> => new Set(served.lines.filter((l) => l.msg === 'worker listening').map((l) => l.pid as number))
+  t.equal(workerPids().size, 2, 'two workers listen')
+
+  const REQUESTS = 40
+  const scrape = async (): Promise<ReturnType<typeof parseMetrics>> => {
+    const res = await send(admin, '/metrics')
+    t.equal(res.status, 200)
+    return parseMetrics(res.body)
+  }
+
+  t.test('both workers serve, and /metrics adds them up', async (t) => {
+    for (let i = 0; i < REQUESTS; i++) {
+      // A new connection each time (send uses no agent): the primary hands connections out round-robin.
+      const res = await send(proxy, `/todos/${i}`, { headers: bearer(token) })
+      t.equal(res.status, 200, `request ${i}`)
+    }
+    const decisions = await waitFor('every decision line', () => {
+      const lines = served.lines.filter((l) => l.msg === 'decision')
+      return lines.length === REQUESTS ? lines : undefined
+    })
+    const byWorker = new Map<unknown, number>()
+    for (const line of decisions) byWorker.set(line.worker, (byWorker.get(line.worker) ?? 0) + 1)
+    t.same([...byWorker.keys()].sort(), [1, 2], `both workers served (${JSON.stringify([...byWorker])})`)
+
+    // Whichever worker answers the scrape, the numbers are the group's.
+    for (let i = 0; i < 4; i++) {
+      const samples = await scrape()
+      t.equal(metric(samples, 'scopegate_requests_total', { route: 'todos', decision: 'allow', reason: 'allowed' }), REQUESTS, `scrape ${i}: every request counted once`)
+      t.equal(metric(samples, 'scopegate_jwks_fetches_total', { issuer: 'test', result: 'ok' }), 2, 'one fetch per worker')
+      t.equal(metric(samples, 'scopegate_jwks_keys', { issuer: 'test' }), 1, 'a gauge of the keys held, not a sum')
+      t.equal(metric(samples, 'scopegate_token_cache_misses_total'), 2, 'one miss per worker')
+      t.equal(metric(samples, 'scopegate_token_cache_hits_total'), REQUESTS - 2)
+      t.ok(samples.some((s) => s.name === 'process_resident_memory_bytes'), 'process metrics, summed')
+    }
+  })
+
+  t.test('/readyz reports every worker', async (t) => {
+    const res = await send(admin, '/readyz')
+    t.equal(res.status, 200)
+    t.match(res.json, { status: 'ready', workers: { configured: 2, serving: 2 } })
+    t.same((res.json.processes as Array<{ pid: number }>).map((p) => p.pid).sort(), [...workerPids()].sort())
+    t.ok((res.json.processes as Array<{ status: string }>).every((p) => p.status === 'ready'))
+  })
+
+  t.test('SIGHUP reaches every worker and is counted once', async (t) => {
+    const mark = served.lines.length
+    served.signal('SIGHUP')
+    const reloaded = (line: LogLine): boolean => line.msg === 'config reloaded'
+    await waitFor('three reload lines', () => served.lines.slice(mark).filter(reloaded).length === 3 ? true : undefined, 15_000)
+    t.same(served.lines.slice(mark).filter(reloaded).map((l) => l.worker).sort(), [1, 2, 'primary'].sort())
+    t.equal(metric(await scrape(), 'scopegate_config_reloads_total', { result: 'ok' }), 1)
+    t.equal(jwks.fetches, 2, 'no worker fetched the unchanged keys again')
+  })
+
+  t.test('a worker that dies is replaced', async (t) => {
+    const [victim] = [...workerPids()]
+    const mark = served.lines.length
+    process.kill(victim as number, 'SIGKILL')
+    const exited = await served.waitForLine('the exit to be noticed', (l) => l.msg === 'worker exited; replacing it', 15_000, mark)
+    t.equal(exited.signal, 'SIGKILL')
+    // Meanwhile the other worker serves every connection.
+    t.equal((await send(proxy, '/todos/meanwhile', { headers: bearer(token) })).status, 200)
+    await served.waitForLine('the replacement', (l) => l.msg === 'replacement worker listening', START_MS, mark)
+    const ready = await waitFor('the group to be ready again', async () => {
+      const res = await send(admin, '/readyz')
+      return res.status === 200 && res.json.workers.serving === 2 ? res.json : undefined
+    }, 15_000)
+    t.notOk((ready.processes as Array<{ pid: number }>).some((p) => p.pid === victim), 'the dead worker is gone from the group')
+  })
+
+  t.test('SIGTERM stops every worker; the primary exits 0', async (t) => {
+    const pids = [...workerPids()]
+    served.signal('SIGTERM')
+    t.same(await Promise.race([served.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 20_000))]), { code: 0, signal: null })
+    await waitFor('every worker to be gone', () => pids.every((pid) => { try { process.kill(pid, 0); return false } catch { return true } }), 5000)
+    t.pass('no worker left behind')
+  })
+})
