@@ -2,10 +2,13 @@
 // Runs the tap suite and ends with one plain line, `N passed, N failed`, taken from tap's own summary,
 // so a run that executed no test is visible to CI and to people.
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 
 const require = createRequire(import.meta.url)
-const tapBin = require.resolve('tap/bin')
+const tapPackage = require.resolve('tap/package.json')
+const tapBin = join(dirname(tapPackage), JSON.parse(readFileSync(tapPackage, 'utf8')).bin.tap)
 const args = ['run', '--reporter=tap', ...process.argv.slice(2)]
 const child = spawn(process.execPath, [tapBin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
 

@@ -10,8 +10,9 @@ import { ConfigError, formatProblems } from './config/load.js'
 import type { CompiledConfig } from './config/types.js'
 import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
+import { runDevIssuer } from './demo/run-dev-issuer.js'
 import { explain } from './explain.js'
-import { Gateway } from './gateway.js'
+import { runServe } from './serve.js'
 
 const USAGE = `usage: scopegate <command> [options]
 
@@ -20,6 +21,8 @@ const USAGE = `usage: scopegate <command> [options]
   explain  --config FILE --method M --path P (--token JWT | --claims FILE.json) [--ip ADDR]
                                     show each step of one decision; exit 0 allow, 2 deny
   demo                              dev issuer + echo upstream + gateway on config/demo.yaml
+  dev-issuer [--host H] [--port P] [--url ISSUER_URL] [--gateway URL]
+                                    the demo's dev issuer alone (docker-compose.yml); prints curl lines
   token    [--sub S] [--client C] [--aud A[,B]] [--scope "a b"] [--roles r1,r2] [--exp SECONDS] [--key FILE]
                                     mint a token with the running demo's issuer key
 
@@ -42,25 +45,25 @@ async function serve (args: string[]): Promise<number> {
   const file = configPath(values.config)
   const config = await loadOrReport(file)
   if (config === null) return 1
-  const gateway = new Gateway({ config })
-  const { proxyUrl, adminUrl } = await gateway.start()
-  gateway.logger.info({ proxy: proxyUrl, admin: adminUrl, config: file }, 'scopegate listening')
+  // Signals, hot reload and workers: see serve.ts.
+  await runServe(file, config)
+  return -1
+}
 
-  process.on('SIGHUP', () => {
-    loadConfig(file).then((next) => {
-      gateway.reload(next)
-      gateway.logger.info({ config: file }, 'config reloaded')
-    }, (err: unknown) => {
-      const problems = err instanceof ConfigError ? err.problems : [{ path: '', message: (err as Error).message }]
-      gateway.logger.error({ config: file, problems }, 'config reload failed; the previous config stays in force')
-    })
+async function devIssuer (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8081' },
+      url: { type: 'string' }, gateway: { type: 'string', default: 'http://127.0.0.1:8080' }
+    }
   })
-  const stop = (signal: string): void => {
-    gateway.logger.info({ signal }, 'shutting down')
-    void gateway.close().then(() => process.exit(0))
+  const port = Number(values.port)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    process.stderr.write('--port must be a port number\n')
+    return 64
   }
-  process.once('SIGTERM', () => stop('SIGTERM'))
-  process.once('SIGINT', () => stop('SIGINT'))
+  await runDevIssuer({ host: values.host, port, url: values.url, gateway: values.gateway })
   return -1
 }
 
@@ -144,6 +147,7 @@ async function main (argv: string[]): Promise<number> {
     case 'validate': return validate(args)
     case 'explain': return explainCommand(args)
     case 'demo': await runDemo(); return -1
+    case 'dev-issuer': return devIssuer(args)
     case 'token': return token(args)
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE + '\n')
@@ -159,5 +163,6 @@ main(process.argv.slice(2)).then((code) => {
   if (code >= 0) process.exitCode = code
 }, (err: unknown) => {
   process.stderr.write(`scopegate: ${(err as Error).message}\n`)
-  process.exitCode = 1
+  // An unknown flag or a flag without its value (parseArgs' ERR_PARSE_ARGS_*) is a usage error, like a missing one.
+  process.exitCode = String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_') ? 64 : 1
 })

@@ -7,15 +7,26 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { CompiledConfig } from './config/types.js'
 import { buildEngine, loadKeys, type Engine, type EngineOptions } from './engine.js'
+import type { ProcessGroup } from './cluster.js'
 import { buildAdminServer } from './http/admin-server.js'
 import { createDecisionLog, type DecisionListener } from './http/decision-log.js'
+import { forwardAuth } from './http/forward-auth.js'
+import { closeWithin } from './http/drain.js'
 import { buildProxyServer } from './http/proxy-server.js'
 import { createLogger } from './logger.js'
+import { GatewayMetrics, metricsRoute } from './metrics.js'
+import { jwksRoutes } from './reissue/jwks-routes.js'
+import type { ReissueCacheLimits } from './reissue/reissue-cache.js'
+import { Reissuer } from './reissue/reissuer.js'
 
 export interface GatewayOptions extends EngineOptions {
   config: CompiledConfig
   logger?: Logger
   decisionListeners?: DecisionListener[]
+  /** Bounds of the re-issued token cache (`forward.authorization: reissue`). */
+  reissueCache?: Partial<ReissueCacheLimits>
+  /** In a cluster worker: /metrics and /readyz answer for the whole process group (see cluster.ts). */
+  group?: ProcessGroup
 }
 
 export interface GatewayAddresses {
@@ -35,20 +46,34 @@ export class Gateway {
   private readonly engineOptions: EngineOptions
   private readonly decisionListeners: DecisionListener[]
   private closing = false
+  private closed: Promise<void> | null = null
+  private readonly group: ProcessGroup | undefined
+  /** This gateway's Prometheus registry (contract §8), served at the admin listener's /metrics. */
+  readonly metrics: GatewayMetrics
+  /** Signs and caches re-issued tokens; its keys are read at start and on each reload. */
+  readonly reissue: Reissuer
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
 
   constructor (options: GatewayOptions) {
     this.logger = options.logger ?? createLogger({ level: options.config.server.logLevel })
+    this.metrics = new GatewayMetrics(() => this.engine)
+    this.group = options.group
     this.engineOptions = {
       ...options,
       keyEvents: {
         warn: (message, fields) => this.logger.warn(fields, message),
-        ...options.keyEvents
+        info: (message, fields) => this.logger.info(fields, message),
+        ...options.keyEvents,
+        fetched: (issuerId, result, what) => {
+          this.metrics.onKeysFetched(issuerId, result, what)
+          options.keyEvents?.fetched?.(issuerId, result, what)
+        }
       }
     }
-    this.decisionListeners = options.decisionListeners ?? []
+    this.decisionListeners = [this.metrics.onDecision, ...(options.decisionListeners ?? [])]
     this.engine = buildEngine(options.config, null, this.engineOptions)
+    this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
   }
 
   /** The engine in force: read once per request, so a request finishes under the config it started with. */
@@ -58,21 +83,31 @@ export class Gateway {
 
   /** Swap in a new compiled config; key stores whose source did not change are kept. */
   reload (config: CompiledConfig): void {
-    this.engine = buildEngine(config, this.engine, this.engineOptions)
-    void loadKeys(this.engine)
+    // Re-issue key files are read first: a config whose keys cannot be used is refused, the old one stays.
+    void this.reissue.reload(config, () => {
+      if (config.server.logLevel !== this.engine.config.server.logLevel) this.logger.level = config.server.logLevel
+      this.engine = buildEngine(config, this.engine, this.engineOptions)
+      void loadKeys(this.engine)
+    })
   }
 
   /** Fetch every issuer's keys once, then open both listeners. */
   async start (listen: { proxy?: { host: string, port: number }, admin?: { host: string, port: number } } = {}): Promise<GatewayAddresses> {
     const engine = (): Engine => this.engine
+    const group = this.group
     const decisions = createDecisionLog(this.logger, this.decisionListeners)
-    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions })
+    await this.reissue.start(this.engine.config)
+    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue: (decision) => this.reissue.reissue(decision) })
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,
       closing: () => this.closing,
+      readiness: group === undefined ? undefined : () => group.readiness(),
       // Each admin feature registers its own routes here, one line each.
-      plugins: []
+      plugins: [
+        jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
+        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue: (decision) => this.reissue.reissue(decision) })
+      ]
     })
     await loadKeys(this.engine)
     const { server } = this.engine.config
@@ -83,16 +118,25 @@ export class Gateway {
     return { proxyUrl: urlOf(this.proxy), adminUrl: urlOf(this.admin) }
   }
 
-  /** Stop accepting, let in-flight requests finish (bounded by server.shutdownTimeout), then close. */
-  async close (): Promise<void> {
+  /** True once close() has begun. */
+  get shuttingDown (): boolean {
+    return this.closing
+  }
+
+  /**
+   * Graceful shutdown, idempotent: /readyz answers 503 at once; the proxy listener stops accepting and
+   * its requests under way finish; then the admin listener (which served /readyz, /metrics and forward
+   * auth meanwhile) closes the same way. All within server.shutdownTimeout, after which what is left is cut.
+   */
+  close (): Promise<void> {
+    this.closed ??= this.drain()
+    return this.closed
+  }
+
+  private async drain (): Promise<void> {
     this.closing = true
-    const deadline = this.engine.config.server.shutdownTimeoutMs
-    const closeAll = Promise.all([this.proxy?.close(), this.admin?.close()])
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, deadline) })
-    await Promise.race([closeAll, timeout])
-    clearTimeout(timer)
-    this.proxy?.server.closeAllConnections()
-    this.admin?.server.closeAllConnections()
+    const deadline = Date.now() + this.engine.config.server.shutdownTimeoutMs
+    await closeWithin(this.proxy, deadline)
+    await closeWithin(this.admin, deadline)
   }
 }

@@ -111,7 +111,8 @@ function compilePolicy (problems: Problems, path: string, raw: RawPolicy, issuer
     audience: {
       allow: raw.audience?.allow === undefined ? null : new Set(raw.audience.allow),
       deny: new Set(raw.audience?.deny ?? []),
-      denyMissing: raw.audience?.denyMissing ?? false
+      // Deny by default: a token that names no audience is not for this API unless a route says so.
+      denyMissing: raw.audience?.denyMissing ?? true
     },
     clients: {
       allow: raw.clients?.allow === undefined ? null : new Set(raw.clients.allow),
@@ -271,6 +272,13 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
   const trustProxy = trust === true
     ? compileIpMatcher(['0.0.0.0/0', '::/0'])
     : trust === false ? null : ipMatcher(problems, 'server.trustProxy', trust)
+
+  // Re-issued tokens count exp in whole seconds: a shorter ttl would sign tokens already expired.
+  if (raw.reissue !== undefined && duration(problems, 'reissue.ttl', raw.reissue.ttl) < 1000) problems.add('reissue.ttl', 'must be at least 1s')
+  // Without key files each worker would generate its own key, and the JWKS would differ from worker to worker.
+  if (raw.reissue !== undefined && raw.reissue.keys === undefined && raw.server.workers !== 1) {
+    problems.add('reissue.keys', 'is required unless server.workers is 1: each worker would generate a different key')
+  }
 
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 

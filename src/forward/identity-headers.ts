@@ -8,10 +8,12 @@ import { readClaim } from '../token/claims.js'
 import type { VerifiedToken } from '../token/verify-token.js'
 
 const SAFE_VALUE = /^[\x20-\x7e]*$/
+/** Unpaired UTF-16 surrogates: JSON can carry them (`"\ud800"`), and `encodeURI` throws a URIError on them. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
 
 /** A header-safe rendering of a claim value. */
 export function headerValue (value: string): string {
-  return SAFE_VALUE.test(value) ? value : encodeURI(value).replace(/%25([0-9A-F]{2})/g, '%$1')
+  return SAFE_VALUE.test(value) ? value : encodeURI(value.replace(LONE_SURROGATE, '\uFFFD')).replace(/%25([0-9A-F]{2})/g, '%$1')
 }
 
 function claimText (value: unknown): string | null {

@@ -5,6 +5,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { Engine } from '../engine.js'
+import { adminFrameworkError } from './forward-auth.js'
 
 export interface AdminServerOptions {
   engine: () => Engine
@@ -13,23 +14,34 @@ export interface AdminServerOptions {
   closing: () => boolean
   /** Extra routes (metrics, forward-auth, JWKS), registered by their own modules. */
   plugins?: Array<(app: FastifyInstance) => void | Promise<void>>
+  /** Readiness of a process group (a cluster worker asks the primary, see `cluster.ts`); default: this process's. */
+  readiness?: () => Promise<Readiness>
+}
+
+export interface Readiness {
+  ready: boolean
+  body: Record<string, unknown>
+}
+
+/** This process: ready when not shutting down and every issuer has usable (fresh or stale) keys. */
+export function localReadiness (engine: Engine, closing: boolean): Readiness {
+  // probe(): a store with no usable keys retries from here too, so a not-ready instance (sent no traffic) recovers.
+  const issuers = [...engine.keyStores.values()].map((store) => store.probe())
+  const ready = !closing && issuers.every((s) => s.state === 'ready' || s.state === 'stale')
+  return { ready, body: { status: closing ? 'shutting_down' : ready ? 'ready' : 'not_ready', config: engine.config.source, issuers } }
 }
 
 export async function buildAdminServer (options: AdminServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false, forceCloseConnections: 'idle' })
+  const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false, forceCloseConnections: 'idle', frameworkErrors: adminFrameworkError })
 
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }))
 
   app.get('/readyz', async (_request, reply) => {
-    const engine = options.engine()
-    const issuers = [...engine.keyStores.values()].map((store) => store.status())
-    const closing = options.closing()
-    const ready = !closing && issuers.every((s) => s.state === 'ready' || s.state === 'stale')
-    return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({
-      status: closing ? 'shutting_down' : ready ? 'ready' : 'not_ready',
-      config: engine.config.source,
-      issuers
-    })
+    // Shutting down answers at once, without asking the group: load balancers must stop sending now.
+    const { ready, body } = options.readiness === undefined || options.closing()
+      ? localReadiness(options.engine(), options.closing())
+      : await options.readiness()
+    return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send(body)
   })
 
   for (const plugin of options.plugins ?? []) await plugin(app)

@@ -1,7 +1,8 @@
 /**
  * One JSON log line per decision (contract §8): route, method, normalized path, decision, reason, the
- * principal, the effective scopes, the status, upstream status and latency. Tokens and Authorization
- * headers are never passed to the logger, so they cannot be logged.
+ * principal, the effective scopes, the upstream id, the status, upstream status and latency. Tokens and
+ * Authorization headers are never passed to the logger, so they cannot be logged. The listeners (metrics
+ * among them, see `metrics.ts`) get the same record.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
@@ -13,6 +14,8 @@ export interface DecisionRecord {
   path: string | null
   decision: 'allow' | 'deny' | 'audit_deny'
   reason: string
+  /** The matched route's upstream id (labels `upstream_errors_total`); null when no route matched. */
+  upstream: string | null
   status: number
   upstreamStatus: number | null
   sub: string | null
@@ -22,7 +25,8 @@ export interface DecisionRecord {
 }
 
 export interface DecisionLog {
-  record (request: FastifyRequest, reply: FastifyReply): void
+  /** `method`: the method decided on, when it is not the request's own (forward auth names the original). */
+  record (request: FastifyRequest, reply: FastifyReply, method?: string): void
   upstreamFailed (request: FastifyRequest, error: GatewayError): void
 }
 
@@ -33,7 +37,7 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
   const upstreamFailures = new WeakMap<FastifyRequest, GatewayError>()
   return {
     upstreamFailed (request, error) { upstreamFailures.set(request, error) },
-    record (request, reply) {
+    record (request, reply, method = request.method) {
       const decision = request.decision
       const latencyMs = request.startedAt === 0n ? 0 : Number(process.hrtime.bigint() - request.startedAt) / 1e6
       const failure = upstreamFailures.get(request)
@@ -41,18 +45,19 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
       if (decision === null) {
         // Answered before a decision was made (framework-level errors).
         record = {
-          route: null, method: request.method, path: null, decision: 'deny', reason: reply.statusCode === 404 ? 'no_route' : 'request_malformed',
-          status: reply.statusCode, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
+          route: null, method, path: null, decision: 'deny', reason: reply.statusCode === 404 ? 'no_route' : 'request_malformed',
+          upstream: null, status: reply.statusCode, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
         }
       } else {
         const token = decision.token
         const error = decision.allowed ? decision.audit : decision.error
         record = {
           route: decision.route?.id ?? null,
-          method: request.method,
+          method,
           path: decision.path,
           decision: decision.allowed ? (decision.audit === null ? 'allow' : 'audit_deny') : 'deny',
           reason: failure?.reason ?? error?.reason ?? 'allowed',
+          upstream: decision.route?.upstream.id ?? null,
           status: reply.statusCode,
           upstreamStatus: decision.allowed && failure === undefined ? reply.statusCode : null,
           sub: token?.subject ?? null,

@@ -58,7 +58,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     requestTimeout: config.server.requestTimeoutMs,
-    http: { maxHeaderSize: config.server.maxHeaderSize },
+    // requireHostHeader off: Node would answer a missing Host with its own bare 400; onRequest answers it as JSON.
+    http: { maxHeaderSize: config.server.maxHeaderSize, requireHostHeader: false },
     clientErrorHandler: handleClientError,
     frameworkErrors: (err, _request, reply) => { sendError(reply, frameworkErrorToGatewayError(err)) },
     return503OnClosing: false,
@@ -87,6 +88,9 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
       request.startedAt = process.hrtime.bigint()
       const current = engine()
       const raw = request.raw
+      if (raw.headers.host === undefined && raw.httpVersion === '1.1') { // RFC 9112 §3.2: 400
+        return sendError(reply, deny.badRequest('request_malformed', 'the request has no Host header'))
+      }
       const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
       const decision = await decide(current, {
         method: raw.method ?? 'GET',
@@ -105,9 +109,13 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
       : undefined
     const identityHeaders = engine().config.identityHeaders
     const connection = request.raw.headers.connection
-    const url = route.upstream.base + joinUpstreamPath('', route.path, decision.path, route.stripPrefix)
+    // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.
+    const { origin, pathname } = new URL(route.upstream.base)
+    const url = origin + joinUpstreamPath(pathname, route.path, decision.path, route.stripPrefix)
     return reply.from(url, {
       timeout: route.upstream.timeoutMs,
+      // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
+      retryDelay: () => null,
       queryString: () => decision.query.slice(1),
       rewriteRequestHeaders: (_req, headers: IncomingHttpHeaders) => upstreamHeaders(headers, connection, {
         identityHeaders, add: decision.headers, authorization: route.forward.authorization, reissued

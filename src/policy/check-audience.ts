@@ -12,6 +12,8 @@ export function checkAudience ({ policy, token }: PolicyInput): void {
   const audiences = token.audiences
   if (audiences === null) {
     if (denyMissing) throw deny.policy(policy.denyStatus.policy, 'audience_missing', 'tokens without an audience are not allowed here')
+    // With denyMissing turned off, a token without `aud` still cannot satisfy an allow list.
+    if (allow !== null) throw deny.invalidToken('token_audience_invalid', 'the token audience is not accepted on this route', 'no aud')
     return
   }
   const hit = audiences.find((a) => denied.has(a))
