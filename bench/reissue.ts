@@ -15,9 +15,9 @@
  * Run with `npm run bench:reissue` (build, `tsc -p bench`, `node bench-dist/reissue.js`).
  */
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import autocannon from 'autocannon'
+import { compare, cpuPerRequest, failures, load, reqPerSec, type Tally, type Target } from './measure.js'
 import { HAS_TASKSET, ROOT, freePort, startNode, type Child } from './processes.js'
 import { startIssuer, type Issuer } from './tokens.js'
 
@@ -30,81 +30,16 @@ const AUD = 'https://api.bench'
 /** More distinct tokens than any scenario can send, so none repeats. */
 const DISTINCT = 6_000
 
-interface Slice { requests: number, seconds: number, non2xx: number, errors: number, p99: number, cpuSeconds: number | null }
-
-/** Per route: the slices measured for it, summed at the end. */
-interface Tally { name: string, slices: Slice[] }
-
-/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
-const CLK_TCK = 100
-
-/**
- * CPU seconds (user + system, every thread, so libuv's crypto pool too) a process has used, or null
- * without /proc. On a busy host req/s moves with everything else that runs; CPU per request does not.
- */
-function cpuSeconds (pid: number | undefined): number | null {
-  if (pid === undefined) return null
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-  } catch {
-    return null
-  }
-}
-
-let measuredPid: number | undefined
-
-async function load (url: string, headers: () => Record<string, string>, duration: number): Promise<Slice> {
-  const cpuBefore = cpuSeconds(measuredPid)
-  const result = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration,
-    requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...headers() } }) }]
-  })
-  const cpuAfter = cpuSeconds(measuredPid)
-  return {
-    requests: result.requests.total,
-    seconds: result.duration,
-    non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
-    p99: result.latency.p99,
-    cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore
-  }
-}
-
-const reqPerSec = (tally: Tally): number =>
-  tally.slices.reduce((n, s) => n + s.requests, 0) / tally.slices.reduce((n, s) => n + s.seconds, 0)
-
-/** Microseconds of scopegate CPU per request, or null without /proc. */
-const cpuPerRequest = (tally: Tally): number | null => tally.slices.some((s) => s.cpuSeconds === null)
-  ? null
-  : 1e6 * tally.slices.reduce((n, s) => n + (s.cpuSeconds ?? 0), 0) / tally.slices.reduce((n, s) => n + s.requests, 0)
-
-/**
- * keep and reissue in alternating 1 s slices (ABBA order), so load from anything else on the host falls
- * on both alike; the ratio is what this scenario reports.
- */
-async function compare (label: string, keep: [string, () => Record<string, string>], reissue: [string, () => Record<string, string>]): Promise<[Tally, Tally]> {
-  const a: Tally = { name: `keep, ${label}`, slices: [] }
-  const b: Tally = { name: `reissue, ${label}`, slices: [] }
-  for (let i = 0; i < SECONDS; i++) {
-    const order: Array<[Tally, [string, () => Record<string, string>]]> = i % 2 === 0 ? [[a, keep], [b, reissue]] : [[b, reissue], [a, keep]]
-    for (const [tally, [url, headers]] of order) {
-      const slice = await load(url, headers, 1)
-      tally.slices.push(slice)
-      if (process.env.BENCH_VERBOSE !== undefined) process.stdout.write(`  ${tally.name}: ${slice.requests} requests in ${slice.seconds} s\n`)
-    }
-  }
-  for (const tally of [a, b]) {
-    const bad = tally.slices.reduce((n, s) => n + s.non2xx + s.errors, 0)
+/** keep and reissue in alternating 1 s slices (ABBA), printed as they are measured. */
+async function compareRoutes (label: string, keep: Target, reissue: Target): Promise<[Tally, Tally]> {
+  const tallies = await compare([`keep, ${label}`, `reissue, ${label}`], [keep, reissue], { rounds: SECONDS, seconds: 1, warmup: 0, shape: { connections: CONNECTIONS } })
+  for (const tally of tallies) {
     const p99 = Math.max(...tally.slices.map((s) => s.p99))
     const cpu = cpuPerRequest(tally)
     process.stdout.write(`${tally.name.padEnd(28)} ${reqPerSec(tally).toFixed(0).padStart(7)} req/s  ` +
-      `${cpu === null ? '' : `${cpu.toFixed(0).padStart(5)} µs CPU/req  `}worst-slice p99 ${p99} ms  non-2xx or errors ${bad}\n`)
+      `${cpu === null ? '' : `${cpu.toFixed(0).padStart(5)} µs CPU/req  `}worst-slice p99 ${p99} ms  non-2xx or errors ${failures(tally)}\n`)
   }
-  return [a, b]
+  return tallies
 }
 
 function gatewayConfig (issuer: Issuer, upstream: string, port: number, adminPort: number, keyFile: string): string {
@@ -154,8 +89,8 @@ async function main (): Promise<void> {
     writeFileSync(configFile, gatewayConfig(issuer, upstream.url.replace(/\/$/, ''), gwPort, adminPort, keyFile))
     const gateway = await startNode(['dist/cli.js', 'serve', '--config', configFile], `http://127.0.0.1:${adminPort}/readyz`, PROXY_CORE)
     children.push(gateway)
-    measuredPid = gateway.process.pid
-    const url = (route: 'keep' | 'reissue'): string => `http://127.0.0.1:${gwPort}/${route}/todos`
+    const target = (route: 'keep' | 'reissue', headers: () => Record<string, string>): Target =>
+      ({ url: `http://127.0.0.1:${gwPort}/${route}/todos`, headers, pid: gateway.process.pid })
 
     const hot = issuer.mint('ES256', claims(0))
     const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
@@ -163,11 +98,11 @@ async function main (): Promise<void> {
     const distinctKeep = cycle(distinct(1))
     const distinctReissue = cycle(distinct(1 + DISTINCT))
 
-    await load(url('keep'), hotHeaders, WARMUP_S)
-    await load(url('reissue'), hotHeaders, WARMUP_S)
+    await load(target('keep', hotHeaders), WARMUP_S, { connections: CONNECTIONS })
+    await load(target('reissue', hotHeaders), WARMUP_S, { connections: CONNECTIONS })
 
-    const [keepHot, reissueHot] = await compare('hot token', [url('keep'), hotHeaders], [url('reissue'), hotHeaders])
-    const [keepDistinct, reissueDistinct] = await compare('distinct tokens', [url('keep'), distinctKeep.next], [url('reissue'), distinctReissue.next])
+    const [keepHot, reissueHot] = await compareRoutes('hot token', target('keep', hotHeaders), target('reissue', hotHeaders))
+    const [keepDistinct, reissueDistinct] = await compareRoutes('distinct tokens', target('keep', distinctKeep.next), target('reissue', distinctReissue.next))
     const repeated = distinctKeep.used() > DISTINCT || distinctReissue.used() > DISTINCT
 
     const ratio = (x: Tally, y: Tally): string => (reqPerSec(x) / reqPerSec(y)).toFixed(2)

@@ -7,7 +7,7 @@ import type { CompiledConfig, CompiledIssuer } from './config/types.js'
 import type { FetchLike } from './keys/fetch-json.js'
 import { KeyStore, type KeyStoreEvents } from './keys/key-store.js'
 import { buildRouteTable, type RouteTable } from './routing/route-table.js'
-import { TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from './token/token-cache.js'
+import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from './token/token-cache.js'
 import { TokenVerifier } from './token/verify-token.js'
 
 export interface Engine {
@@ -46,7 +46,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
   return {
     config,
     routes: buildRouteTable(config.routes),
-    verifier: new TokenVerifier(config, keyStores, tokenCache, now),
+    verifier: new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now })),
     keyStores,
     tokenCache
   }

@@ -30,12 +30,16 @@ export function createLogger (options: LoggerOptions): Logger {
     level: options.level,
     base: { service: 'scopegate' },
     redact: {
-      paths: ['authorization', 'token', '*.authorization', '*.token', 'headers.authorization', 'req.headers.authorization'],
+      // Exact paths only: a wildcard path makes pino walk every logged object, about 5% of a request's CPU.
+      paths: ['authorization', 'token', 'headers.authorization', 'req.headers.authorization', 'request.headers.authorization'],
       censor: '[redacted]'
     },
     ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, ignore: 'pid,hostname,service' } } } : {})
   }
-  const logger = options.destination === undefined ? pino(settings) : pino(settings, options.destination)
+  // Without a given destination: stdout, written asynchronously, so lines that pile up while a write is
+  // under way go out in one write instead of one syscall per decision. pino flushes it on exit.
+  const destination = options.destination ?? (pretty ? undefined : pino.destination({ dest: 1, sync: false }))
+  const logger = destination === undefined ? pino(settings) : pino(settings, destination)
   if (options.pretty === true && !pretty && options.destination === undefined) logger.info('pino-pretty is not installed: logging JSON lines')
   return logger
 }

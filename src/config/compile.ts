@@ -182,6 +182,8 @@ function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, Comp
     upstreams.set(id, {
       id,
       base: url === null ? '' : `${url.origin}${url.pathname.replace(/\/+$/, '')}`,
+      origin: url === null ? '' : url.origin,
+      basePath: url === null ? '' : url.pathname.replace(/\/+$/, ''),
       timeoutMs: duration(problems, `${path}.timeout`, upstream.timeout)
     })
   }
@@ -232,7 +234,7 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       path: route.match.path,
       prefix: route.match.prefix,
       methods: route.match.methods === undefined ? null : new Set(route.match.methods.map((m) => m.toUpperCase())),
-      upstream: upstream ?? { id: route.upstream, base: '', timeoutMs: 0 },
+      upstream: upstream ?? { id: route.upstream, base: '', origin: '', basePath: '', timeoutMs: 0 },
       stripPrefix: route.stripPrefix,
       auth: route.auth,
       mode: route.mode,

@@ -136,6 +136,9 @@ export interface CompiledUpstream {
   id: string
   /** Origin plus base path with no trailing slash, e.g. `http://todo-api:3000` or `http://svc/api`. */
   base: string
+  /** `base` split once at load time, so the request path never parses a URL: `http://svc` and `/api` (or ''). */
+  origin: string
+  basePath: string
   timeoutMs: number
 }
 

@@ -23,6 +23,8 @@ import type { DecisionLog } from './decision-log.js'
 declare module 'fastify' {
   interface FastifyRequest {
     decision: Decision | null
+    /** The engine the decision was made under: a reload mid-request does not change what applies to it. */
+    engine: Engine | null
     startedAt: bigint
   }
 }
@@ -72,6 +74,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })
 
   app.decorateRequest('decision', null)
+  app.decorateRequest('engine', null)
   app.decorateRequest('startedAt', 0n)
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
@@ -87,6 +90,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
       request.startedAt = process.hrtime.bigint()
       const current = engine()
+      request.engine = current
       const raw = request.raw
       if (raw.headers.host === undefined && raw.httpVersion === '1.1') { // RFC 9112 §3.2: 400
         return sendError(reply, deny.badRequest('request_malformed', 'the request has no Host header'))
@@ -107,11 +111,11 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     const reissued = route.forward.authorization === 'reissue' && decision.token !== null && options.reissue !== undefined
       ? await options.reissue(decision)
       : undefined
-    const identityHeaders = engine().config.identityHeaders
+    const identityHeaders = (request.engine ?? engine()).config.identityHeaders
     const connection = request.raw.headers.connection
     // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.
-    const { origin, pathname } = new URL(route.upstream.base)
-    const url = origin + joinUpstreamPath(pathname, route.path, decision.path, route.stripPrefix)
+    const { origin, basePath } = route.upstream
+    const url = origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix)
     return reply.from(url, {
       timeout: route.upstream.timeoutMs,
       // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).

@@ -7,12 +7,12 @@
  * Route-specific checks (which issuers, which audiences) belong to the policy, not to this cache.
  */
 import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
-import { deny } from '../errors.js'
+import { GatewayError, deny } from '../errors.js'
 import type { KeyEntry } from '../keys/import-jwk.js'
 import type { KeyStore } from '../keys/key-store.js'
 import { identityClaims, type IdentityClaims } from './claims.js'
 import { parseJwt, type JwtPayload } from './parse-jwt.js'
-import type { TokenCache } from './token-cache.js'
+import type { FailureCache, TokenCache } from './token-cache.js'
 import { verifySignature } from './verify-signature.js'
 
 export interface VerifiedToken extends IdentityClaims {
@@ -33,7 +33,11 @@ export class TokenVerifier {
   private readonly cache: TokenCache | null
   private readonly now: () => number
 
-  constructor (config: CompiledConfig, keyStores: ReadonlyMap<string, KeyStore>, cache: TokenCache | null, now: () => number = Date.now) {
+  private readonly failures: FailureCache | null
+
+  constructor (config: CompiledConfig, keyStores: ReadonlyMap<string, KeyStore>, cache: TokenCache | null, now: () => number = Date.now,
+    failures: FailureCache | null = null) {
+    this.failures = failures
     this.config = config
     this.keyStores = keyStores
     this.cache = cache
@@ -44,7 +48,15 @@ export class TokenVerifier {
     // A cached verification is reused only while its key is still published and fresh (see KeyStore.isCurrent).
     const cached = this.cache?.get(token, (hit) => this.keyStores.get(hit.issuer.id)?.isCurrent(hit.key) === true)
     if (cached !== undefined) return cached
-    const verified = await this.verifyUncached(token)
+    const failed = this.failures?.get(token)
+    if (failed !== undefined) throw failed
+    let verified: VerifiedToken
+    try {
+      verified = await this.verifyUncached(token)
+    } catch (err) {
+      if (err instanceof GatewayError) this.failures?.set(token, err)
+      throw err
+    }
     this.cache?.set(token, verified)
     return verified
   }

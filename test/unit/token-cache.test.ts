@@ -5,11 +5,11 @@
  */
 import t from 'tap'
 import type { CompiledIssuer } from '../../src/config/types.js'
-import { GatewayError } from '../../src/errors.js'
+import { GatewayError, deny } from '../../src/errors.js'
 import type { FetchLike } from '../../src/keys/fetch-json.js'
 import { KeyStore } from '../../src/keys/key-store.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
-import { TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from '../../src/token/token-cache.js'
+import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from '../../src/token/token-cache.js'
 import { TokenVerifier, type VerifiedToken } from '../../src/token/verify-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 import { makeKey, mintToken, type TestKey } from '../helpers/jwks-server.js'
@@ -232,4 +232,48 @@ t.test('verifier: jku, x5u and jwk headers are ignored, never fetched', async (t
   const genuine = await mintToken(k1, claims, { iat, header })
   t.equal((await r.verifier.verify(genuine)).subject, 'alice', 'the headers are ignored, the configured key decides')
   t.equal(r.fetches(), 1, 'only the configured JWKS was ever fetched')
+})
+
+t.test('failure cache: settled failures are remembered for ttl; failures that may change are never stored', async (t) => {
+  const clock = { now: T0 }
+  const failures = new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now: () => clock.now })
+  t.same(FAILURE_CACHE_DEFAULTS, { maxEntries: 10_000, maxBytes: 16 * 1024 * 1024, ttlMs: 60_000 })
+  const settled = [
+    deny.invalidToken('token_signature_invalid', 'bad signature'),
+    deny.invalidToken('token_expired', 'expired'),
+    deny.invalidToken('token_malformed', 'malformed'),
+    deny.invalidToken('token_issuer_unknown', 'unknown issuer')
+  ]
+  const open = [
+    deny.invalidToken('token_key_unknown', 'unknown kid: may appear after a refetch'),
+    deny.invalidToken('token_not_yet_valid', 'becomes valid later'),
+    deny.keysUnavailable(5)
+  ]
+  settled.forEach((err, i) => failures.set(`settled-${i}`, err))
+  open.forEach((err, i) => failures.set(`open-${i}`, err))
+  settled.forEach((err, i) => t.equal(failures.get(`settled-${i}`), err, `${err.reason} is remembered`))
+  open.forEach((err, i) => t.equal(failures.get(`open-${i}`), undefined, `${err.reason} is not`))
+  clock.now += 60_001
+  t.equal(failures.get('settled-0'), undefined, 'gone after ttl')
+})
+
+t.test('verifier with a failure cache: a bad signature is checked once, then answered from the cache', async (t) => {
+  const k1 = await makeKey('ES256', 'k1')
+  const other = await makeKey('ES256', 'k1')
+  const r = await rig([k1])
+  const failures = new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now: () => r.clock.now })
+  let lookups = 0
+  const counting = { getKeys: async (...args: Parameters<KeyStore['getKeys']>) => { lookups++; return r.store.getKeys(...args) }, isCurrent: (e: KeyEntry) => r.store.isCurrent(e) }
+  const verifier = new TokenVerifier(config, new Map([['idp', counting as unknown as KeyStore]]), r.tokenCache, () => r.clock.now, failures)
+  const forged = await mintToken(other, claims, { iat, expiresIn: 3600 })
+  const first = await rejection(verifier.verify(forged))
+  const second = await rejection(verifier.verify(forged))
+  t.match(first, { reason: 'token_signature_invalid' })
+  t.equal(second, first, 'the same answer')
+  t.equal(lookups, 1, 'the key store was consulted once')
+
+  const unknownKid = await mintToken(await makeKey('ES256', 'k9'), claims, { iat, expiresIn: 3600 })
+  await rejection(verifier.verify(unknownKid))
+  await rejection(verifier.verify(unknownKid))
+  t.equal(lookups, 3, 'an unknown kid is looked up every time: a refetch may bring it')
 })

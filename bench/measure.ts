@@ -1,0 +1,91 @@
+/**
+ * Paired measurement for a noisy, shared host: two targets are loaded in alternating slices (ABBA), so
+ * whatever else runs on the machine falls on both alike, and each slice also records the proxy
+ * process's own CPU time from /proc. Ratios of req/s and of CPU per request are what the benchmarks
+ * report; raw req/s move with the host.
+ */
+import { readFileSync } from 'node:fs'
+import autocannon from 'autocannon'
+
+export interface Slice { requests: number, seconds: number, non2xx: number, errors: number, p50: number, p99: number, cpuSeconds: number | null }
+
+/** One side of a comparison: the slices measured for it, summed at the end. */
+export interface Tally { name: string, slices: Slice[] }
+
+export interface Target {
+  url: string
+  headers: () => Record<string, string>
+  /** The process whose CPU time is charged to this target. */
+  pid: number | undefined
+}
+
+export interface LoadShape {
+  connections: number
+  /** Requests per second per connection; unset: as fast as the target answers. */
+  connectionRate?: number
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
+const CLK_TCK = 100
+
+/** CPU seconds (user + system, all threads) a process has used, or null without /proc. */
+export function cpuSeconds (pid: number | undefined): number | null {
+  if (pid === undefined) return null
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch {
+    return null
+  }
+}
+
+export async function load (target: Target, seconds: number, shape: LoadShape): Promise<Slice> {
+  const cpuBefore = cpuSeconds(target.pid)
+  const result = await autocannon({
+    url: target.url,
+    connections: shape.connections,
+    duration: seconds,
+    ...(shape.connectionRate === undefined ? {} : { connectionRate: shape.connectionRate }),
+    requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...target.headers() } }) }]
+  })
+  const cpuAfter = cpuSeconds(target.pid)
+  return {
+    requests: result.requests.total,
+    seconds: result.duration,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore
+  }
+}
+
+export const reqPerSec = (tally: Tally): number =>
+  tally.slices.reduce((n, s) => n + s.requests, 0) / tally.slices.reduce((n, s) => n + s.seconds, 0)
+
+/** Microseconds of the target process's CPU per request, or null without /proc. */
+export const cpuPerRequest = (tally: Tally): number | null => tally.slices.some((s) => s.cpuSeconds === null)
+  ? null
+  : 1e6 * tally.slices.reduce((n, s) => n + (s.cpuSeconds ?? 0), 0) / tally.slices.reduce((n, s) => n + s.requests, 0)
+
+/** Request-weighted mean of the slices' percentile, in ms. */
+export const latency = (tally: Tally, key: 'p50' | 'p99'): number =>
+  tally.slices.reduce((n, s) => n + s[key] * s.requests, 0) / Math.max(1, tally.slices.reduce((n, s) => n + s.requests, 0))
+
+export const failures = (tally: Tally): number => tally.slices.reduce((n, s) => n + s.non2xx + s.errors, 0)
+
+/** A and B in `rounds` alternating slices of `seconds` each (ABBA order), after a warm-up of each. */
+export async function compare (names: [string, string], targets: [Target, Target], options: { rounds: number, seconds: number, warmup: number, shape: LoadShape }): Promise<[Tally, Tally]> {
+  const tallies: [Tally, Tally] = [{ name: names[0], slices: [] }, { name: names[1], slices: [] }]
+  for (const target of targets) await load(target, options.warmup, options.shape)
+  for (let i = 0; i < options.rounds; i++) {
+    const order = i % 2 === 0 ? [0, 1] as const : [1, 0] as const
+    for (const side of order) {
+      const slice = await load(targets[side], options.seconds, options.shape)
+      tallies[side].slices.push(slice)
+      if (process.env.BENCH_VERBOSE !== undefined) process.stdout.write(`  ${tallies[side].name}: ${slice.requests} requests in ${slice.seconds} s\n`)
+    }
+  }
+  return tallies
+}

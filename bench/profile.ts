@@ -1,0 +1,59 @@
+/**
+ * `npm run bench:profile`: runs scopegate under `--cpu-prof` with one hot token for a fixed time, then
+ * prints the functions with the most self time. Used to remove work from the hot path.
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import { ROOT, freePort, startNode } from './processes.js'
+import { benchConfig, benchClaims } from './run.js'
+import { startIssuer } from './tokens.js'
+
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, hitCount: number }
+
+const scenario = process.argv[2] ?? 'hot'
+const issuer = await startIssuer()
+const upstreamPort = await freePort()
+const upstream = await startNode(['bench-dist/upstream.js', String(upstreamPort)], `http://127.0.0.1:${upstreamPort}/`, 0)
+const [port, adminPort] = [await freePort(), await freePort()]
+const dir = join(ROOT, 'bench-dist', 'profiles')
+mkdirSync(dir, { recursive: true })
+for (const file of readdirSync(dir)) if (file.endsWith('.cpuprofile')) writeFileSync(join(dir, file), '')
+const configFile = join(ROOT, 'bench-dist', 'profile-config.json')
+writeFileSync(configFile, benchConfig(issuer.url, upstream.url.replace(/\/$/, ''), port, adminPort))
+const gateway = await startNode(['--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/cli.js', 'serve', '--config', configFile], `http://127.0.0.1:${adminPort}/readyz`, 1)
+// Scenarios: hot (one valid token), invalid (bad signatures), none (no token).
+const tokens = scenario === 'hot'
+  ? [issuer.mint('RS256', benchClaims(0))]
+  : scenario === 'none' ? [] : Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA'))
+let i = 0
+const result = await autocannon({
+  url: `http://127.0.0.1:${port}/api/todos`,
+  connections: 50,
+  duration: 10,
+  requests: [{
+    setupRequest: (request: autocannon.Request) => tokens.length === 0
+      ? request
+      : ({ ...request, headers: { ...request.headers, authorization: `Bearer ${tokens[i++ % tokens.length] ?? ''}` } })
+  }]
+})
+process.stdout.write(`${scenario}: ${result.requests.average.toFixed(0)} req/s\n`)
+await gateway.stop()
+await upstream.stop()
+await issuer.close()
+
+const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile') && readFileSync(join(dir, f)).length > 0)
+if (file === undefined) throw new Error('no profile written')
+const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: ProfileNode[] }
+const self = new Map<string, number>()
+let total = 0
+for (const node of profile.nodes) {
+  const { functionName, url, lineNumber } = node.callFrame
+  const where = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')
+  const key = `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`
+  self.set(key, (self.get(key) ?? 0) + node.hitCount)
+  total += node.hitCount
+}
+const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.PROFILE_TOP ?? 40))
+for (const [name, hits] of top) process.stdout.write(`${((hits / total) * 100).toFixed(1).padStart(5)}%  ${name}\n`)
+process.stdout.write(`profile: ${join(dir, file)}\n`)
