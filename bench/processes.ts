@@ -66,3 +66,14 @@ export function rssMiB (pid: number): number | null {
     return null
   }
 }
+
+/** Keep this process (the load generator) on its own core, away from the proxies'. */
+export function pinSelf (core: number): void {
+  if (HAS_TASKSET) spawnSync('taskset', ['-p', '-c', String(core), String(process.pid)])
+}
+
+/** The benchmark's upstream (upstream.ts) on a free port, pinned to `core`. */
+export async function startUpstream (core: number): Promise<Child> {
+  const port = await freePort()
+  return startNode(['bench-dist/upstream.js', String(port)], `http://127.0.0.1:${port}/`, core)
+}

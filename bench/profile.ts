@@ -5,7 +5,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
-import { ROOT, freePort, startNode } from './processes.js'
+import { ROOT, freePort, pinSelf, startNode, startUpstream } from './processes.js'
 import { benchConfig, benchClaims } from './run.js'
 import { startIssuer } from './tokens.js'
 
@@ -13,8 +13,8 @@ interface ProfileNode { id: number, callFrame: { functionName: string, url: stri
 
 const scenario = process.argv[2] ?? 'hot'
 const issuer = await startIssuer()
-const upstreamPort = await freePort()
-const upstream = await startNode(['bench-dist/upstream.js', String(upstreamPort)], `http://127.0.0.1:${upstreamPort}/`, 0)
+pinSelf(0)
+const upstream = await startUpstream(0)
 const [port, adminPort] = [await freePort(), await freePort()]
 const dir = join(ROOT, 'bench-dist', 'profiles')
 mkdirSync(dir, { recursive: true })

@@ -18,7 +18,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, load, reqPerSec, type Tally, type Target } from './measure.js'
-import { HAS_TASKSET, ROOT, freePort, startNode, type Child } from './processes.js'
+import { HAS_TASKSET, ROOT, freePort, pinSelf, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer, type Issuer } from './tokens.js'
 
 const SECONDS = Math.min(3, Math.max(1, Math.round(Number(process.env.BENCH_REISSUE_SECONDS ?? 3))))
@@ -69,15 +69,11 @@ function cycle (tokens: string[]): { next: () => Record<string, string>, used: (
 }
 
 async function main (): Promise<void> {
-  if (HAS_TASKSET) {
-    const { spawnSync } = await import('node:child_process')
-    spawnSync('taskset', ['-p', '-c', String(LOAD_CORE), String(process.pid)])
-  }
+  pinSelf(LOAD_CORE)
   const children: Child[] = []
   const issuer = await startIssuer()
   try {
-    const upstreamPort = await freePort()
-    const upstream = await startNode(['bench-dist/upstream.js', String(upstreamPort)], `http://127.0.0.1:${upstreamPort}/`, LOAD_CORE)
+    const upstream = await startUpstream(LOAD_CORE)
     children.push(upstream)
 
     const dir = join(ROOT, 'bench-dist')

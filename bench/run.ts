@@ -5,12 +5,11 @@
  * one core and the load generator (with the upstream and JWKS) on the other, where taskset exists.
  * Writes bench/RESULTS.md.
  */
-import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { HAS_TASKSET, ROOT, freePort, rssMiB, startNode, type Child } from './processes.js'
+import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
@@ -58,13 +57,11 @@ function cycle (tokens: string[]): () => Record<string, string> {
 interface Row { scenario: string, base: Tally, gate: Tally }
 
 async function main (): Promise<void> {
-  // This process is the load generator (with the upstream's and JWKS's share): keep it off the proxies' core.
-  if (HAS_TASKSET) spawnSync('taskset', ['-p', '-c', String(LOAD_CORE), String(process.pid)])
+  pinSelf(LOAD_CORE)
   const children: Child[] = []
   const issuer = await startIssuer()
   try {
-    const upstreamPort = await freePort()
-    const upstream = await startNode(['bench-dist/upstream.js', String(upstreamPort)], `http://127.0.0.1:${upstreamPort}/`, LOAD_CORE)
+    const upstream = await startUpstream(LOAD_CORE)
     children.push(upstream)
     const upstreamUrl = upstream.url.replace(/\/$/, '')
 

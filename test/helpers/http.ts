@@ -16,7 +16,8 @@ export interface TestRequest {
   method?: string
   /** An object, or a flat raw list `[name, value, name, value, …]` to repeat a header. */
   headers?: Record<string, string> | string[]
-  body?: string | Buffer
+  /** A body; a list is written chunk by chunk with no Content-Length (Transfer-Encoding: chunked). */
+  body?: string | Buffer | string[]
   /** Milliseconds before the request is abandoned. */
   timeoutMs?: number
 }
@@ -46,7 +47,12 @@ export function send (base: string, target: string, request: TestRequest = {}): 
     })
     req.on('timeout', () => req.destroy(new Error('test request timed out')))
     req.on('error', reject)
-    req.end(request.body)
+    if (Array.isArray(request.body)) {
+      for (const chunk of request.body) req.write(chunk)
+      req.end()
+    } else {
+      req.end(request.body)
+    }
   })
 }
 
