@@ -6,9 +6,9 @@
  */
 import t from 'tap'
 import { startEcho } from '../helpers/echo-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { mintToken } from '../helpers/jwks-server.js'
 
 const TODO = 'https://todo.api'
 const OTHER = 'https://other.api'
@@ -28,11 +28,7 @@ async function decisionFor (gw: TestGateway, path: string): Promise<Record<strin
 }
 
 t.test('audit mode forwards what enforce mode denies, and logs why', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
   // The audited upstream answers 207, so the client can tell the upstream's answer from scopegate's.
   const audited = await startEcho()
   audited.setMode({ status: 207 })

@@ -5,10 +5,10 @@
  * are streamed through byte for byte, and a denied request never reaches the upstream.
  */
 import t from 'tap'
-import { startEcho, type Received } from '../helpers/echo-upstream.js'
-import { startGateway } from '../helpers/gateway.js'
+import { type Received } from '../helpers/echo-upstream.js'
+import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { mintToken } from '../helpers/jwks-server.js'
 
 const TODO = 'https://todo.api'
 
@@ -43,11 +43,7 @@ const FORGED: Record<string, string> = {
 }
 
 t.test('header stripping and body streaming', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
 
   const gw = await startGateway({
     issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [TODO] }],

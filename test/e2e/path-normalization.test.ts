@@ -5,19 +5,14 @@
  * reach nobody. The query string passes byte for byte; `stripPrefix` and an upstream base path compose.
  */
 import t from 'tap'
-import { startEcho } from '../helpers/echo-upstream.js'
-import { startGateway } from '../helpers/gateway.js'
+import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { mintToken } from '../helpers/jwks-server.js'
 
 const API = 'https://admin.api'
 
 t.test('path normalization decides and forwards one path', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
 
   const gw = await startGateway({
     issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],

@@ -9,10 +9,10 @@
  * not skip.
  */
 import t, { type Test } from 'tap'
-import { startEcho, type Received } from '../helpers/echo-upstream.js'
-import { startGateway } from '../helpers/gateway.js'
+import { type Received } from '../helpers/echo-upstream.js'
+import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { send, type TestResponse } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { mintToken } from '../helpers/jwks-server.js'
 import { findNginx, freePort, startNginx } from './nginx-process.js'
 
 const API = 'https://todo.api'
@@ -81,11 +81,7 @@ t.test('forward auth behind a real nginx (auth_request)', async (t) => {
     return
   }
 
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
   const gw = await startGateway({
     server: { trustProxy: ['127.0.0.1/32'] },
     issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],

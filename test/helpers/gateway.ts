@@ -3,12 +3,15 @@
  * the same validation and compilation as a config file, with its JSON log lines collected.
  */
 import { Writable } from 'node:stream'
+import type { Test } from 'tap'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfigText } from '../../src/config/load.js'
 import type { CompiledConfig } from '../../src/config/types.js'
 import type { EngineOptions } from '../../src/engine.js'
 import { Gateway } from '../../src/gateway.js'
 import { createLogger } from '../../src/logger.js'
+import { startEcho, type Echo } from './echo-upstream.js'
+import { makeKey, startJwksServer, type JwksServer, type TestKey } from './jwks-server.js'
 
 export interface TestGateway {
   proxyUrl: string
@@ -54,4 +57,14 @@ export async function startGateway (config: Record<string, unknown>, options: En
     rawLog: () => raw.join('\n'),
     close: () => gateway.close()
   }
+}
+
+/** The usual cast of an end-to-end test: one ES256 key, a JWKS server publishing it, and an echo upstream, closed when the test ends. */
+export async function issuerAndEcho (t: Test): Promise<{ key: TestKey, jwks: JwksServer, echo: Echo }> {
+  const key = await makeKey('ES256')
+  const jwks = await startJwksServer([key])
+  t.teardown(() => jwks.close())
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  return { key, jwks, echo }
 }

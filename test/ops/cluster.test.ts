@@ -8,20 +8,16 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { startEcho } from '../helpers/echo-upstream.js'
+import { issuerAndEcho } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { mintToken } from '../helpers/jwks-server.js'
 import { freePort, metric, parseMetrics, spawnServe, waitFor, writeConfig, type LogLine } from './support.js'
 
 const AUD = 'https://todo.api'
 const START_MS = 60_000 // a loaded CI machine takes a while to boot three node processes
 
 t.test('two workers under node:cluster', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
   const dir = await mkdtemp(join(tmpdir(), 'scopegate-cluster-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'scopegate.yaml')

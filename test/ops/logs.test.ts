@@ -9,20 +9,16 @@ import { cp, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { closedPort, startEcho } from '../helpers/echo-upstream.js'
-import { compileTestConfig, startGateway } from '../helpers/gateway.js'
+import { closedPort } from '../helpers/echo-upstream.js'
+import { compileTestConfig, issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { makeKey, mintToken } from '../helpers/jwks-server.js'
 import { ROOT, freePort, waitFor } from './support.js'
 
 const AUD = 'https://todo.api'
 
 t.test('decision log lines', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
   const down = await closedPort()
   const config = {
     issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD] }],

@@ -4,19 +4,15 @@
  */
 import t from 'tap'
 import { closedPort, startEcho } from '../helpers/echo-upstream.js'
-import { compileTestConfig, startGateway } from '../helpers/gateway.js'
+import { compileTestConfig, issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { makeKey, mintToken } from '../helpers/jwks-server.js'
 import { metric, metricSum, parseMetrics, type Sample } from './support.js'
 
 const AUD = 'https://todo.api'
 
 t.test('metrics after a known mix of allowed and denied requests', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
   const down = await closedPort()
 
   const config = {
@@ -120,11 +116,7 @@ t.test('each gateway has its own registry: two in one process count apart', asyn
 })
 
 t.test('a failing JWKS is counted, and so is the age of the stale keys', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
   let now = Date.now()
   const gw = await startGateway({
     issuers: [{ id: 'flaky', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD], jwks: { refreshInterval: '1m', cooldown: '1s' } }],

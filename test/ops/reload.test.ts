@@ -11,7 +11,7 @@ import t from 'tap'
 import { ConfigReloader } from '../../src/config/reload.js'
 import { watchConfigFile } from '../../src/config/watch.js'
 import { startEcho } from '../helpers/echo-upstream.js'
-import { startGateway } from '../helpers/gateway.js'
+import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
 import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
 import { freePort, metric, parseMetrics, sleep, spawnServe, waitFor, writeConfig } from './support.js'
@@ -134,11 +134,7 @@ t.test('reload in process', async (t) => {
 })
 
 t.test('scopegate serve: SIGHUP and file changes', async (t) => {
-  const key = await makeKey('ES256')
-  const jwks = await startJwksServer([key])
-  t.teardown(() => jwks.close())
-  const echo = await startEcho()
-  t.teardown(() => echo.close())
+  const { key, jwks, echo } = await issuerAndEcho(t)
   const dir = await mkdtemp(join(tmpdir(), 'scopegate-reload-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'scopegate.yaml')
