@@ -12,6 +12,7 @@ import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
 import { runDevIssuer } from './demo/run-dev-issuer.js'
 import { explain } from './explain.js'
+import { keyBaseDir, loadSigningKeys } from './reissue/signing-keys.js'
 import { runServe } from './serve.js'
 
 const USAGE = `usage: scopegate <command> [options]
@@ -72,6 +73,16 @@ async function validate (args: string[]): Promise<number> {
   const file = configPath(values.config)
   const config = await loadOrReport(file)
   if (config === null) return 1
+  if (config.reissue !== null) {
+    // The re-issue key files are part of the config: read them as serve would, and report them the same way.
+    try {
+      await loadSigningKeys(config.reissue, { baseDir: keyBaseDir(file), source: file })
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      process.stderr.write(`${file}: invalid config\n${formatProblems(err)}\n`)
+      return 1
+    }
+  }
   const audit = config.routes.filter((r) => r.mode === 'audit').length
   process.stdout.write(`${file}: ok: ${config.issuersById.size} issuer(s), ${config.upstreams.size} upstream(s), ` +
     `${config.routes.length} route(s)${audit > 0 ? ` (${audit} in audit mode)` : ''}\n`)

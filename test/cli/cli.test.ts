@@ -153,6 +153,21 @@ t.test('validate', async (t) => {
     t.equal(lines.length, 4)
   })
 
+  t.test('re-issue key files are read: a missing or public-only signing key is reported with its path', async (t) => {
+    const reissue = (keys: string): string => `${CONFIG}\nreissue:\n  issuer: https://scopegate.internal\n  keys: ${keys}\n`
+    const keyDir = t.testdir({
+      'missing.yaml': reissue('[{ file: nope.jwk.json }]'),
+      'public.yaml': reissue('[{ file: public.jwk.json }]'),
+      'public.jwk.json': JSON.stringify({ kty: 'EC', crv: 'P-256', x: 'WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis', y: 'y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE' })
+    })
+    const missing = await run(['validate', '--config', 'missing.yaml'], keyDir)
+    t.equal(missing.code, 1)
+    t.match(missing.stderr, /missing\.yaml: invalid config\nreissue\.keys\[0\]\.file: nope\.jwk\.json: cannot be read \(ENOENT\)/)
+    const publicOnly = await run(['validate', '--config', 'public.yaml'], keyDir)
+    t.equal(publicOnly.code, 1)
+    t.match(publicOnly.stderr, /reissue\.keys\[0\]\.file: public\.jwk\.json: is the signing key \(the first\), so it must be a private key/)
+  })
+
   t.test('a missing file: exit 1 and why', async (t) => {
     const { code, stderr } = await run(['validate', '--config', 'missing.yaml'], dir)
     t.equal(code, 1)
