@@ -12,7 +12,7 @@ import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
 import { runDevIssuer } from './demo/run-dev-issuer.js'
 import { explain } from './explain.js'
-import { keyBaseDir, loadSigningKeys } from './reissue/signing-keys.js'
+import { checkSigningKeys } from './reissue/signing-keys.js'
 import { runServe } from './serve.js'
 
 const USAGE = `usage: scopegate <command> [options]
@@ -31,7 +31,9 @@ The config file is --config, else $SCOPEGATE_CONFIG, else config/scopegate.yaml.
 
 async function loadOrReport (file: string): Promise<CompiledConfig | null> {
   try {
-    return await loadConfig(file)
+    const config = await loadConfig(file)
+    await checkSigningKeys(config)
+    return config
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${file}: invalid config\n${formatProblems(err)}\n`)
@@ -73,16 +75,6 @@ async function validate (args: string[]): Promise<number> {
   const file = configPath(values.config)
   const config = await loadOrReport(file)
   if (config === null) return 1
-  if (config.reissue !== null) {
-    // The re-issue key files are part of the config: read them as serve would, and report them the same way.
-    try {
-      await loadSigningKeys(config.reissue, { baseDir: keyBaseDir(file), source: file })
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err
-      process.stderr.write(`${file}: invalid config\n${formatProblems(err)}\n`)
-      return 1
-    }
-  }
   const audit = config.routes.filter((r) => r.mode === 'audit').length
   process.stdout.write(`${file}: ok: ${config.issuersById.size} issuer(s), ${config.upstreams.size} upstream(s), ` +
     `${config.routes.length} route(s)${audit > 0 ? ` (${audit} in audit mode)` : ''}\n`)

@@ -16,7 +16,6 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
-import { pino } from 'pino'
 import { AggregatorRegistry, prometheusContentType } from 'prom-client'
 import { ConfigReloader } from './config/reload.js'
 import type { CompiledConfig } from './config/types.js'
@@ -24,7 +23,7 @@ import { watchConfigFile } from './config/watch.js'
 import type { Gateway } from './gateway.js'
 import { localReadiness, type Readiness } from './http/admin-server.js'
 import { GatewayMetrics } from './metrics.js'
-import { Reissuer } from './reissue/reissuer.js'
+import { checkSigningKeys } from './reissue/signing-keys.js'
 
 /** What a cluster worker's admin listener reports for the whole process group. */
 export interface ProcessGroup {
@@ -290,14 +289,13 @@ export function runPrimary (options: PrimaryOptions): void {
     slot.respawn = setTimeout(() => { fork(slot) }, delay)
   }
 
-  // A throwaway Reissuer reads the re-issue key files, so a config whose keys are unusable is refused here
-  // once, like any other invalid config, instead of by every worker.
-  const quiet = pino({ level: 'silent' })
+  // The re-issue key files are checked here, so a config whose keys are unusable is refused once, like any
+  // other invalid config, instead of by every worker.
   const reloader = new ConfigReloader({
     file,
     logger,
     current: () => current,
-    check: async (config) => { if (config.reissue !== null) await new Reissuer({ logger: quiet }).start(config) },
+    check: checkSigningKeys,
     apply: (config) => {
       if (config.server.logLevel !== current.server.logLevel) logger.level = config.server.logLevel
       current = config

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose'
 import { ConfigError, type ConfigProblem } from '../config/load.js'
-import type { RawReissue } from '../config/types.js'
+import type { CompiledConfig, RawReissue } from '../config/types.js'
 
 export type ReissueAlgorithm = RawReissue['algorithm']
 
@@ -182,6 +182,15 @@ export async function generateSigningKeys (alg: ReissueAlgorithm): Promise<Signi
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: false })
   const jwk = await publish(await exportJWK(publicKey), alg, undefined)
   return { signer: { kid: jwk.kid, alg, privateKey }, published: [jwk], generated: true }
+}
+
+/**
+ * Reads a config's re-issue key files only to check them, as `serve` would read them: throws a
+ * `ConfigError` naming each problem (`reissue.keys[0].file: …`). Key files are part of the config, so
+ * every command that loads one, and every reload, refuses unusable keys the same way.
+ */
+export async function checkSigningKeys (config: CompiledConfig): Promise<void> {
+  if (config.reissue !== null) await loadSigningKeys(config.reissue, { baseDir: keyBaseDir(config.source), source: config.source })
 }
 
 /** The directory relative key paths are resolved from: the config file's own. */
