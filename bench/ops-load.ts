@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { SignJWT, exportJWK, generateKeyPair } from 'jose'
+import { freePort } from './processes.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: flags } = parseArgs({ options: { workers: { type: 'string', default: '1' }, connections: { type: 'string', default: '50' } } })
@@ -39,13 +40,6 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 async function listen (server: Server): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  const url = await listen(server)
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return Number(new URL(url).port)
 }
 
 /** The upstream: answers after UPSTREAM_DELAY_MS, and counts what it received. */

@@ -93,7 +93,7 @@ export class GatewayMetrics {
       }
     })
     cacheCounter(name('token_cache_hits_total'), 'Verified-token cache hits: tokens accepted without a signature check.', (cache) => cache.hits, engine, registers)
-    cacheCounter(name('token_cache_misses_total'), 'Verified-token cache misses: tokens whose signature was checked.', (cache) => cache.misses, engine, registers)
+    cacheCounter(name('token_cache_misses_total'), 'Verified-token cache misses: tokens verified afresh, or refused from the cache of settled failures.', (cache) => cache.misses, engine, registers)
     this.configReloads = new Counter({
       name: name('config_reloads_total'),
       help: 'Config reloads (SIGHUP or file change), by result: ok (swapped in) or error (refused; the previous config stays).',

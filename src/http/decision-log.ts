@@ -22,6 +22,8 @@ export interface DecisionRecord {
   clientId: string | null
   scopes: string
   latencyMs: number
+  /** Log-only detail of a denial or upstream failure (claim values, never the token). */
+  detail?: string
 }
 
 export interface DecisionLog {
@@ -66,7 +68,7 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
           latencyMs: Math.round(latencyMs * 1000) / 1000
         }
         const detail = failure?.detail ?? error?.detail
-        if (detail !== undefined) (record as DecisionRecord & { detail?: string }).detail = detail
+        if (detail !== undefined) record.detail = detail
       }
       for (const listener of listeners) listener(record)
       if (record.decision === 'allow') logger.info(record, 'decision')

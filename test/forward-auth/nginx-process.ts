@@ -31,17 +31,7 @@ export function findNginx (): Nginx | null {
   return null
 }
 
-/** A loopback port nothing listens on right now: listen on 0, note the port, close. */
-export async function freePort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', resolve)
-  })
-  const { port } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
+export { freePort } from '../helpers/echo-upstream.js'
 
 /**
  * The `http {}` lines that keep nginx's files in `dir`: temp paths of every module this build has

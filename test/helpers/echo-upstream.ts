@@ -143,8 +143,13 @@ export async function startEcho(): Promise<Echo> {
 
 /** A URL on 127.0.0.1 where nothing listens (connections are refused). */
 export async function closedPort(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`
+}
+
+/** A loopback port nothing listens on right now: listen on 0, note the port, close. */
+export async function freePort(): Promise<number> {
   const server = http.createServer()
   const port = await listenLocal(server)
   await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return `http://127.0.0.1:${port}`
+  return port
 }
