@@ -37,7 +37,8 @@ export function createLogger (options: LoggerOptions): Logger {
     ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: process.stdout.isTTY === true, ignore: 'pid,hostname,service' } } } : {})
   }
   // Without a given destination: stdout, written asynchronously, so lines that pile up while a write is
-  // under way go out in one write instead of one syscall per decision. pino flushes it on exit.
+  // under way go out in one write instead of one syscall per decision. pino flushes it on exit. (A
+  // minimum batch size would save a little more, but would hold lifecycle lines back as well.)
   const destination = options.destination ?? (pretty ? undefined : pino.destination({ dest: 1, sync: false }))
   const logger = destination === undefined ? pino(settings) : pino(settings, destination)
   if (options.pretty === true && !pretty && options.destination === undefined) logger.info('pino-pretty is not installed: logging JSON lines')

@@ -1,11 +1,16 @@
 /**
  * One JSON log line per decision (contract §8): route, method, normalized path, decision, reason, the
  * principal, the effective scopes, the upstream id, the status, upstream status and latency. Tokens and
- * Authorization headers are never passed to the logger, so they cannot be logged. The listeners (metrics
+ * Authorization headers are never part of the record, so they cannot be logged. The listeners (metrics
  * among them, see `metrics.ts`) get the same record.
+ *
+ * This is the one line written on every request, so it is serialized here, field by field, and written
+ * straight to the logger's destination in pino's own layout (level, time, the logger's bindings, the
+ * fields, msg): pino's generic path (hooks, redaction, a serializer per value) cost about a third more.
+ * The logger's level still decides, read on every line, so a reload that changes it applies at once.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { FastifyBaseLogger as Logger } from 'fastify'
+import { pino, type Logger } from 'pino'
 import type { GatewayError } from '../errors.js'
 
 export interface DecisionRecord {
@@ -35,7 +40,22 @@ export interface DecisionLog {
 /** Called with every finished decision, e.g. to count it in metrics. */
 export type DecisionListener = (record: DecisionRecord) => void
 
+const INFO = 30
+const WARN = 40
+
+const text = (value: string | null): string => value === null ? 'null' : JSON.stringify(value)
+
+/** A decision line in pino's layout: `bindings` is the logger's serialized bindings (`,"service":"scopegate"`). */
+export function decisionLine (level: number, time: number, bindings: string, r: DecisionRecord): string {
+  return `{"level":${level},"time":${time}${bindings},"route":${text(r.route)},"method":${text(r.method)},"path":${text(r.path)}` +
+    `,"decision":"${r.decision}","reason":${text(r.reason)},"upstream":${text(r.upstream)},"status":${r.status}` +
+    `,"upstreamStatus":${r.upstreamStatus ?? 'null'},"sub":${text(r.sub)},"clientId":${text(r.clientId)},"scopes":${text(r.scopes)}` +
+    `,"latencyMs":${r.latencyMs}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`},"msg":"decision"}\n`
+}
+
 export function createDecisionLog (logger: Logger, listeners: DecisionListener[] = []): DecisionLog {
+  const stream = (logger as unknown as Record<symbol, { write (line: string): unknown }>)[pino.symbols.streamSym]
+  const bindings = (logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] ?? ''
   const upstreamFailures = new WeakMap<FastifyRequest, GatewayError>()
   return {
     upstreamFailed (request, error) { upstreamFailures.set(request, error) },
@@ -71,8 +91,8 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
         if (detail !== undefined) record.detail = detail
       }
       for (const listener of listeners) listener(record)
-      if (record.decision === 'allow') logger.info(record, 'decision')
-      else logger.warn(record, 'decision')
+      const level = record.decision === 'allow' ? INFO : WARN
+      if (level >= logger.levelVal && stream !== undefined) stream.write(decisionLine(level, Date.now(), bindings, record))
     }
   }
 }
