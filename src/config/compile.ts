@@ -301,6 +301,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     upstreams,
     routes,
     identityHeaders: new Set([...IDENTITY_HEADERS, ...claimHeaders]),
-    reissue: raw.reissue ?? null
+    reissue: raw.reissue ?? null,
+    keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue')
   })
 }

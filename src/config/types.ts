@@ -201,4 +201,9 @@ export interface CompiledConfig {
   /** Every lower-case header name scopegate sets upstream, which client copies are stripped of. */
   identityHeaders: ReadonlySet<string>
   reissue: RawReissue | null
+  /**
+   * Whether verified tokens keep their whole payload: only routes that forward claims or re-issue tokens
+   * read it. Otherwise the token cache holds the identity alone, about half the memory per token.
+   */
+  keepClaims: boolean
 }

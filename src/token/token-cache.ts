@@ -1,5 +1,6 @@
 /**
- * Verified tokens, so a token seen again costs a hash lookup instead of a signature check. Bounded by
+ * Verified tokens, so a token seen again costs a hash lookup instead of a signature check. Keyed by the
+ * token's digest (`cacheKey` in verify-token.ts), so an entry never holds the token itself. Bounded by
  * entries and by bytes; an entry lives no longer than its token's `exp`, and `exp` is checked again on
  * every read with the verifier's clock. Only the verification is cached: route policy is applied afresh
  * on every request. An entry whose signing key has left the JWKS is dropped by the verifier.
@@ -11,7 +12,7 @@ import type { VerifiedToken } from './verify-token.js'
 export interface TokenCacheOptions {
   /** Most entries. */
   maxEntries: number
-  /** Most bytes, counted as token length plus the size of the claims. */
+  /** Most bytes, counted as key length plus the size the verifier reports for the entry. */
   maxBytes: number
   /** Longest life of an entry, milliseconds, whatever the token's exp. */
   maxTtlMs: number
@@ -52,11 +53,11 @@ export class TokenCache {
    * (the verifier's check that the signing key is still current) agrees. Anything else is dropped and
    * counted as a miss.
    */
-  get (token: string, valid: (hit: VerifiedToken) => boolean = () => true): VerifiedToken | undefined {
-    const hit = this.lru.get(token)
+  get (key: string, valid: (hit: VerifiedToken) => boolean = () => true): VerifiedToken | undefined {
+    const hit = this.lru.get(key)
     if (hit === undefined) { this.misses++; return undefined }
     if (this.now() / 1000 > hit.expiresAt + hit.issuer.clockToleranceSec || !valid(hit)) {
-      this.lru.delete(token)
+      this.lru.delete(key)
       this.misses++
       return undefined
     }
@@ -64,13 +65,13 @@ export class TokenCache {
     return hit
   }
 
-  set (token: string, verified: VerifiedToken): void {
+  set (key: string, verified: VerifiedToken): void {
     const ttl = Math.min(this.maxTtlMs, (verified.expiresAt + verified.issuer.clockToleranceSec) * 1000 - this.now())
     if (ttl <= 0) return
-    this.lru.set(token, verified, { ttl })
+    this.lru.set(key, verified, { ttl })
   }
 
-  delete (token: string): void { this.lru.delete(token) }
+  delete (key: string): void { this.lru.delete(key) }
   clear (): void { this.lru.clear() }
 }
 
@@ -103,10 +104,10 @@ export class FailureCache {
     })
   }
 
-  get (token: string): GatewayError | undefined { return this.lru.get(token) }
+  get (key: string): GatewayError | undefined { return this.lru.get(key) }
 
-  /** Remember a failure if its verdict is settled; others are ignored. */
-  set (token: string, failure: GatewayError): void {
-    if (SETTLED_FAILURES.has(failure.reason)) this.lru.set(token, failure)
+  /** Remember a failure if its verdict is settled; others are ignored. Keyed like the token cache. */
+  set (key: string, failure: GatewayError): void {
+    if (SETTLED_FAILURES.has(failure.reason)) this.lru.set(key, failure)
   }
 }

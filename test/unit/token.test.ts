@@ -8,7 +8,7 @@ import { identityClaims, listClaim, readClaim, stringClaim, type ClaimConfig } f
 import { parseJwt } from '../../src/token/parse-jwt.js'
 import { TokenCache } from '../../src/token/token-cache.js'
 import { keyFitsAlgorithm, verifySignature } from '../../src/token/verify-signature.js'
-import { TokenVerifier } from '../../src/token/verify-token.js'
+import { TokenVerifier, cacheKey } from '../../src/token/verify-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 import { makeKey, mintToken, type TestAlg, type TestKey } from '../helpers/jwks-server.js'
 
@@ -261,7 +261,8 @@ interface Setup {
 }
 
 /** A verifier with real key stores whose fetch is a function serving the test keys, and a clock the test moves. */
-function setup (options: { cache?: boolean } = {}): Setup {
+function setup (options: { cache?: boolean, config?: CompiledConfig } = {}): Setup {
+  const compiled = options.config ?? config
   let nowMs = NOW_S * 1000
   const now = (): number => nowMs
   const fetched: string[] = []
@@ -270,9 +271,9 @@ function setup (options: { cache?: boolean } = {}): Setup {
     fetched.push(url)
     return new Response(jwks, { status: 200, headers: { 'content-type': 'application/json' } })
   }
-  const stores = new Map([...config.issuersById.values()].map((issuer) => [issuer.id, new KeyStore(issuer, { fetch, now })]))
+  const stores = new Map([...compiled.issuersById.values()].map((issuer) => [issuer.id, new KeyStore(issuer, { fetch, now })]))
   const cache = new TokenCache({ maxEntries: 100, maxBytes: 1 << 20, maxTtlMs: 3_600_000, now })
-  const verifier = new TokenVerifier(config, stores, options.cache === false ? null : cache, now)
+  const verifier = new TokenVerifier(compiled, stores, options.cache === false ? null : cache, now)
   return { verifier, fetched, cache, setNow: (ms) => { nowMs = ms } }
 }
 
@@ -428,6 +429,29 @@ t.test('a crit header is refused, even one the signer understood', async (t) => 
   t.same(fetched, [], 'refused before any key is needed')
 })
 
+t.test('a verified token keeps its whole payload only where a route reads claims beyond the identity', async (t) => {
+  const claims = { scope: 'read:todos', client_id: 'todo-web', tenant: 'acme' }
+  const lean = await setup().verifier.verify(await mint(claims))
+  t.same(lean.claims, {}, 'no route forwards claims or re-issues: the payload is not kept')
+  t.equal(lean.subject, 'alice', 'the identity is')
+  t.same(lean.scopes, ['read:todos'])
+  t.equal(lean.clientId, 'todo-web')
+
+  const routes = (forward: Record<string, unknown>): CompiledConfig => compileTestConfig({
+    issuers: [{ id: 'tenant', issuer: ISS, jwksUri: JWKS_URI, algorithms: ALGS, audiences: ['https://todo.api'] }],
+    upstreams: { todo: { url: 'http://todo-api:3000' } },
+    ...(forward.authorization === 'reissue' ? { reissue: { issuer: 'https://scopegate.internal' } } : {}),
+    routes: [{ id: 'plain', match: { path: '/a' }, upstream: 'todo' }, { id: 'rich', match: { path: '/b' }, upstream: 'todo', forward }]
+  })
+  const forwarding = routes({ claims: { 'x-tenant-id': 'tenant' } })
+  t.equal(forwarding.keepClaims, true)
+  const full = await setup({ config: forwarding }).verifier.verify(await mint(claims))
+  t.equal(full.claims.tenant, 'acme', 'a route forwards a claim: the payload is kept')
+  t.equal(full.claims.sub, 'alice')
+  t.equal(routes({ authorization: 'reissue' }).keepClaims, true, 're-issued tokens read the original payload')
+  t.equal(routes({ authorization: 'strip' }).keepClaims, false)
+})
+
 t.test('verified tokens are cached: a hit returns the same object without verifying again', async (t) => {
   const { verifier, cache, fetched } = setup()
   const token = await mint({ scope: 'read:todos' })
@@ -439,6 +463,19 @@ t.test('verified tokens are cached: a hit returns the same object without verify
   t.equal(fetched.length, 1)
   const other = await verifier.verify(await mint({ scope: 'other' }))
   t.not(other, first, 'another token is another entry')
+  t.equal(cache.get(cacheKey(token)), first, 'the entry is keyed by the token\'s SHA-256')
+  t.equal(cacheKey(token).length, 44)
+  t.equal(cache.get(token), undefined, 'not by the token itself, which the cache never holds')
+})
+
+t.test('a token differing from a cached one in any character is verified on its own', async (t) => {
+  const { verifier, cache } = setup()
+  const token = await mint({ scope: 'read:todos' })
+  await verifier.verify(token)
+  const last = token.slice(-1) === 'A' ? 'B' : 'A'
+  t.equal(await reasonOf(() => verifier.verify(token.slice(0, -1) + last)), 'token_signature_invalid', 'last character changed')
+  t.equal(await reasonOf(() => verifier.verify(token.slice(1))), 'token_malformed', 'first character dropped')
+  t.equal(cache.hits, 0, 'neither was taken for the cached token')
 })
 
 t.test('a cached token is re-checked for exp on every read', async (t) => {
@@ -452,7 +489,7 @@ t.test('a cached token is re-checked for exp on every read', async (t) => {
   t.equal(cache.hits, 1)
 
   setNow((exp + TOLERANCE_S) * 1000 + 1)
-  t.equal(cache.get(token), undefined, 'past exp + tolerance the cache no longer has it')
+  t.equal(cache.get(cacheKey(token)), undefined, 'past exp + tolerance the cache no longer has it')
   t.equal(await reasonOf(() => verifier.verify(token)), 'token_expired', 'and the verifier refuses it')
   t.equal(cache.size, 0, 'a refused token is not cached')
 })
