@@ -5,7 +5,7 @@
  */
 import type { CompiledRoute } from './config/types.js'
 import type { Engine } from './engine.js'
-import { toGatewayError, deny, type GatewayError } from './errors.js'
+import { GatewayError, deny, toGatewayError } from './errors.js'
 import { identityHeaders } from './forward/identity-headers.js'
 import { applyPolicy } from './policy/apply-policy.js'
 import { narrowScopes } from './policy/narrow-scopes.js'
@@ -50,6 +50,14 @@ export interface Deny extends DecisionBase {
 
 export type Decision = Allow | Deny
 
+/** A denial on a matched route; in audit mode, the request goes through with the denial noted. */
+function denied (error: GatewayError, route: CompiledRoute, path: string, query: string, token: VerifiedToken | null, clientIp: string): Decision {
+  if (route.mode !== 'audit') return { allowed: false, error, route, path, token, scopes: [] }
+  // Audit mode forwards what enforce mode would deny; the upstream sees the identity that was proven, if any.
+  const scopes = token === null ? [] : narrowScopes({ policy: route.policy, clientIp, token })
+  return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: error }
+}
+
 export async function decide (engine: Engine, input: DecisionInput): Promise<Decision> {
   let path: string
   let query: string
@@ -68,18 +76,17 @@ export async function decide (engine: Engine, input: DecisionInput): Promise<Dec
     if (route.auth !== 'none') {
       const bearer = extractToken(input.authorization)
       if (bearer === null) {
-        if (route.auth === 'required') throw deny.tokenMissing()
+        if (route.auth === 'required') return denied(deny.tokenMissing(), route, path, query, token, input.clientIp)
       } else {
-        token = await engine.verifier.verify(bearer)
+        // Known tokens, good or bad, are answered from the verifier's caches without an await.
+        const checked = engine.verifier.check(bearer)
+        if (checked instanceof GatewayError) return denied(checked, route, path, query, token, input.clientIp)
+        token = checked instanceof Promise ? await checked : checked
       }
     }
     const scopes = applyPolicy({ policy: route.policy, clientIp: input.clientIp, token })
     return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: null }
   } catch (err) {
-    const error = toGatewayError(err)
-    if (route.mode !== 'audit') return { allowed: false, error, route, path, token, scopes: [] }
-    // Audit mode forwards what enforce mode would deny; the upstream sees the identity that was proven, if any.
-    const scopes = token === null ? [] : narrowScopes({ policy: route.policy, clientIp: input.clientIp, token })
-    return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: error }
+    return denied(toGatewayError(err), route, path, query, token, input.clientIp)
   }
 }

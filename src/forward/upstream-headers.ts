@@ -7,6 +7,9 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 
+/** A Connection value that names only hop-by-hop options, which are dropped anyway. */
+const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i
+
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 export interface UpstreamHeaderOptions {
@@ -33,10 +36,11 @@ export function connectionNames (value: string | string[] | undefined): string[]
  */
 export function upstreamHeaders (headers: IncomingHttpHeaders, connection: string | string[] | undefined,
   options: UpstreamHeaderOptions): IncomingHttpHeaders {
-  const drop = new Set(connectionNames(connection))
+  // Most clients send no Connection header or a bare `keep-alive`/`close`, which names nothing to drop.
+  const drop = connection === undefined || PLAIN_CONNECTION.test(connection.toString()) ? null : new Set(connectionNames(connection))
   const out: IncomingHttpHeaders = {}
-  for (const name of Object.keys(headers)) {
-    if (HOP_BY_HOP.has(name) || (drop.has(name) && name !== 'host') || name.startsWith('x-auth-') || options.identityHeaders.has(name)) continue
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || name.startsWith('x-auth-') || options.identityHeaders.has(name) || (drop !== null && drop.has(name) && name !== 'host')) continue
     out[name] = headers[name]
   }
   if (options.authorization === 'strip') delete out.authorization
@@ -44,6 +48,6 @@ export function upstreamHeaders (headers: IncomingHttpHeaders, connection: strin
     if (options.reissued === undefined) delete out.authorization
     else out.authorization = `Bearer ${options.reissued}`
   }
-  for (const [name, value] of Object.entries(options.add)) out[name] = value
+  for (const name in options.add) out[name] = options.add[name]
   return out
 }

@@ -59,6 +59,9 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request: the decision line is the request's record, and a child costs a bindings
+    // serialization on every request for the few lines (5xx) that would carry a request id.
+    childLoggerFactory: (parent) => parent,
     requestTimeout: config.server.requestTimeoutMs,
     // requireHostHeader off: Node would answer a missing Host with its own bare 400; onRequest answers it as JSON.
     http: { maxHeaderSize: config.server.maxHeaderSize, requireHostHeader: false },
@@ -84,7 +87,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   })
   app.setNotFoundHandler((_request, reply) => { sendError(reply, deny.noRoute()) })
 
-  app.addHook('onResponse', async (request, reply) => { decisions.record(request, reply) })
+  app.addHook('onResponse', (request, reply, done) => { decisions.record(request, reply); done() })
 
   app.all('*', {
     onRequest: async (request: FastifyRequest, reply: FastifyReply) => {

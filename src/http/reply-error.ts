@@ -34,8 +34,30 @@ export function errorBody (err: GatewayError): string {
   return JSON.stringify({ error: err.code, error_description: err.description })
 }
 
+interface Rendered { headers: Readonly<Record<string, string>>, body: string }
+
+/**
+ * Rendered answers by content. Denials repeat (a flood of bad tokens is one answer many times), and the
+ * kinds are few: the contract's codes and descriptions, the scopes routes require, Retry-After seconds.
+ * Bounded all the same: emptied when full.
+ */
+const rendered = new Map<string, Rendered>()
+const RENDERED_MAX = 512
+
+function render (err: GatewayError): Rendered {
+  const key = `${err.status}\0${err.code}\0${err.description}\0${err.scope ?? ''}\0${err.retryAfter ?? ''}`
+  let answer = rendered.get(key)
+  if (answer === undefined) {
+    if (rendered.size >= RENDERED_MAX) rendered.clear()
+    answer = { headers: Object.freeze(errorHeaders(err)), body: errorBody(err) }
+    rendered.set(key, answer)
+  }
+  return answer
+}
+
 export function sendError (reply: FastifyReply, err: GatewayError): FastifyReply {
-  return reply.code(err.status).headers(errorHeaders(err)).send(errorBody(err))
+  const { headers, body } = render(err)
+  return reply.code(err.status).headers(headers).send(body)
 }
 
 /** A whole HTTP/1.1 response, for errors answered on the raw socket before any request object exists. */

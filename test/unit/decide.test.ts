@@ -1,7 +1,7 @@
 import t from 'tap'
 import { decide, type Decision, type DecisionInput } from '../../src/decide.js'
 import { buildEngine, type Engine } from '../../src/engine.js'
-import { deny } from '../../src/errors.js'
+import { GatewayError, deny } from '../../src/errors.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
 import { identityClaims } from '../../src/token/claims.js'
 import type { TokenVerifier, VerifiedToken } from '../../src/token/verify-token.js'
@@ -40,14 +40,18 @@ function tokenOf (claims: Record<string, unknown>): VerifiedToken {
 
 const alice = tokenOf({ sub: 'alice', client_id: 'todo-web', aud: 'https://todo.api', scope: 'write:todos read:todos', roles: ['user'] })
 
-/** An engine over the test config whose verifier answers with `result` (or throws it) and records each call. */
+/**
+ * An engine over the test config whose verifier answers with `result` and records each call: a token as a
+ * fresh verification (a promise), a GatewayError as the failure cache does (returned at once), any other
+ * error as a failed verification (a rejected promise).
+ */
 function engineWith (result: VerifiedToken | Error): { engine: Engine, verified: string[] } {
   const verified: string[] = []
   const verifier = {
-    verify: async (bearer: string): Promise<VerifiedToken> => {
+    check: (bearer: string): VerifiedToken | GatewayError | Promise<VerifiedToken> => {
       verified.push(bearer)
-      if (result instanceof Error) throw result
-      return result
+      if (result instanceof GatewayError) return result
+      return result instanceof Error ? Promise.reject(result) : Promise.resolve(result)
     }
   }
   return { engine: { ...buildEngine(config, null), verifier: verifier as unknown as TokenVerifier }, verified }
