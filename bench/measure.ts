@@ -61,6 +61,16 @@ export async function load (target: Target, seconds: number, shape: LoadShape): 
   }
 }
 
+/** Send exactly `amount` requests (each header set once, in order): primes a cache with a token set. */
+export async function prime (target: Target, amount: number, shape: LoadShape): Promise<void> {
+  await autocannon({
+    url: target.url,
+    connections: shape.connections,
+    amount,
+    requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...target.headers() } }) }]
+  })
+}
+
 export const reqPerSec = (tally: Tally): number =>
   tally.slices.reduce((n, s) => n + s.requests, 0) / tally.slices.reduce((n, s) => n + s.seconds, 0)
 

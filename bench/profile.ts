@@ -1,6 +1,6 @@
 /**
  * `npm run bench:profile`: runs scopegate under `--cpu-prof` with one hot token for a fixed time, then
- * prints the functions with the most self time. Used to remove work from the hot path.
+ * prints the functions with the most self time (`npm run bench:profile -- hot|distinct|invalid|none`). Used to remove work from the hot path.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -22,10 +22,15 @@ for (const file of readdirSync(dir)) if (file.endsWith('.cpuprofile')) writeFile
 const configFile = join(ROOT, 'bench-dist', 'profile-config.json')
 writeFileSync(configFile, benchConfig(issuer.url, upstream.url.replace(/\/$/, ''), port, adminPort))
 const gateway = await startNode(['--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/cli.js', 'serve', '--config', configFile], `http://127.0.0.1:${adminPort}/readyz`, 1)
-// Scenarios: hot (one valid token), invalid (bad signatures), none (no token).
+// Scenarios: hot (one valid token), distinct (a new ES256 token on every request: first sights only),
+// invalid (bad signatures), none (no token).
 const tokens = scenario === 'hot'
   ? [issuer.mint('RS256', benchClaims(0))]
-  : scenario === 'none' ? [] : Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA'))
+  : scenario === 'none'
+    ? []
+    : scenario === 'distinct'
+      ? Array.from({ length: 60_000 }, (_, i) => issuer.mint('ES256', benchClaims(i)))
+      : Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA'))
 let i = 0
 const result = await autocannon({
   url: `http://127.0.0.1:${port}/api/todos`,
