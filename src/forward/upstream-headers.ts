@@ -7,9 +7,6 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 
-/** A Connection value that names only hop-by-hop options, which are dropped anyway. */
-const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i
-
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 export interface UpstreamHeaderOptions {
@@ -36,8 +33,9 @@ export function connectionNames (value: string | string[] | undefined): string[]
  */
 export function upstreamHeaders (headers: IncomingHttpHeaders, connection: string | string[] | undefined,
   options: UpstreamHeaderOptions): IncomingHttpHeaders {
-  // Most clients send no Connection header or a bare `keep-alive`/`close`, which names nothing to drop.
-  const drop = connection === undefined || PLAIN_CONNECTION.test(connection.toString()) ? null : new Set(connectionNames(connection))
+  // Hop-by-hop names are dropped anyway; most Connection headers (`keep-alive`, `close`) name nothing else.
+  const named = connectionNames(connection).filter((name) => !HOP_BY_HOP.has(name))
+  const drop = named.length === 0 ? null : new Set(named)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || name.startsWith('x-auth-') || options.identityHeaders.has(name) || (drop !== null && drop.has(name) && name !== 'host')) continue

@@ -71,7 +71,6 @@ export class TokenCache {
     this.lru.set(key, verified, { ttl })
   }
 
-  delete (key: string): void { this.lru.delete(key) }
   clear (): void { this.lru.clear() }
 }
 
@@ -80,24 +79,22 @@ export class TokenCache {
  * malformed token, an algorithm or issuer that is not accepted. Remembering them for a short while
  * makes a flood of bad tokens cost a lookup, not a signature check each. Failures that may change
  * (unknown kid before a refetch, keys unavailable, not yet valid) are never stored. Bounded by entries
- * and bytes, and each entry lives `ttlMs` at most; a reload builds a new cache.
+ * (each is a 44-byte digest and a shared error, so entries bound the bytes too), and each entry lives
+ * `ttlMs` at most; a reload builds a new cache.
  */
 const SETTLED_FAILURES: ReadonlySet<Reason> = new Set<Reason>([
   'token_malformed', 'token_signature_invalid', 'token_expired', 'token_algorithm_not_allowed',
   'token_issuer_unknown', 'token_claim_invalid', 'token_type_invalid', 'token_audience_invalid'
 ])
 
-export const FAILURE_CACHE_DEFAULTS = { maxEntries: 10_000, maxBytes: 16 * 1024 * 1024, ttlMs: 60_000 } as const
+export const FAILURE_CACHE_DEFAULTS = { maxEntries: 10_000, ttlMs: 60_000 } as const
 
 export class FailureCache {
   private readonly lru: LRUCache<string, GatewayError>
 
-  constructor (options: { maxEntries: number, maxBytes: number, ttlMs: number, now: () => number }) {
+  constructor (options: { maxEntries: number, ttlMs: number, now: () => number }) {
     this.lru = new LRUCache<string, GatewayError>({
       max: options.maxEntries,
-      maxSize: options.maxBytes,
-      maxEntrySize: Math.max(1, Math.floor(options.maxBytes / 16)),
-      sizeCalculation: (_value, key) => key.length,
       ttl: options.ttlMs,
       ttlResolution: 0,
       perf: { now: () => options.now() }
