@@ -81,10 +81,13 @@ export class Gateway {
     return this.engine
   }
 
-  /** Swap in a new compiled config; key stores whose source did not change are kept. */
-  reload (config: CompiledConfig): void {
+  /**
+   * Swap in a new compiled config; key stores whose source did not change are kept. Resolves true once it
+   * is in force, false if it was refused.
+   */
+  reload (config: CompiledConfig): Promise<boolean> {
     // Re-issue key files are read first: a config whose keys cannot be used is refused, the old one stays.
-    void this.reissue.reload(config, () => {
+    return this.reissue.reload(config, () => {
       if (config.server.logLevel !== this.engine.config.server.logLevel) this.logger.level = config.server.logLevel
       this.engine = buildEngine(config, this.engine, this.engineOptions)
       void loadKeys(this.engine)

@@ -20,13 +20,6 @@ function processLogger (config: CompiledConfig): Logger {
   return createLogger({ level: config.server.logLevel, pretty: process.env.SCOPEGATE_LOG_FORMAT === 'pretty' })
 }
 
-/** A reload through `gateway`: true once the new config is in force (the re-issue keys may still refuse it). */
-async function applyTo (gateway: Gateway, config: CompiledConfig): Promise<boolean> {
-  gateway.reload(config)
-  await gateway.reissue.settled()
-  return gateway.current().config === config
-}
-
 /** Installs SIGTERM and SIGINT: close gracefully, then exit 0. Idempotent, so a second signal changes nothing. */
 function exitOnStop (logger: Logger, close: () => Promise<void>): void {
   let stopping = false
@@ -64,7 +57,7 @@ async function runSingle (file: string, config: CompiledConfig): Promise<void> {
     file,
     logger,
     current: () => gateway.current().config,
-    apply: (next) => applyTo(gateway, next),
+    apply: async (next) => await gateway.reload(next),
     count: (result) => { gateway.metrics.reloaded(result) }
   })
   const watcher = watchConfigFile(file, () => { void reloader.reload('file') })
@@ -90,7 +83,7 @@ async function runWorker (file: string, config: CompiledConfig, slot: string): P
     file,
     logger,
     current: () => gateway.current().config,
-    apply: (next) => applyTo(gateway, next),
+    apply: async (next) => await gateway.reload(next),
     warnRestart: false
   })
   process.on('SIGHUP', () => { void reloader.reload('SIGHUP') })

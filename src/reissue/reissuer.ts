@@ -40,7 +40,7 @@ export class Reissuer {
   private readonly cacheLimits: ReissueCacheLimits
   private state: ReissueState | null = null
   /** The last reload still reading keys; requests wait for it, so none signs under a stale config. */
-  private loading: Promise<void> | null = null
+  private loading: Promise<boolean> | null = null
 
   constructor (options: ReissuerOptions) {
     this.logger = options.logger
@@ -56,29 +56,32 @@ export class Reissuer {
   /**
    * Reads the new config's keys, then calls `swap` (which puts the config in force) and installs them
    * together. If a key cannot be used, logs the problems and neither swaps nor installs. Reloads apply in
-   * the order they were asked for. Without a reissue section, and nothing pending, this is synchronous.
+   * the order they were asked for. Without a reissue section, and nothing pending, the swap is synchronous.
+   * Resolves true once swapped in, false if refused.
    */
-  reload (config: CompiledConfig, swap: () => void): Promise<void> {
+  reload (config: CompiledConfig, swap: () => void): Promise<boolean> {
     if (config.reissue === null && this.loading === null) {
       swap()
       this.install(null)
-      return Promise.resolve()
+      return Promise.resolve(true)
     }
-    const previous = this.loading ?? Promise.resolve()
-    const loading: Promise<void> = previous.then(async () => {
+    const previous: Promise<unknown> = this.loading ?? Promise.resolve()
+    const loading: Promise<boolean> = previous.then(async () => {
       let state: ReissueState | null
       try {
         state = await this.prepare(config)
       } catch (err) {
         const problems: readonly ConfigProblem[] = err instanceof ConfigError ? err.problems : [{ path: 'reissue', message: (err as Error).message }]
         this.logger.error({ config: config.source, problems }, 'config reload failed: the re-issue keys cannot be used; the previous config stays in force')
-        return
+        return false
       }
       swap()
       this.install(state)
+      return true
     }).catch((err: unknown) => {
       // swap() failed: nothing was installed, and a reload must never become an unhandled rejection.
       this.logger.error({ config: config.source, err: { message: (err as Error).message } }, 'config reload failed; the previous config stays in force')
+      return false
     }).finally(() => {
       if (this.loading === loading) this.loading = null
     })
