@@ -15,6 +15,7 @@ import { closeWithin } from './http/drain.js'
 import { buildProxyServer } from './http/proxy-server.js'
 import { createLogger } from './logger.js'
 import { GatewayMetrics, metricsRoute } from './metrics.js'
+import type { Allow } from './decide.js'
 import { jwksRoutes } from './reissue/jwks-routes.js'
 import type { ReissueCacheLimits } from './reissue/reissue-cache.js'
 import { Reissuer } from './reissue/reissuer.js'
@@ -100,7 +101,8 @@ export class Gateway {
     const group = this.group
     const decisions = createDecisionLog(this.logger, this.decisionListeners)
     await this.reissue.start(this.engine.config)
-    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue: (decision) => this.reissue.reissue(decision) })
+    const reissue = (decision: Allow): Promise<string> | undefined => this.reissue.forDecision(decision)
+    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue })
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,
@@ -109,7 +111,7 @@ export class Gateway {
       // Each admin feature registers its own routes here, one line each.
       plugins: [
         jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
-        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue: (decision) => this.reissue.reissue(decision) })
+        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue })
       ]
     })
     await loadKeys(this.engine)

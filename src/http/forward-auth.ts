@@ -28,8 +28,8 @@ export interface ForwardAuthOptions {
   decisions: DecisionLog
   /** Milliseconds since the epoch, for the cache lifetime; injected by tests. */
   now?: () => number
-  /** Re-issues a token for `forward.authorization: reissue` routes; absent when re-issue is not wired. */
-  reissue?: (decision: Allow) => Promise<string>
+  /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
+  reissue: (decision: Allow) => Promise<string> | undefined
 }
 
 /**
@@ -104,9 +104,8 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
         request.decision = decision
         if (!decision.allowed) return sendError(reply, forwardAuthError(decision.error))
 
-        const reissued = decision.route.forward.authorization === 'reissue' && decision.token !== null && options.reissue !== undefined
-          ? await options.reissue(decision)
-          : undefined
+        const reissuing = options.reissue(decision)
+        const reissued = reissuing === undefined ? undefined : await reissuing
         const caching = cacheControl(decision, now())
         reply.code(200).headers(allowHeaders(decision, engine.config, reissued)).header('cache-control', caching.cacheControl)
         if (caching.vary !== undefined) reply.header('vary', caching.vary)

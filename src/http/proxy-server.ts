@@ -33,8 +33,8 @@ export interface ProxyServerOptions {
   engine: () => Engine
   logger: Logger
   decisions: DecisionLog
-  /** Reissues a token for `forward.authorization: reissue`; absent when no route needs it. */
-  reissue?: (decision: Allow) => Promise<string>
+  /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
+  reissue: (decision: Allow) => Promise<string> | undefined
 }
 
 function upstreamError (err: Error & { statusCode?: number, code?: string, cause?: unknown }, upstream: string): GatewayError {
@@ -111,9 +111,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   }, async (request, reply) => {
     const decision = request.decision as Allow
     const { route } = decision
-    const reissued = route.forward.authorization === 'reissue' && decision.token !== null && options.reissue !== undefined
-      ? await options.reissue(decision)
-      : undefined
+    const reissuing = options.reissue(decision)
+    const reissued = reissuing === undefined ? undefined : await reissuing
     const identityHeaders = (request.engine ?? engine()).config.identityHeaders
     const connection = request.raw.headers.connection
     // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.

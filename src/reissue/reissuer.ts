@@ -95,6 +95,14 @@ export class Reissuer {
   }
 
   /**
+   * The re-issued token for an allowed request, if it gets one: its route re-issues
+   * (`forward.authorization: reissue`) and it presented a token. Otherwise undefined, with nothing to await.
+   */
+  forDecision (decision: Allow): Promise<string> | undefined {
+    return decision.route.forward.authorization === 'reissue' && decision.token !== null ? this.reissue(decision) : undefined
+  }
+
+  /**
    * The bearer token to send upstream for an allowed request: from the cache, or freshly signed. Only
    * called for a request that presented a verified token.
    */
