@@ -16,13 +16,11 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { SignJWT, exportJWK, generateKeyPair } from 'jose'
-import { freePort } from './processes.js'
+import { ROOT, freePort } from './processes.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: flags } = parseArgs({ options: { workers: { type: 'string', default: '1' }, connections: { type: 'string', default: '50' } } })
 const WORKERS = Number(flags.workers)
 const CONNECTIONS = Number(flags.connections)

@@ -4,8 +4,10 @@
  * pinned to a core with taskset where it exists, and is stopped by PID when the run ends.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -59,7 +61,7 @@ export async function startNode (args: string[], url: string, core: number | nul
 /** Resident set size of a process, in MiB, from /proc. */
 export function rssMiB (pid: number): number | null {
   try {
-    const status = spawnSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' }).stdout
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
     const match = /VmRSS:\s+(\d+)\s+kB/.exec(status)
     return match === null ? null : Number(match[1]) / 1024
   } catch {
@@ -76,4 +78,16 @@ export function pinSelf (core: number): void {
 export async function startUpstream (core: number): Promise<Child> {
   const port = await freePort()
   return startNode(['bench-dist/upstream.js', String(port)], `http://127.0.0.1:${port}/`, core)
+}
+
+/**
+ * scopegate itself (`node [nodeArgs] dist/cli.js serve`) on two free loopback ports, pinned to `core`, its
+ * config written to `bench-dist/<name>.json`; ready once `/readyz` answers.
+ */
+export async function startGateway (name: string, config: (port: number, adminPort: number) => unknown, core: number, nodeArgs: string[] = []): Promise<Child & { port: number }> {
+  const [port, adminPort] = [await freePort(), await freePort()]
+  const file = join(ROOT, 'bench-dist', `${name}.json`)
+  writeFileSync(file, JSON.stringify(config(port, adminPort)))
+  const child = await startNode([...nodeArgs, 'dist/cli.js', 'serve', '--config', file], `http://127.0.0.1:${adminPort}/readyz`, core)
+  return { ...child, port }
 }

@@ -5,8 +5,8 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
-import { ROOT, freePort, pinSelf, startNode, startUpstream } from './processes.js'
-import { benchConfig, benchClaims } from './run.js'
+import { benchConfig, benchClaims } from './config.js'
+import { ROOT, pinSelf, startGateway, startUpstream } from './processes.js'
 import { startIssuer } from './tokens.js'
 
 interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, hitCount: number }
@@ -15,13 +15,10 @@ const scenario = process.argv[2] ?? 'hot'
 const issuer = await startIssuer()
 pinSelf(0)
 const upstream = await startUpstream(0)
-const [port, adminPort] = [await freePort(), await freePort()]
 const dir = join(ROOT, 'bench-dist', 'profiles')
 mkdirSync(dir, { recursive: true })
 for (const file of readdirSync(dir)) if (file.endsWith('.cpuprofile')) writeFileSync(join(dir, file), '')
-const configFile = join(ROOT, 'bench-dist', 'profile-config.json')
-writeFileSync(configFile, benchConfig(issuer.url, upstream.url.replace(/\/$/, ''), port, adminPort))
-const gateway = await startNode(['--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/cli.js', 'serve', '--config', configFile], `http://127.0.0.1:${adminPort}/readyz`, 1)
+const gateway = await startGateway('profile-config', (port, adminPort) => benchConfig(issuer.url, upstream.url, port, adminPort), 1, ['--cpu-prof', `--cpu-prof-dir=${dir}`])
 // Scenarios: hot (one valid token), distinct (a new ES256 token on every request: first sights only),
 // invalid (bad signatures), none (no token).
 const tokens = scenario === 'hot'
@@ -33,7 +30,7 @@ const tokens = scenario === 'hot'
       : Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA'))
 let i = 0
 const result = await autocannon({
-  url: `http://127.0.0.1:${port}/api/todos`,
+  url: `http://127.0.0.1:${gateway.port}/api/todos`,
   connections: 50,
   duration: 10,
   requests: [{

@@ -18,15 +18,15 @@ import { generateKeyPairSync } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, load, reqPerSec, type Tally, type Target } from './measure.js'
-import { HAS_TASKSET, ROOT, freePort, pinSelf, startNode, startUpstream, type Child } from './processes.js'
-import { startIssuer, type Issuer } from './tokens.js'
+import { benchClaims, cycle, gatewayConfig } from './config.js'
+import { HAS_TASKSET, ROOT, pinSelf, startGateway, startUpstream, type Child } from './processes.js'
+import { startIssuer } from './tokens.js'
 
 const SECONDS = Math.min(3, Math.max(1, Math.round(Number(process.env.BENCH_REISSUE_SECONDS ?? 3))))
 const WARMUP_S = 1
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
-const AUD = 'https://api.bench'
 /** More distinct tokens than any scenario can send, so none repeats. */
 const DISTINCT = 6_000
 
@@ -42,30 +42,19 @@ async function compareRoutes (label: string, keep: Target, reissue: Target): Pro
   return tallies
 }
 
-function gatewayConfig (issuer: Issuer, upstream: string, port: number, adminPort: number, keyFile: string): string {
+/** Two routes that differ only in `forward.authorization`, with the bench's role grants and a required scope. */
+function reissueConfig (issuerUrl: string, upstream: string, port: number, adminPort: number, keyFile: string): Record<string, unknown> {
   const policy = {
     grants: { roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] } },
     scopes: { require: ['read:todos'] }
   }
-  return JSON.stringify({
-    server: { proxy: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: adminPort }, logLevel: process.env.BENCH_LOG_LEVEL ?? 'info' },
-    issuers: [{ id: 'bench', issuer: issuer.url, jwksUri: issuer.url, algorithms: ['ES256'], audiences: [AUD], claims: { roles: 'https://bench/roles' } }],
-    upstreams: { api: { url: upstream } },
+  return gatewayConfig(issuerUrl, upstream, port, adminPort, {
     reissue: { issuer: 'https://scopegate.bench', ttl: '60s', algorithm: 'ES256', keys: [{ file: keyFile }] },
     routes: [
       { id: 'keep', match: { path: '/keep', prefix: true }, upstream: 'api', policy, forward: { authorization: 'keep' } },
       { id: 'reissue', match: { path: '/reissue', prefix: true }, upstream: 'api', policy, forward: { authorization: 'reissue' } }
     ]
   })
-}
-
-function claims (i: number): Record<string, unknown> {
-  return { sub: `user-${i}`, aud: AUD, client_id: 'bench-client', scope: 'read:todos write:todos delete:todos', 'https://bench/roles': ['editor'] }
-}
-
-function cycle (tokens: string[]): { next: () => Record<string, string>, used: () => number } {
-  let i = 0
-  return { next: () => ({ authorization: `Bearer ${tokens[i++ % tokens.length] ?? ''}` }), used: () => i }
 }
 
 async function main (): Promise<void> {
@@ -80,17 +69,15 @@ async function main (): Promise<void> {
     mkdirSync(dir, { recursive: true })
     const keyFile = join(dir, 'reissue-key.jwk.json')
     writeFileSync(keyFile, JSON.stringify({ ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }), kid: 'bench-reissue' }), { mode: 0o600 })
-    const [gwPort, adminPort] = [await freePort(), await freePort()]
-    const configFile = join(dir, 'bench-reissue-config.json')
-    writeFileSync(configFile, gatewayConfig(issuer, upstream.url.replace(/\/$/, ''), gwPort, adminPort, keyFile))
-    const gateway = await startNode(['dist/cli.js', 'serve', '--config', configFile], `http://127.0.0.1:${adminPort}/readyz`, PROXY_CORE)
+    const gateway = await startGateway('bench-reissue-config', (port, adminPort) => reissueConfig(issuer.url, upstream.url, port, adminPort, keyFile), PROXY_CORE)
     children.push(gateway)
+    const gwPort = gateway.port
     const target = (route: 'keep' | 'reissue', headers: () => Record<string, string>): Target =>
       ({ url: `http://127.0.0.1:${gwPort}/${route}/todos`, headers, pid: gateway.process.pid })
 
-    const hot = issuer.mint('ES256', claims(0))
+    const hot = issuer.mint('ES256', benchClaims(0))
     const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
-    const distinct = (offset: number): string[] => Array.from({ length: DISTINCT }, (_, i) => issuer.mint('ES256', claims(offset + i)))
+    const distinct = (offset: number): string[] => Array.from({ length: DISTINCT }, (_, i) => issuer.mint('ES256', benchClaims(offset + i)))
     const distinctKeep = cycle(distinct(1))
     const distinctReissue = cycle(distinct(1 + DISTINCT))
 

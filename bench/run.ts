@@ -5,11 +5,12 @@
  * one core and the load generator (with the upstream and JWKS) on the other, where taskset exists.
  * Writes bench/RESULTS.md.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startNode, startUpstream, type Child } from './processes.js'
+import { LOG_LEVEL, benchClaims, benchConfig, cycle } from './config.js'
+import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
@@ -20,43 +21,10 @@ const PROCESS_WARMUP_S = 5
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
-const AUD = 'https://api.bench'
-const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info'
 /** Enough never-seen tokens for the first-sight scenario's warm-up and slices at well over its req/s. */
 const FRESH_TOKENS = 4000 * (WARMUP_S + ROUNDS * SECONDS)
 /** The fixed-rate latency scenario: 10 connections × 100 req/s. autocannon's overallRate sends each second's budget in a burst, which measures the burst, not the proxy. */
 const FIXED_RATE: LoadShape = { connections: 10, connectionRate: 100 }
-
-/** The gateway config of the benchmark: a realistic policy (audience, client, role and client grants, a required scope). */
-export function benchConfig (issuerUrl: string, upstream: string, port: number, adminPort: number): string {
-  return JSON.stringify({
-    server: { proxy: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: adminPort }, logLevel: LOG_LEVEL },
-    issuers: [{ id: 'bench', issuer: issuerUrl, jwksUri: issuerUrl, algorithms: ['RS256', 'ES256'], audiences: [AUD], claims: { roles: 'https://bench/roles' } }],
-    upstreams: { api: { url: upstream } },
-    defaults: { policy: { audience: { deny: ['http://todoapi2.api'], denyMissing: true }, clients: { deny: ['CLIENT_ID'] } } },
-    routes: [{
-      id: 'api',
-      match: { path: '/api', prefix: true },
-      upstream: 'api',
-      policy: {
-        grants: {
-          roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] },
-          clients: { 'bench-client': ['read:todos', 'write:todos'] }
-        },
-        scopes: { require: ['read:todos'] }
-      }
-    }]
-  })
-}
-
-export function benchClaims (i: number): Record<string, unknown> {
-  return { sub: `user-${i}`, aud: AUD, client_id: 'bench-client', scope: 'read:todos write:todos delete:todos', 'https://bench/roles': ['editor'] }
-}
-
-function cycle (tokens: string[]): () => Record<string, string> {
-  let i = 0
-  return () => ({ authorization: `Bearer ${tokens[i++ % tokens.length] ?? ''}` })
-}
 
 interface Row { scenario: string, base: Tally, gate: Tally }
 
@@ -73,11 +41,9 @@ async function main (): Promise<void> {
     const baseline = await startNode(['bench-dist/baseline.js', upstreamUrl, String(basePort)], `http://127.0.0.1:${basePort}/`, PROXY_CORE)
     children.push(baseline)
 
-    const [gwPort, adminPort] = [await freePort(), await freePort()]
-    const configFile = join(ROOT, 'bench-dist', 'bench-config.json')
-    writeFileSync(configFile, benchConfig(issuer.url, upstreamUrl, gwPort, adminPort))
-    const gateway = await startNode(['dist/cli.js', 'serve', '--config', configFile], `http://127.0.0.1:${adminPort}/readyz`, PROXY_CORE)
+    const gateway = await startGateway('bench-config', (port, adminPort) => benchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
     children.push(gateway)
+    const gwPort = gateway.port
 
     const none = (): Record<string, string> => ({})
     const base: Target = { url: `http://127.0.0.1:${basePort}/api/todos`, headers: none, pid: baseline.process.pid }
@@ -106,11 +72,11 @@ async function main (): Promise<void> {
     // first scenario does not pay for a cold process.
     for (const target of [base, gate(() => ({ authorization: `Bearer ${hot}` }))]) await load(target, PROCESS_WARMUP_S, { connections: CONNECTIONS })
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
-    const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs), undefined, rs.length)
-    const esRow = await paired('10,000 distinct tokens, ES256', cycle(es), undefined, es.length)
+    const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs).next, undefined, rs.length)
+    const esRow = await paired('10,000 distinct tokens, ES256', cycle(es).next, undefined, es.length)
     // Never a token seen before: every request pays a signature check and a cache insertion (no target).
-    await paired('a new ES256 token on every request', cycle(fresh))
-    const invalidRow = await paired('invalid tokens (401, no upstream)', cycle(invalid))
+    await paired('a new ES256 token on every request', cycle(fresh).next)
+    const invalidRow = await paired('invalid tokens (401, no upstream)', cycle(invalid).next)
     await paired('no token (401, no upstream)', none)
     const fixedRow = await paired('one hot token at 1,000 req/s', () => ({ authorization: `Bearer ${hot}` }), FIXED_RATE)
 
@@ -183,7 +149,7 @@ async function main (): Promise<void> {
       ''
     ]
     const notesFile = process.env.BENCH_NOTES_FILE
-    if (notesFile !== undefined) lines.push((await import('node:fs')).readFileSync(notesFile, 'utf8'))
+    if (notesFile !== undefined) lines.push(readFileSync(notesFile, 'utf8'))
     writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), lines.join('\n'))
     process.stdout.write('wrote bench/RESULTS.md\n')
   } finally {
@@ -192,5 +158,4 @@ async function main (): Promise<void> {
   }
 }
 
-// Run only when executed, not when imported by profile.ts.
-if (process.argv[1]?.endsWith('run.js') === true) await main()
+await main()

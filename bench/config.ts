@@ -1,0 +1,47 @@
+/**
+ * The benchmark's gateway configs and token claims, shared by `run.ts`, `profile.ts` and `reissue.ts`.
+ */
+
+export const AUD = 'https://api.bench'
+/** `BENCH_LOG_LEVEL`: info (the default, one line per decision) or warn (denials only). */
+export const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info'
+
+/** Loopback listeners, the bench issuer (roles in a namespaced claim) and one upstream, `api`; `rest` adds routes and more. */
+export function gatewayConfig (issuerUrl: string, upstream: string, port: number, adminPort: number, rest: Record<string, unknown>): Record<string, unknown> {
+  return {
+    server: { proxy: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: adminPort }, logLevel: LOG_LEVEL },
+    issuers: [{ id: 'bench', issuer: issuerUrl, jwksUri: issuerUrl, algorithms: ['RS256', 'ES256'], audiences: [AUD], claims: { roles: 'https://bench/roles' } }],
+    upstreams: { api: { url: upstream.replace(/\/$/, '') } },
+    ...rest
+  }
+}
+
+/** The gateway config of the benchmark: a realistic policy (audience, client, role and client grants, a required scope). */
+export function benchConfig (issuerUrl: string, upstream: string, port: number, adminPort: number): Record<string, unknown> {
+  return gatewayConfig(issuerUrl, upstream, port, adminPort, {
+    defaults: { policy: { audience: { deny: ['http://todoapi2.api'], denyMissing: true }, clients: { deny: ['CLIENT_ID'] } } },
+    routes: [{
+      id: 'api',
+      match: { path: '/api', prefix: true },
+      upstream: 'api',
+      policy: {
+        grants: {
+          roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] },
+          clients: { 'bench-client': ['read:todos', 'write:todos'] }
+        },
+        scopes: { require: ['read:todos'] }
+      }
+    }]
+  })
+}
+
+/** The claims of the i-th bench token: an editor through bench-client, asking for more than it is granted. */
+export function benchClaims (i: number): Record<string, unknown> {
+  return { sub: `user-${i}`, aud: AUD, client_id: 'bench-client', scope: 'read:todos write:todos delete:todos', 'https://bench/roles': ['editor'] }
+}
+
+/** The tokens in turn, as Authorization headers; `used()` says how many were handed out. */
+export function cycle (tokens: readonly string[]): { next: () => Record<string, string>, used: () => number } {
+  let i = 0
+  return { next: () => ({ authorization: `Bearer ${tokens[i++ % tokens.length] ?? ''}` }), used: () => i }
+}
