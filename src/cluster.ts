@@ -64,8 +64,6 @@ const isMessage = <T extends { scopegate: string }>(value: unknown): value is T 
 
 /* ------------------------------------------------------------------ worker ------------------------------------------------------------------ */
 
-interface LocalReadiness { ready: boolean, body: Record<string, unknown> }
-
 /** A worker's side of the IPC: asks the primary for the group's view, and answers for itself. */
 export class WorkerLink implements ProcessGroup {
   private gateway: Gateway | null = null
@@ -133,7 +131,7 @@ export class WorkerLink implements ProcessGroup {
     if (message.query === 'metrics') {
       result = gateway === null ? [] : await gateway.metrics.registry.getMetricsAsJSON()
     } else {
-      const local: LocalReadiness = gateway === null
+      const local: Readiness = gateway === null
         ? { ready: false, body: { status: 'starting' } }
         : localReadiness(gateway.current(), gateway.shuttingDown)
       result = local
@@ -205,7 +203,7 @@ export function runPrimary (options: PrimaryOptions): void {
   const groupReadiness = async (): Promise<Readiness> => {
     const answers = await askWorkers('readiness')
     const serving = answers.filter((answer) => answer.slot.listening)
-    const ready = !shuttingDown && serving.length > 0 && serving.every((answer) => (answer.result as LocalReadiness).ready)
+    const ready = !shuttingDown && serving.length > 0 && serving.every((answer) => (answer.result as Readiness).ready)
     return {
       ready,
       body: {
@@ -216,7 +214,7 @@ export function runPrimary (options: PrimaryOptions): void {
           worker: slot.id,
           pid: slot.worker?.process.pid,
           serving: slot.listening,
-          ...(result as LocalReadiness).body
+          ...(result as Readiness).body
         }))
       }
     }

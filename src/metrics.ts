@@ -33,11 +33,6 @@ const UPSTREAM_KINDS: Readonly<Record<string, string>> = {
   upstream_timeout: 'timeout'
 }
 
-export interface GatewayMetricsOptions {
-  /** Node's default process metrics (CPU, memory, event loop, GC, handles). Default true. */
-  defaultMetrics?: boolean
-}
-
 export class GatewayMetrics {
   readonly registry = new Registry()
   private readonly requests: Counter<'route' | 'decision' | 'reason'>
@@ -47,7 +42,7 @@ export class GatewayMetrics {
   private readonly upstreamErrors: Counter<'upstream' | 'kind'>
 
   /** @param engine the engine in force, read at scrape time; null where there is none (a cluster primary). */
-  constructor (engine: () => Engine | null, options: GatewayMetricsOptions = {}) {
+  constructor (engine: () => Engine | null) {
     const registers = [this.registry]
     const name = (suffix: string): string => METRIC_PREFIX + suffix
 
@@ -109,7 +104,8 @@ export class GatewayMetrics {
       labelNames: ['upstream', 'kind'] as const,
       registers
     })
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
+    // Node's default process metrics: CPU, memory, event loop, GC, handles.
+    collectDefaultMetrics({ register: this.registry })
   }
 
   /** A decision listener (see `http/decision-log.ts`): counts every finished decision. */

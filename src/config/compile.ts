@@ -179,11 +179,13 @@ function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, Comp
     const path = `upstreams.${id}`
     const url = httpUrl(problems, `${path}.url`, upstream.url)
     if (url !== null && (url.search !== '' || url.hash !== '')) problems.add(`${path}.url`, 'must not have a query or fragment')
+    const origin = url === null ? '' : url.origin
+    const basePath = url === null ? '' : url.pathname.replace(/\/+$/, '')
     upstreams.set(id, {
       id,
-      base: url === null ? '' : `${url.origin}${url.pathname.replace(/\/+$/, '')}`,
-      origin: url === null ? '' : url.origin,
-      basePath: url === null ? '' : url.pathname.replace(/\/+$/, ''),
+      base: origin + basePath,
+      origin,
+      basePath,
       timeoutMs: duration(problems, `${path}.timeout`, upstream.timeout)
     })
   }

@@ -34,6 +34,11 @@ export class ConfigError extends Error {
   }
 }
 
+/** An error's config problems: a ConfigError's own, or its message as one problem at `path`. */
+export function problemsOf (err: unknown, path = ''): readonly ConfigProblem[] {
+  return err instanceof ConfigError ? err.problems : [{ path, message: (err as Error).message }]
+}
+
 /** One line per problem: `routes[2].policy.audience.deny[0]: must be a string`. */
 export function formatProblems (err: ConfigError): string {
   return err.problems.map(formatProblem).join('\n')

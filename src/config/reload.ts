@@ -8,7 +8,7 @@
  */
 import type { Logger } from 'pino'
 import type { ReloadResult } from '../metrics.js'
-import { ConfigError, type ConfigProblem } from './load.js'
+import { problemsOf } from './load.js'
 import { loadConfig } from './read.js'
 import type { CompiledConfig } from './types.js'
 
@@ -23,8 +23,6 @@ export interface ReloaderOptions {
   count?: (result: ReloadResult) => void
   /** Checks beyond the file itself (a cluster primary reads the re-issue key files). Throws ConfigError. */
   check?: (config: CompiledConfig) => Promise<void>
-  /** Default: `loadConfig`. */
-  load?: (file: string) => Promise<CompiledConfig>
   /** Warn about changed start-up-only settings. Default true; cluster workers leave it to the primary. */
   warnRestart?: boolean
 }
@@ -71,11 +69,10 @@ export class ConfigReloader {
     const { file, logger, count } = this.options
     let next: CompiledConfig
     try {
-      next = await (this.options.load ?? loadConfig)(file)
+      next = await loadConfig(file)
       await this.options.check?.(next)
     } catch (err) {
-      const problems: readonly ConfigProblem[] = err instanceof ConfigError ? err.problems : [{ path: '', message: (err as Error).message }]
-      logger.error({ config: file, trigger, problems }, 'config reload failed; the previous config stays in force')
+      logger.error({ config: file, trigger, problems: problemsOf(err) }, 'config reload failed; the previous config stays in force')
       count?.('error')
       return false
     }

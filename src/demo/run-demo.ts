@@ -15,6 +15,12 @@ import { startEchoUpstream } from './echo-upstream.js'
 
 /** Where the running demo leaves its issuer key, so `scopegate token` can mint tokens it accepts. */
 export const DEMO_KEY_FILE = join(tmpdir(), 'scopegate-demo-key.json')
+
+/** Saves the demo issuer's key (owner-only, also over an older file) for `scopegate token`. */
+export async function saveDemoKey (key: DemoKey): Promise<void> {
+  await writeFile(DEMO_KEY_FILE, JSON.stringify(key), { mode: 0o600 })
+  await chmod(DEMO_KEY_FILE, 0o600)
+}
 export const DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url))
 
 interface Example {
@@ -72,8 +78,7 @@ export async function runDemo (): Promise<void> {
   const gateway = new Gateway({ config, logger })
   const { proxyUrl, adminUrl } = await gateway.start()
 
-  await writeFile(DEMO_KEY_FILE, JSON.stringify(issuer.key), { mode: 0o600 })
-  await chmod(DEMO_KEY_FILE, 0o600)
+  await saveDemoKey(issuer.key)
 
   const out: string[] = [
     '',

@@ -5,9 +5,8 @@
  * on `host:port`, and prints the demo's curl lines against `gateway`. Development only: it mints any
  * token it is asked for.
  */
-import { chmod, writeFile } from 'node:fs/promises'
 import { startDevIssuer } from './dev-issuer.js'
-import { DEMO_KEY_FILE, curlExamples } from './run-demo.js'
+import { curlExamples, saveDemoKey } from './run-demo.js'
 
 export interface DevIssuerCommand {
   host: string
@@ -21,8 +20,7 @@ export interface DevIssuerCommand {
 export async function runDevIssuer (options: DevIssuerCommand): Promise<void> {
   const issuer = await startDevIssuer(options.port, options.host, options.url)
   // So `scopegate token` run beside it (e.g. `docker compose exec issuer …`) mints tokens it accepts.
-  await writeFile(DEMO_KEY_FILE, JSON.stringify(issuer.key), { mode: 0o600 })
-  await chmod(DEMO_KEY_FILE, 0o600)
+  await saveDemoKey(issuer.key)
   const tokenUrl = `http://127.0.0.1:${options.port}/token`
   const out = [
     '',

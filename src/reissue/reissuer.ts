@@ -8,7 +8,7 @@
  * across reloads while the algorithm does not change, so a SIGHUP does not orphan the tokens it signed.
  */
 import type { Logger } from 'pino'
-import { ConfigError, type ConfigProblem } from '../config/load.js'
+import { problemsOf } from '../config/load.js'
 import type { CompiledConfig, CompiledRoute } from '../config/types.js'
 import type { Allow } from '../decide.js'
 import { parseDuration } from '../duration.js'
@@ -71,8 +71,7 @@ export class Reissuer {
       try {
         state = await this.prepare(config)
       } catch (err) {
-        const problems: readonly ConfigProblem[] = err instanceof ConfigError ? err.problems : [{ path: 'reissue', message: (err as Error).message }]
-        this.logger.error({ config: config.source, problems }, 'config reload failed: the re-issue keys cannot be used; the previous config stays in force')
+        this.logger.error({ config: config.source, problems: problemsOf(err, 'reissue') }, 'config reload failed: the re-issue keys cannot be used; the previous config stays in force')
         return false
       }
       swap()
