@@ -88,6 +88,17 @@ function logsWith (r: Rig, msg: string | RegExp): Array<Record<string, unknown>>
   return r.gw.logs.filter((l) => typeof l.msg === 'string' && (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg)))
 }
 
+/** Two issuers' keys and JWKS servers: `slow` (issuer a) for the test to break, `fine` (issuer b) to stay healthy. */
+async function slowAndFine (t: Test): Promise<{ keyA: TestKey, keyB: TestKey, slow: JwksServer, fine: JwksServer }> {
+  const keyA = await makeKey('ES256')
+  const keyB = await makeKey('ES256')
+  const slow = await startJwksServer([keyA])
+  const fine = await startJwksServer([keyB])
+  t.teardown(() => slow.close())
+  t.teardown(() => fine.close())
+  return { keyA, keyB, slow, fine }
+}
+
 async function readyz (r: Rig): Promise<TestResponse> {
   return send(r.gw.adminUrl, '/readyz')
 }
@@ -336,12 +347,7 @@ t.test('a random-kid flood while the IdP has never answered: 503s, one fetch per
 /* ------------------------------------------------------------------ slow JWKS ------------------------------------------------------------------ */
 
 t.test('a slow JWKS times out; other issuers and cached traffic are unaffected', async (t) => {
-  const keyA = await makeKey('ES256')
-  const keyB = await makeKey('ES256')
-  const slow = await startJwksServer([keyA])
-  const fine = await startJwksServer([keyB])
-  t.teardown(() => slow.close())
-  t.teardown(() => fine.close())
+  const { keyA, keyB, slow, fine } = await slowAndFine(t)
   const r = await rig(t, gatewayConfig([issuerConfig(slow, 'a', { timeout: '1s' }), issuerConfig(fine, 'b')]))
   const cachedA = await token(r, keyA, slow)
   t.equal((await get(r, cachedA)).status, 200)
@@ -368,12 +374,7 @@ t.test('a slow JWKS times out; other issuers and cached traffic are unaffected',
 })
 
 t.test('a JWKS that hangs at start-up: that issuer gets 503 after the timeout, the other is served', async (t) => {
-  const keyA = await makeKey('ES256')
-  const keyB = await makeKey('ES256')
-  const slow = await startJwksServer([keyA])
-  const fine = await startJwksServer([keyB])
-  t.teardown(() => slow.close())
-  t.teardown(() => fine.close())
+  const { keyA, keyB, slow, fine } = await slowAndFine(t)
   slow.setMode('hang')
   const began = Date.now()
   const r = await rig(t, gatewayConfig([issuerConfig(slow, 'a', { timeout: '500ms' }), issuerConfig(fine, 'b')]))
