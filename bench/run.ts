@@ -15,6 +15,8 @@ import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
+/** BENCH_QUICK=1: the hot-token and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
+const QUICK = process.env.BENCH_QUICK === '1'
 const WARMUP_S = 2
 /** Each process's warm-up before the first scenario, seconds. */
 const PROCESS_WARMUP_S = 5
@@ -74,6 +76,7 @@ async function main (): Promise<void> {
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
     const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs).next, undefined, rs.length)
     const esRow = await paired('10,000 distinct tokens, ES256', cycle(es).next, undefined, es.length)
+    if (QUICK) return
     // Never a token seen before: every request pays a signature check and a cache insertion (no target).
     await paired('a new ES256 token on every request', cycle(fresh).next)
     const invalidRow = await paired('invalid tokens (401, no upstream)', cycle(invalid).next)

@@ -7,7 +7,8 @@ import type { CompiledRoute } from './config/types.js'
 import type { Engine } from './engine.js'
 import { GatewayError, deny, toGatewayError } from './errors.js'
 import { identityHeaders } from './forward/identity-headers.js'
-import { applyPolicy } from './policy/apply-policy.js'
+import { applyPolicy, applyTokenPolicy } from './policy/apply-policy.js'
+import { checkNetwork } from './policy/check-network.js'
 import { narrowScopes } from './policy/narrow-scopes.js'
 import { extractToken } from './request/extract-token.js'
 import { normalizeTarget } from './request/normalize-path.js'
@@ -58,7 +59,55 @@ function denied (error: GatewayError, route: CompiledRoute, path: string, query:
   return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: error }
 }
 
-export async function decide (engine: Engine, input: DecisionInput): Promise<Decision> {
+/**
+ * What a route's policy makes of a token, apart from the client network: the narrowed scopes and the
+ * identity headers, or the denial. Nothing in it depends on the request, so it is kept on the verified
+ * token for the route it was last computed for (`VerifiedToken.outcome`): a token seen again on the same
+ * route costs a comparison, not the policy. Both the token and the route belong to one engine, so a
+ * reload, which builds new ones, never sees an outcome computed under the old config.
+ */
+export interface PolicyOutcome {
+  route: CompiledRoute
+  scopes: readonly string[]
+  /** Shared by every request that uses this outcome: read, never modified. */
+  headers: Readonly<Record<string, string>>
+  error: GatewayError | null
+}
+
+function outcomeOf (route: CompiledRoute, token: VerifiedToken, clientIp: string): PolicyOutcome {
+  let outcome = token.outcome
+  if (outcome?.route === route) return outcome
+  try {
+    const scopes = applyTokenPolicy({ policy: route.policy, clientIp, token })
+    outcome = { route, scopes, headers: Object.freeze(identityHeaders(route, token, scopes)), error: null }
+  } catch (err) {
+    outcome = { route, scopes: [], headers: {}, error: toGatewayError(err) }
+  }
+  token.outcome = outcome
+  return outcome
+}
+
+/** The decision once the token is known (null: anonymous). */
+function settle (route: CompiledRoute, path: string, query: string, token: VerifiedToken | null, clientIp: string): Decision {
+  try {
+    if (token === null) {
+      const scopes = applyPolicy({ policy: route.policy, clientIp, token })
+      return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: null }
+    }
+    checkNetwork({ policy: route.policy, clientIp, token })
+  } catch (err) {
+    return denied(toGatewayError(err), route, path, query, token, clientIp)
+  }
+  const { scopes, headers, error } = outcomeOf(route, token, clientIp)
+  if (error !== null) return denied(error, route, path, query, token, clientIp)
+  return { allowed: true, route, path, query, token, scopes, headers, audit: null }
+}
+
+/**
+ * The decision: at once when the token is anonymous or known to the verifier's caches, good or bad,
+ * and as a promise only when it must be verified afresh (a JWKS fetch may be under way).
+ */
+export function decide (engine: Engine, input: DecisionInput): Decision | Promise<Decision> {
   let path: string
   let query: string
   try {
@@ -70,23 +119,23 @@ export async function decide (engine: Engine, input: DecisionInput): Promise<Dec
   if (route === null) {
     return { allowed: false, error: deny.noRoute(`${input.method} ${path}`), route: null, path, token: null, scopes: [] }
   }
+  const { clientIp } = input
+  if (route.auth === 'none') return settle(route, path, query, null, clientIp)
 
-  let token: VerifiedToken | null = null
+  let checked: ReturnType<Engine['verifier']['check']>
   try {
-    if (route.auth !== 'none') {
-      const bearer = extractToken(input.authorization)
-      if (bearer === null) {
-        if (route.auth === 'required') return denied(deny.tokenMissing(), route, path, query, token, input.clientIp)
-      } else {
-        // Known tokens, good or bad, are answered from the verifier's caches without an await.
-        const checked = engine.verifier.check(bearer)
-        if (checked instanceof GatewayError) return denied(checked, route, path, query, token, input.clientIp)
-        token = checked instanceof Promise ? await checked : checked
-      }
+    const bearer = extractToken(input.authorization)
+    if (bearer === null) {
+      return route.auth === 'required' ? denied(deny.tokenMissing(), route, path, query, null, clientIp) : settle(route, path, query, null, clientIp)
     }
-    const scopes = applyPolicy({ policy: route.policy, clientIp: input.clientIp, token })
-    return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: null }
+    checked = engine.verifier.check(bearer)
   } catch (err) {
-    return denied(toGatewayError(err), route, path, query, token, input.clientIp)
+    return denied(toGatewayError(err), route, path, query, null, clientIp)
   }
+  if (checked instanceof GatewayError) return denied(checked, route, path, query, null, clientIp)
+  if (checked instanceof Promise) {
+    return checked.then((token) => settle(route, path, query, token, clientIp),
+      (err: unknown) => denied(toGatewayError(err), route, path, query, null, clientIp))
+  }
+  return settle(route, path, query, checked, clientIp)
 }

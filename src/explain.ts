@@ -41,7 +41,7 @@ function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedT
     throw new GatewayError(401, 'invalid_token', 'token_issuer_unknown', 'the token issuer is not accepted', { detail: `iss ${JSON.stringify(claims.iss)} is not configured` })
   }
   const placeholderKey = { kid: '', key: undefined as never, algorithms: new Set<string>() }
-  return { ...identityClaims(claims, chosen.claims), issuer: chosen, claims, expiresAt: Number(claims.exp ?? 0), key: placeholderKey, size: 0 }
+  return { ...identityClaims(claims, chosen.claims), issuer: chosen, claims, expiresAt: Number(claims.exp ?? 0), key: placeholderKey, size: 0, outcome: undefined }
 }
 
 export async function explain (config: CompiledConfig, input: ExplainInput): Promise<Explanation> {

@@ -19,6 +19,9 @@ export interface UpstreamHeaderOptions {
   reissued?: string
 }
 
+/** A Connection value that names nothing but the connection's own fate, as almost every client sends. */
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i
+
 /** Names listed in a Connection header value, lower-cased. */
 export function connectionNames (value: string | string[] | undefined): string[] {
   if (value === undefined) return []
@@ -34,7 +37,9 @@ export function connectionNames (value: string | string[] | undefined): string[]
 export function upstreamHeaders (headers: IncomingHttpHeaders, connection: string | string[] | undefined,
   options: UpstreamHeaderOptions): IncomingHttpHeaders {
   // Hop-by-hop names are dropped anyway; most Connection headers (`keep-alive`, `close`) name nothing else.
-  const named = connectionNames(connection).filter((name) => !HOP_BY_HOP.has(name))
+  const named = typeof connection === 'string' && PLAIN_CONNECTION.test(connection)
+    ? []
+    : connectionNames(connection).filter((name) => !HOP_BY_HOP.has(name))
   const drop = named.length === 0 ? null : new Set(named)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {

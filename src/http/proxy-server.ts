@@ -5,10 +5,10 @@
  * identity headers stripped and scopegate's added. Routing is scopegate's own (exact, then longest
  * segment-aware prefix), so one catch-all Fastify route serves every path.
  */
-import type { IncomingHttpHeaders } from 'node:http'
 import fastifyReplyFrom from '@fastify/reply-from'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
+import type { CompiledRoute } from '../config/types.js'
 import { decide, type Allow, type Decision } from '../decide.js'
 import type { Engine } from '../engine.js'
 import { GatewayError, deny, toGatewayError } from '../errors.js'
@@ -26,8 +26,12 @@ declare module 'fastify' {
     /** The engine the decision was made under: a reload mid-request does not change what applies to it. */
     engine: Engine | null
     startedAt: bigint
+    /** The token sent upstream in place of the client's, when the route re-issues. */
+    reissued: string | undefined
   }
 }
+
+type ForwardOptions = NonNullable<Parameters<FastifyReply['from']>[1]>
 
 export interface ProxyServerOptions {
   engine: () => Engine
@@ -79,6 +83,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   app.decorateRequest('decision', null)
   app.decorateRequest('engine', null)
   app.decorateRequest('startedAt', 0n)
+  app.decorateRequest('reissued', undefined)
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const error = frameworkErrorToGatewayError(err)
@@ -89,49 +94,76 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
 
   app.addHook('onResponse', (request, reply, done) => { decisions.record(request, reply); done() })
 
+  /** reply-from's options for a route, built once per route (routes are compiled objects of one engine). */
+  const forwarding = new WeakMap<CompiledRoute, ForwardOptions>()
+  const optionsFor = (route: CompiledRoute): ForwardOptions => {
+    let forward = forwarding.get(route)
+    if (forward === undefined) {
+      forward = {
+        timeout: route.upstream.timeoutMs,
+        // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
+        retryDelay: () => null,
+        queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
+        rewriteRequestHeaders: (request, headers) => upstreamHeaders(headers, request.raw.headers.connection, {
+          identityHeaders: (request.engine ?? engine()).config.identityHeaders,
+          add: (request.decision as Allow).headers,
+          authorization: route.forward.authorization,
+          reissued: request.reissued
+        }),
+        onError: (errorReply, { error }) => {
+          const failure = upstreamError(error as Error, route.upstream.id)
+          const failed = errorReply as unknown as FastifyReply
+          decisions.upstreamFailed(failed.request, failure)
+          sendError(failed, failure)
+        }
+      }
+      forwarding.set(route, forward)
+    }
+    return forward
+  }
+
+  const forward = (reply: FastifyReply, decision: Allow): void => {
+    const { route } = decision
+    // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.
+    const { origin, basePath } = route.upstream
+    reply.from(origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix), optionsFor(route))
+  }
+
+  // Both the hook and the handler are callback-style: a request whose token the caches know is decided
+  // and forwarded without a promise. Only a fresh verification or a re-issued token waits.
   app.all('*', {
-    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
+    onRequest: (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
       request.startedAt = process.hrtime.bigint()
       const current = engine()
       request.engine = current
       const raw = request.raw
       if (raw.headers.host === undefined && raw.httpVersion === '1.1') { // RFC 9112 §3.2: 400
-        return sendError(reply, deny.badRequest('request_malformed', 'the request has no Host header'))
+        sendError(reply, deny.badRequest('request_malformed', 'the request has no Host header'))
+        return
       }
       const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
-      const decision = await decide(current, {
+      const decided = decide(current, {
         method: raw.method ?? 'GET',
         target: raw.url ?? '',
         authorization: authorizationValues(raw.rawHeaders),
         clientIp: ip
       })
-      request.decision = decision
-      if (!decision.allowed) return sendError(reply, decision.error)
-    }
-  }, async (request, reply) => {
-    const decision = request.decision as Allow
-    const { route } = decision
-    const reissuing = options.reissue(decision)
-    const reissued = reissuing === undefined ? undefined : await reissuing
-    const identityHeaders = (request.engine ?? engine()).config.identityHeaders
-    const connection = request.raw.headers.connection
-    // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.
-    const { origin, basePath } = route.upstream
-    const url = origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix)
-    return reply.from(url, {
-      timeout: route.upstream.timeoutMs,
-      // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
-      retryDelay: () => null,
-      queryString: () => decision.query.slice(1),
-      rewriteRequestHeaders: (_req, headers: IncomingHttpHeaders) => upstreamHeaders(headers, connection, {
-        identityHeaders, add: decision.headers, authorization: route.forward.authorization, reissued
-      }),
-      onError: (errorReply, { error }) => {
-        const failure = upstreamError(error as Error, route.upstream.id)
-        decisions.upstreamFailed(request, failure)
-        sendError(errorReply as unknown as FastifyReply, failure)
+      const proceed = (decision: Decision): void => {
+        request.decision = decision
+        if (decision.allowed) done()
+        else sendError(reply, decision.error)
       }
-    })
+      if (decided instanceof Promise) decided.then(proceed, (err: unknown) => { reply.send(err) })
+      else proceed(decided)
+    }
+  }, (request, reply) => {
+    const decision = request.decision as Allow
+    const reissuing = options.reissue(decision)
+    if (reissuing === undefined) return forward(reply, decision)
+    reissuing.then((token) => {
+      request.reissued = token
+      forward(reply, decision)
+    }, (err: unknown) => { reply.send(err) })
   })
 
   return app

@@ -20,9 +20,20 @@ export const POLICY_CHECKS: ReadonlyArray<readonly [name: string, check: PolicyC
   ['client', checkClient]
 ]
 
+const TOKEN_CHECKS = POLICY_CHECKS.filter(([name]) => name !== 'network').map(([, check]) => check)
+
 /** Runs the policy; returns the effective (narrowed) scopes. */
 export function applyPolicy (input: PolicyInput): readonly string[] {
-  for (const [, check] of POLICY_CHECKS) check(input)
+  checkNetwork(input)
+  return applyTokenPolicy(input)
+}
+
+/**
+ * The policy without its network check: everything that depends on the route and the token alone, so
+ * its answer holds for every request that carries the same token to the same route (see decide.ts).
+ */
+export function applyTokenPolicy (input: PolicyInput): readonly string[] {
+  for (const check of TOKEN_CHECKS) check(input)
   if (input.token === null) return []
   const effective = narrowScopes(input)
   requireScopes(input.policy, effective)

@@ -8,6 +8,7 @@
  */
 import { hash } from 'node:crypto'
 import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
+import type { PolicyOutcome } from '../decide.js'
 import { GatewayError, deny } from '../errors.js'
 import type { KeyEntry } from '../keys/import-jwk.js'
 import type { KeyStore } from '../keys/key-store.js'
@@ -25,6 +26,8 @@ export interface VerifiedToken extends IdentityClaims {
   key: KeyEntry
   /** Approximate bytes held, for the cache's byte bound. */
   size: number
+  /** The decision engine's note of what the last route's policy made of this token (see decide.ts). */
+  outcome: PolicyOutcome | undefined
 }
 
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
@@ -138,6 +141,6 @@ export class TokenVerifier {
 
     // The payload is kept only where a route reads claims beyond the identity (config.keepClaims).
     const claims = this.config.keepClaims ? payload : NO_CLAIMS
-    return { ...identity, issuer, claims, expiresAt: exp, key, size: signingInput.length * (this.config.keepClaims ? 2 : 1) }
+    return { ...identity, issuer, claims, expiresAt: exp, key, size: signingInput.length * (this.config.keepClaims ? 2 : 1), outcome: undefined }
   }
 }

@@ -44,6 +44,7 @@ export function verifiedToken (config: CompiledConfig, claims: Record<string, un
     claims: { iss: ORIGINAL_ISS, aud: 'https://todo.api', ...claims },
     expiresAt: typeof claims.exp === 'number' ? claims.exp : 0,
     key: { kid: 'k', key: verifyKey, algorithms: new Set(['ES256']) },
-    size: 100
+    size: 100,
+    outcome: undefined
   }
 }

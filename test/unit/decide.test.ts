@@ -35,7 +35,7 @@ const issuer = config.issuersById.get('auth0')
 function tokenOf (claims: Record<string, unknown>): VerifiedToken {
   if (issuer === undefined) throw new Error('no issuer')
   const key = { kid: 'k', key: undefined, algorithms: new Set(['RS256']) } as unknown as KeyEntry
-  return { ...identityClaims(claims, issuer.claims), issuer, claims, expiresAt: 2_000_000_000, key, size: 0 }
+  return { ...identityClaims(claims, issuer.claims), issuer, claims, expiresAt: 2_000_000_000, key, size: 0, outcome: undefined }
 }
 
 const alice = tokenOf({ sub: 'alice', client_id: 'todo-web', aud: 'https://todo.api', scope: 'write:todos read:todos', roles: ['user'] })

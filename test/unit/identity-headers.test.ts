@@ -51,7 +51,7 @@ const issuer = [...config.issuersById.values()][0]
 function tokenOf (claims: Record<string, unknown>): VerifiedToken {
   if (issuer === undefined) throw new Error('no issuer')
   const key = { kid: 'k', key: undefined, algorithms: new Set(['RS256']) } as unknown as KeyEntry
-  return { ...identityClaims(claims, issuer.claims), issuer, claims, expiresAt: 0, key, size: 0 }
+  return { ...identityClaims(claims, issuer.claims), issuer, claims, expiresAt: 0, key, size: 0, outcome: undefined }
 }
 
 t.test('headerValue keeps visible ASCII and percent-encodes everything else', async (t) => {

@@ -44,7 +44,7 @@ function tokenOf (claims: Obj, issuerId = 'auth0'): VerifiedToken {
   const issuer = issuers.get(issuerId)
   if (issuer === undefined) throw new Error(`no issuer ${issuerId}`)
   const key = { kid: 'k1', key: undefined, algorithms: new Set(['RS256']) } as unknown as KeyEntry
-  return { ...identityClaims(claims, issuer.claims), issuer, claims, expiresAt: 2_000_000_000, key, size: 0 }
+  return { ...identityClaims(claims, issuer.claims), issuer, claims, expiresAt: 2_000_000_000, key, size: 0, outcome: undefined }
 }
 
 /** The denial a check throws (as `{status, code, reason}`), or 'pass'. */
