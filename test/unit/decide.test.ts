@@ -237,3 +237,37 @@ t.test('audit mode forwards what enforce mode would deny, and says what that den
       { allowed: false, status: 400, code: 'invalid_request', route: null, path: null })
   })
 })
+
+t.test('a token the caches know is decided at once, and its policy outcome is reused only where it holds', async (t) => {
+  const bob = tokenOf({ sub: 'bob', client_id: 'todo-web', aud: 'https://todo.api', scope: 'write:todos read:todos', roles: ['editor'] })
+  const known = { check: (): VerifiedToken => bob }
+  const engine: Engine = { ...buildEngine(config, null), verifier: known as unknown as TokenVerifier }
+  const sync = (input: DecisionInput): Decision => {
+    const decision = decide(engine, input)
+    if (decision instanceof Promise) throw new Error('expected a decision without a promise')
+    return decision
+  }
+  const first = sync(request())
+  t.same(first.scopes, ['write:todos', 'read:todos'])
+  t.equal(bob.outcome?.route.id, 'todos', 'the outcome is kept for the route')
+  const again = sync(request())
+  t.equal(again.allowed && again.headers, first.allowed && first.headers, 'a second request on the route reuses it')
+
+  // Another route: its own policy, not the kept one; the network check runs on every request.
+  t.same(summary(sync(request({ target: '/admin', clientIp: '10.0.0.1' }))), { allowed: true, route: 'admin', path: '/admin', audit: null })
+  t.same(summary(sync(request({ target: '/admin', clientIp: '192.0.2.1' }))),
+    { allowed: false, status: 401, code: 'end_users_not_allowed', route: 'admin', path: '/admin' })
+  t.same(summary(sync(request({ target: '/admin', clientIp: '10.0.0.1' }))), { allowed: true, route: 'admin', path: '/admin', audit: null })
+  const back = sync(request())
+  t.same(back.allowed && back.headers['x-auth-route'], 'todos')
+  t.same(back.scopes, ['write:todos', 'read:todos'])
+
+  // A denial is kept too, and stays a denial; in audit mode it is forwarded with the denial noted.
+  const intern = tokenOf({ ...alice.claims, roles: ['intern'] })
+  const denying: Engine = { ...buildEngine(config, null), verifier: { check: () => intern } as unknown as TokenVerifier }
+  for (let i = 0; i < 2; i++) {
+    t.same(summary(await decide(denying, request())), { allowed: false, status: 403, code: 'insufficient_scope', route: 'todos', path: '/todos/1' }, `request ${i + 1}`)
+  }
+  const audited = await decide(denying, request({ target: '/shadow' }))
+  t.same(summary(audited), { allowed: true, route: 'shadow', path: '/shadow', audit: 'insufficient_scope' })
+})
