@@ -50,10 +50,10 @@ export class GatewayMetrics {
 
     pulled(this.registry, name('requests_total'), 'counter',
       'Decisions made, by route id ("" when no route matched), decision (allow, deny, audit_deny) and reason code.',
-      () => this.decisions.requests())
+      () => this.decisions.requests(), () => { this.decisions.clear() })
     pulled(this.registry, name('request_duration_seconds'), 'histogram',
       'Time from the start of the decision to the end of the response, upstream time included, in seconds.',
-      () => this.decisions.durations(name('request_duration_seconds')))
+      () => this.decisions.durations(name('request_duration_seconds')), () => { this.decisions.clear() })
     this.jwksFetches = new Counter({
       name: name('jwks_fetches_total'),
       help: 'JWKS fetches per issuer id, by result (ok, error). A failed discovery counts as a failed fetch.',
@@ -157,6 +157,9 @@ export class DecisionCounts {
     series.sum += seconds
   }
 
+  /** Forgets every series (`Registry.resetMetrics`). */
+  clear (): void { this.byRoute.clear() }
+
   private * series (): Iterable<Series> {
     for (const byDecision of this.byRoute.values()) yield * byDecision.values()
   }
@@ -190,16 +193,10 @@ export class DecisionCounts {
  * metrics (`get()`, used for the text exposition and for the cluster's `getMetricsAsJSON`). Summed
  * across workers.
  */
-function pulled (registry: Registry, name: string, type: 'counter' | 'histogram', help: string, values: () => Array<MetricValue<string>>): void {
-  const metric = {
-    name,
-    help,
-    type,
-    aggregator: 'sum' as const,
-    get: async () => ({ name, help, type, aggregator: 'sum' as const, values: values() }),
-    reset: () => {}
-  }
-  registry.registerMetric(metric as unknown as Metric)
+function pulled (registry: Registry, name: string, type: 'counter' | 'histogram', help: string,
+  values: () => Array<MetricValue<string>>, reset: () => void): void {
+  const meta = { name, help, type, aggregator: 'sum' as const }
+  registry.registerMetric({ ...meta, get: async () => ({ ...meta, values: values() }), reset } as unknown as Metric)
 }
 
 /**

@@ -83,3 +83,14 @@ t.test('summed across workers as prom-client sums its own', async (t) => {
   t.same(lines(await ours.metrics(), NAMES), lines(await theirs.metrics(), NAMES))
   t.match(await ours.metrics(), `${METRIC_PREFIX}requests_total{route="todos",decision="allow",reason="upstream_refused"} 2`)
 })
+
+t.test('resetMetrics forgets the decisions counted, as it does for prom-client\'s own metrics', async (t) => {
+  const metrics = new GatewayMetrics(() => null)
+  for (const o of observations) metrics.onDecision(record(o))
+  metrics.registry.resetMetrics()
+  const body = (await metrics.render()).body
+  t.notMatch(body, `${METRIC_PREFIX}requests_total{`)
+  t.notMatch(body, `${METRIC_PREFIX}request_duration_seconds_bucket{`)
+  metrics.onDecision(record(observations[0] as Observation))
+  t.match((await metrics.render()).body, `${METRIC_PREFIX}requests_total{route="todos",decision="allow",reason="allowed"} 1`)
+})
