@@ -13,7 +13,7 @@ import { requireScopes } from './policy/require-scopes.js'
 import { normalizeTarget } from './request/normalize-path.js'
 import { identityClaims } from './token/claims.js'
 import type { JwtPayload } from './token/parse-jwt.js'
-import type { VerifiedToken } from './token/verify-token.js'
+import { verifiedToken, type VerifiedToken } from './token/verify-token.js'
 
 export interface ExplainInput {
   method: string
@@ -41,7 +41,7 @@ function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedT
     throw new GatewayError(401, 'invalid_token', 'token_issuer_unknown', 'the token issuer is not accepted', { detail: `iss ${JSON.stringify(claims.iss)} is not configured` })
   }
   const placeholderKey = { kid: '', key: undefined as never, algorithms: new Set<string>() }
-  return { ...identityClaims(claims, chosen.claims), issuer: chosen, claims, expiresAt: Number(claims.exp ?? 0), key: placeholderKey, size: 0, outcome: undefined }
+  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), placeholderKey, 0)
 }
 
 export async function explain (config: CompiledConfig, input: ExplainInput): Promise<Explanation> {

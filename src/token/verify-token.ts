@@ -12,7 +12,7 @@ import type { PolicyOutcome } from '../decide.js'
 import { GatewayError, deny } from '../errors.js'
 import type { KeyEntry } from '../keys/import-jwk.js'
 import type { KeyStore } from '../keys/key-store.js'
-import { identityClaims, type IdentityClaims } from './claims.js'
+import { Interner, identityClaims, type IdentityClaims } from './claims.js'
 import { parseJwt, type JwtPayload } from './parse-jwt.js'
 import type { FailureCache, TokenCache } from './token-cache.js'
 import { verifySignature } from './verify-signature.js'
@@ -42,6 +42,27 @@ export function cacheKey (token: string): string {
 }
 const NO_CLAIMS: JwtPayload = Object.freeze({})
 
+/**
+ * A VerifiedToken built field by field, never by spreading: every token then shares one hidden class.
+ * Built with `{ ...identity, … }`, each cached token carried a hidden class and descriptor array of its
+ * own, about 400 bytes per entry (measured in a heap snapshot of a full cache).
+ */
+export function verifiedToken (identity: IdentityClaims, issuer: CompiledIssuer, claims: JwtPayload, expiresAt: number, key: KeyEntry, size: number): VerifiedToken {
+  return {
+    subject: identity.subject,
+    clientId: identity.clientId,
+    scopes: identity.scopes,
+    roles: identity.roles,
+    audiences: identity.audiences,
+    issuer,
+    claims,
+    expiresAt,
+    key,
+    size,
+    outcome: undefined
+  }
+}
+
 export class TokenVerifier {
   private readonly config: CompiledConfig
   private readonly keyStores: ReadonlyMap<string, KeyStore>
@@ -49,6 +70,8 @@ export class TokenVerifier {
   private readonly now: () => number
 
   private readonly failures: FailureCache | null
+  /** Client ids and claim lists shared by the cached tokens (see Interner). */
+  private readonly shared = new Interner()
 
   constructor (config: CompiledConfig, keyStores: ReadonlyMap<string, KeyStore>, cache: TokenCache | null, now: () => number = Date.now,
     failures: FailureCache | null = null) {
@@ -132,7 +155,7 @@ export class TokenVerifier {
     }
     if (iat !== undefined && typeof iat !== 'number') throw deny.invalidToken('token_claim_invalid', 'the token has an invalid iat claim')
 
-    const identity = identityClaims(payload, issuer.claims)
+    const identity = identityClaims(payload, issuer.claims, this.shared)
     // An empty `aud` list names no audience: like a missing `aud`, it is left to the route's audience policy.
     const audMissing = payload.aud === undefined || (Array.isArray(payload.aud) && payload.aud.length === 0)
     if (!audMissing && (identity.audiences === null || !identity.audiences.some((a) => issuer.audiences.has(a)))) {
@@ -141,6 +164,6 @@ export class TokenVerifier {
 
     // The payload is kept only where a route reads claims beyond the identity (config.keepClaims).
     const claims = this.config.keepClaims ? payload : NO_CLAIMS
-    return { ...identity, issuer, claims, expiresAt: exp, key, size: signingInput.length * (this.config.keepClaims ? 2 : 1), outcome: undefined }
+    return verifiedToken(identity, issuer, claims, exp, key, signingInput.length * (this.config.keepClaims ? 2 : 1))
   }
 }

@@ -4,7 +4,7 @@ import { SignJWT } from 'jose'
 import type { CompiledConfig } from '../../src/config/types.js'
 import { GatewayError } from '../../src/errors.js'
 import { KeyStore } from '../../src/keys/key-store.js'
-import { identityClaims, listClaim, readClaim, stringClaim, type ClaimConfig } from '../../src/token/claims.js'
+import { Interner, identityClaims, listClaim, readClaim, stringClaim, type ClaimConfig } from '../../src/token/claims.js'
 import { parseJwt } from '../../src/token/parse-jwt.js'
 import { TokenCache } from '../../src/token/token-cache.js'
 import { keyFitsAlgorithm, verifySignature } from '../../src/token/verify-signature.js'
@@ -35,6 +35,8 @@ async function reasonOf (fn: () => unknown): Promise<string> {
 
 /* ------------------------------------------------------------------ parseJwt ------------------------------------------------------------------ */
 
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
 const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
 const HEADER = b64({ alg: 'RS256', kid: 'k' })
 const PAYLOAD = b64({ iss: 'https://idp', sub: 'alice' })
@@ -60,6 +62,9 @@ t.test('parseJwt refuses every other shape as a malformed token', async (t) => {
     ['padding in the signature', `${HEADER}.${PAYLOAD}.c2ln=`],
     ['padding in the header', `${b64({ alg: 'RS256' })}=.${PAYLOAD}.c2ln`],
     ['standard base64 characters', `${HEADER}.${PAYLOAD}.a+b/`],
+    // "c2k" is "si"; "c2l" spells the same bytes with an unused bit set.
+    ['a signature spelled non-canonically', `${HEADER}.${PAYLOAD}.c2l`],
+    ['a signature of impossible length', `${HEADER}.${PAYLOAD}.c2lnc`],
     ['header not JSON', `${b64('not json')}.${PAYLOAD}.c2ln`],
     ['header a JSON array', `${b64([1])}.${PAYLOAD}.c2ln`],
     ['header JSON null', `${b64('null')}.${PAYLOAD}.c2ln`],
@@ -234,6 +239,41 @@ t.test('identityClaims reads subject, client id, scopes, roles and audiences per
   for (const [name, config, payload, expected] of cases) t.match(identityClaims(payload, config), expected, name)
 })
 
+t.test('the interner hands out one frozen copy of each distinct list and client id, and stays bounded', async (t) => {
+  const shared = new Interner(4)
+  const first = shared.list(['read', 'write'])
+  t.equal(shared.list(['read', 'write']), first, 'an equal list is the same object')
+  t.ok(Object.isFrozen(first), 'frozen, so no holder can change it for the others')
+  const mine = ['read']
+  t.not(shared.list(mine), mine, 'the caller\'s array is copied, never frozen in place')
+  t.not(shared.list(['read write']), shared.list(['read', 'write']), '["read write"] and ["read", "write"] stay apart')
+  t.same(shared.list(['read write']), ['read write'])
+  t.equal(shared.list([]), shared.list([]), 'one empty list')
+  const id = shared.text(['todo', 'web'].join('-'))
+  t.equal(shared.text(['todo', 'web'].join('-')), id)
+  t.equal(shared.text(null), null)
+  // A client id spelled like a list's key and that list stay apart: each lookup gets its own kind back.
+  t.equal(shared.text('["x"]'), '["x"]')
+  t.same(shared.list(['x']), ['x'])
+  t.equal(shared.text('["x"]'), '["x"]')
+  for (let i = 0; i < 20; i++) shared.list([`scope-${i}`])
+  t.ok(shared.size <= 4, `bounded: ${shared.size} values held`)
+  t.same(shared.list(['read', 'write']), ['read', 'write'], 'still right after starting afresh')
+})
+
+t.test('identityClaims with an interner: equal claims across tokens share one copy, values unchanged', async (t) => {
+  const config: ClaimConfig = { scope: [['scope']], roles: ['roles'], clientId: [['client_id']], subject: ['sub'] }
+  const shared = new Interner()
+  const payload = (sub: string): Record<string, unknown> => ({ sub, client_id: `todo-${'web'}`, scope: 'read write read', roles: 'admin,user', aud: ['a', 'b'] })
+  const [alice, bob] = [identityClaims(payload('alice'), config, shared), identityClaims(payload('bob'), config, shared)]
+  t.same(alice, { subject: 'alice', clientId: 'todo-web', scopes: ['read', 'write'], roles: ['admin', 'user'], audiences: ['a', 'b'] })
+  t.same(bob, { ...alice, subject: 'bob' })
+  t.equal(bob.scopes, alice.scopes)
+  t.equal(bob.roles, alice.roles)
+  t.equal(bob.audiences, alice.audiences)
+  t.same(identityClaims(payload('carol'), config), identityClaims(payload('carol'), config, shared), 'the same identity with or without one')
+})
+
 /* ------------------------------------------------------------------ TokenVerifier ------------------------------------------------------------------ */
 
 const ISS = 'https://tenant.example.com/'
@@ -295,6 +335,17 @@ t.test('a good token of each algorithm verifies and carries its identity', async
     t.equal(verified.key.kid, `kid-${alg}`)
     t.same(fetched, [JWKS_URI], 'keys fetched once, from the configured URL')
   }
+})
+
+t.test('tokens verified by one verifier share their equal scope, role and audience lists', async (t) => {
+  const { verifier } = setup()
+  const claims = { scope: 'read:todos write:todos', client_id: 'todo-web', roles: ['user'] }
+  const [alice, bob] = await Promise.all([mint(claims).then((token) => verifier.verify(token)), mint({ ...claims, sub: 'bob' }).then((token) => verifier.verify(token))])
+  t.equal(bob.subject, 'bob')
+  t.equal(bob.scopes, alice.scopes)
+  t.equal(bob.roles, alice.roles)
+  t.equal(bob.audiences, alice.audiences)
+  t.same(Object.keys(bob), Object.keys(alice), 'built with one shape')
 })
 
 t.test('tampered and mis-signed tokens are refused', async (t) => {
@@ -472,10 +523,16 @@ t.test('a token differing from a cached one in any character is verified on its 
   const { verifier, cache } = setup()
   const token = await mint({ scope: 'read:todos' })
   await verifier.verify(token)
-  const last = token.slice(-1) === 'A' ? 'B' : 'A'
-  t.equal(await reasonOf(() => verifier.verify(token.slice(0, -1) + last)), 'token_signature_invalid', 'last character changed')
+  // An ES256 signature is 86 characters: the last one carries 2 bits and 4 unused ones, which must be zero.
+  const last = token.slice(-1)
+  const lastIndex = BASE64URL_ALPHABET.indexOf(last)
+  const samebits = BASE64URL_ALPHABET[lastIndex ^ 1] ?? ''
+  t.equal(await reasonOf(() => verifier.verify(token.slice(0, -1) + samebits)), 'token_malformed', 'last character changed in its unused bits only')
+  const middle = token.length - 10
+  const flipped = BASE64URL_ALPHABET[BASE64URL_ALPHABET.indexOf(token.charAt(middle)) ^ 1] ?? ''
+  t.equal(await reasonOf(() => verifier.verify(token.slice(0, middle) + flipped + token.slice(middle + 1))), 'token_signature_invalid', 'a signature character changed')
   t.equal(await reasonOf(() => verifier.verify(token.slice(1))), 'token_malformed', 'first character dropped')
-  t.equal(cache.hits, 0, 'neither was taken for the cached token')
+  t.equal(cache.hits, 0, 'none was taken for the cached token')
 })
 
 t.test('a cached token is re-checked for exp on every read', async (t) => {
