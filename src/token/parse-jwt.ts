@@ -45,11 +45,11 @@ export function parseJwt (token: string): ParsedJwt {
   const second = first < 0 ? -1 : token.indexOf('.', first + 1)
   if (first <= 0 || second < 0 || token.indexOf('.', second + 1) >= 0) throw malformed('not three segments')
   const signatureText = token.slice(second + 1)
-  if (signatureText === '' || !BASE64URL.test(signatureText)) throw malformed('signature is not base64url')
   const signature = Buffer.from(signatureText, 'base64url')
-  // Only the canonical spelling (RFC 4648 §3.5: unused bits zero): otherwise a token with its last
-  // character changed could decode to the same signature and verify.
-  if (signature.toString('base64url') !== signatureText) throw malformed('signature is not canonical base64url')
+  // Only the canonical spelling (RFC 4648 §3.5: no padding, no other alphabet, unused bits zero), which
+  // re-encoding the decoded bytes gives back. Otherwise a token with its last character changed could
+  // decode to the same signature and verify.
+  if (signatureText === '' || signature.toString('base64url') !== signatureText) throw malformed('signature is not canonical base64url')
   const header = decodeJson(token.slice(0, first), 'header') as JwtHeader
   const payload = decodeJson(token.slice(first + 1, second), 'payload')
   return { header, payload, signingInput: token.slice(0, second), signature }
