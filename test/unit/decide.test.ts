@@ -4,7 +4,7 @@ import { buildEngine, type Engine } from '../../src/engine.js'
 import { GatewayError, deny } from '../../src/errors.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
 import { identityClaims } from '../../src/token/claims.js'
-import type { TokenVerifier, VerifiedToken } from '../../src/token/verify-token.js'
+import { verifiedToken, type TokenVerifier, type VerifiedToken } from '../../src/token/verify-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 const config = compileTestConfig({
@@ -35,7 +35,7 @@ const issuer = config.issuersById.get('auth0')
 function tokenOf (claims: Record<string, unknown>): VerifiedToken {
   if (issuer === undefined) throw new Error('no issuer')
   const key = { kid: 'k', key: undefined, algorithms: new Set(['RS256']) } as unknown as KeyEntry
-  return { ...identityClaims(claims, issuer.claims), issuer, claims, expiresAt: 2_000_000_000, key, size: 0, outcome: undefined }
+  return verifiedToken(identityClaims(claims, issuer.claims), issuer, claims, 2_000_000_000, key, 0)
 }
 
 const alice = tokenOf({ sub: 'alice', client_id: 'todo-web', aud: 'https://todo.api', scope: 'write:todos read:todos', roles: ['user'] })
