@@ -11,9 +11,9 @@ import type { CompiledConfig } from './config/types.js'
 import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
 import { runDevIssuer } from './demo/run-dev-issuer.js'
-import { explain } from './explain.js'
+import { explain } from './decision/explain.js'
 import { checkSigningKeys } from './reissue/signing-keys.js'
-import { runServe } from './serve.js'
+import { runServe } from './process/serve.js'
 
 const USAGE = `usage: scopegate <command> [options]
 

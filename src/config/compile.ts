@@ -5,7 +5,7 @@
  * builds a new one and swaps a single reference.
  */
 import { availableParallelism } from 'node:os'
-import { parseDuration } from '../duration.js'
+import { parseDuration } from '../shared/duration.js'
 import { compileIpMatcher, type IpMatcher } from '../net/ip-matcher.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 import { findAmbiguities } from '../routing/route-table.js'

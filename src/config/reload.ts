@@ -7,7 +7,7 @@
  * further reload, since it reads the file as it is by then.
  */
 import type { Logger } from 'pino'
-import type { ReloadResult } from '../metrics.js'
+import type { ReloadResult } from '../observability/metrics.js'
 import { problemsOf } from './load.js'
 import { loadConfig } from './read.js'
 import type { CompiledConfig } from './types.js'

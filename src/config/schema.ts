@@ -14,7 +14,7 @@
  * by `compile.ts`, which can name both sides.
  */
 import { Ajv, type ValidateFunction } from 'ajv'
-import { DURATION_MESSAGE, DURATION_PATTERN } from '../duration.js'
+import { DURATION_MESSAGE, DURATION_PATTERN } from '../shared/duration.js'
 
 type Schema = Record<string, unknown>
 

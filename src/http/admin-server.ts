@@ -4,7 +4,7 @@
  */
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
-import type { Engine } from '../engine.js'
+import type { Engine } from '../decision/engine.js'
 import { adminFrameworkError } from './forward-auth.js'
 
 export interface AdminServerOptions {

@@ -3,7 +3,7 @@
  * cannot read. Each still gets the contract's JSON error, never Node's bare 400 or a stack trace.
  */
 import type { Socket } from 'node:net'
-import { GatewayError, deny } from '../errors.js'
+import { GatewayError, deny } from '../shared/errors.js'
 import { rawErrorResponse } from './reply-error.js'
 
 export const headersTooLarge = (): GatewayError =>

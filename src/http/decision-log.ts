@@ -11,7 +11,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { pino, type Logger } from 'pino'
-import type { GatewayError } from '../errors.js'
+import type { GatewayError } from '../shared/errors.js'
 
 export interface DecisionRecord {
   route: string | null

@@ -27,8 +27,8 @@
  * less than a second to live.
  */
 import type { CompiledConfig } from '../config/types.js'
-import type { Allow, Decision } from '../decide.js'
-import { GatewayError } from '../errors.js'
+import type { Allow, Decision } from '../decision/decide.js'
+import { GatewayError } from '../shared/errors.js'
 
 /** Longest an allow may be cached by the ingress, seconds: a config reload or key rotation shows within it. */
 export const FORWARD_AUTH_CACHE_MAX_SECONDS = 60

@@ -26,7 +26,7 @@
  *   it from the client's Host header, and nginx accepts `?` and `#` there: with `Host: x?` the URL
  *   `http://x?/admin` would otherwise read as path `/` with query `?/admin`.
  */
-import { GatewayError, deny } from '../errors.js'
+import { GatewayError, deny } from '../shared/errors.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 
 /** The path every forward-auth call is made to; the path form appends the original path to it. */

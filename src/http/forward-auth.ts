@@ -12,9 +12,9 @@
  */
 import { METHODS, type IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { decide, type Allow, type Deny } from '../decide.js'
-import type { Engine } from '../engine.js'
-import { deny, toGatewayError, type GatewayError } from '../errors.js'
+import { decide, type Allow, type Deny } from '../decision/decide.js'
+import type { Engine } from '../decision/engine.js'
+import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues } from '../request/extract-token.js'

@@ -4,7 +4,7 @@
  * the bare challenge (RFC 6750 §3.1). Only the fixed public description is sent; detail stays in the log.
  */
 import type { FastifyReply } from 'fastify'
-import type { GatewayError } from '../errors.js'
+import type { GatewayError } from '../shared/errors.js'
 
 export const REALM = 'scopegate'
 

@@ -15,7 +15,7 @@
  *   configured issuer's discovery document) only.
  * Time and fetch are injected, so all of this is tested without sleeping.
  */
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 import type { CompiledIssuer } from '../config/types.js'
 import { fetchJson, FetchJsonError, type FetchLike } from './fetch-json.js'
 import { importJwk, type KeyEntry } from './import-jwk.js'

@@ -1,4 +1,4 @@
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 import type { PolicyInput } from './context.js'
 
 /**

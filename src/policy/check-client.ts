@@ -1,4 +1,4 @@
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 import type { PolicyInput } from './context.js'
 
 /** The seed rule "deny every user who comes through a given application", and per-route client allow lists. */

@@ -1,4 +1,4 @@
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 import type { PolicyInput } from './context.js'
 
 /** Location rule: the client address must not be denied and, when an allow list exists, must be on it. */

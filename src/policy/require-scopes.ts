@@ -1,4 +1,4 @@
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 import type { CompiledPolicy } from '../config/types.js'
 
 /** Required scopes are checked against the narrowed scopes, never the raw token. */

@@ -4,7 +4,7 @@
  * Bearer is "no bearer credentials" (RFC 6750 §3.1: 401 without an error code), while a Bearer header that
  * is not `Bearer <token68>` is a malformed request (400).
  */
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 
 const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/
 

@@ -19,7 +19,7 @@
  * This runs on every request, so a path that is already canonical (the common case) is recognised by one
  * regex and returned as is.
  */
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 
 /** A request target split into the canonical path and the untouched query. */
 export type NormalizedTarget = {

@@ -2,7 +2,7 @@
  * Splits a compact JWS and decodes its header and payload, before anything is trusted. Only shapes are
  * checked here; `verify-token.ts` decides what the values mean.
  */
-import { deny } from '../errors.js'
+import { deny } from '../shared/errors.js'
 
 export interface JwtHeader {
   alg?: unknown

@@ -7,7 +7,7 @@
  * afresh. An entry whose signing key has left the JWKS is dropped by the verifier.
  */
 import { LRUCache } from 'lru-cache'
-import type { GatewayError, Reason } from '../errors.js'
+import type { GatewayError, Reason } from '../shared/errors.js'
 import type { VerifiedToken } from './verify-token.js'
 
 export interface TokenCacheOptions {

@@ -8,8 +8,8 @@
  */
 import { hash } from 'node:crypto'
 import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
-import type { PolicyOutcome } from '../decide.js'
-import { GatewayError, deny } from '../errors.js'
+import type { PolicyOutcome } from '../decision/decide.js'
+import { GatewayError, deny } from '../shared/errors.js'
 import type { KeyEntry } from '../keys/import-jwk.js'
 import type { KeyStore } from '../keys/key-store.js'
 import { Interner, identityClaims, type IdentityClaims } from './claims.js'

@@ -3,7 +3,7 @@
  * (forward-auth-request.ts), and which status a denial is answered with (forward-auth-answer.ts).
  */
 import t from 'tap'
-import { GatewayError, deny } from '../../src/errors.js'
+import { GatewayError, deny } from '../../src/shared/errors.js'
 import { forwardAuthError, forwardAuthStatus } from '../../src/http/forward-auth-answer.js'
 import { originalRequest, type ForwardAuthCall } from '../../src/http/forward-auth-request.js'
 

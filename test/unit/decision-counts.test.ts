@@ -1,12 +1,12 @@
 /**
  * `requests_total` and `request_duration_seconds` are kept by scopegate (DecisionCounts in
- * src/metrics.ts) and only handed to prom-client when scraped. What a scrape shows must be exactly what
+ * src/observability/metrics.ts) and only handed to prom-client when scraped. What a scrape shows must be exactly what
  * prom-client's own Counter and Histogram would have shown for the same decisions, in one process and
  * summed across workers.
  */
 import { AggregatorRegistry, Counter, Histogram, Registry } from 'prom-client'
 import t from 'tap'
-import { DURATION_BUCKETS, GatewayMetrics, METRIC_PREFIX } from '../../src/metrics.js'
+import { DURATION_BUCKETS, GatewayMetrics, METRIC_PREFIX } from '../../src/observability/metrics.js'
 import type { DecisionRecord } from '../../src/http/decision-log.js'
 
 type Observation = [route: string | null, decision: DecisionRecord['decision'], reason: string, latencyMs: number]

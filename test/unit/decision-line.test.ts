@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import t from 'tap'
 import { decisionLine, type DecisionRecord } from '../../src/http/decision-log.js'
-import { createLogger } from '../../src/logger.js'
+import { createLogger } from '../../src/observability/logger.js'
 
 const base: DecisionRecord = {
   route: 'todos', method: 'GET', path: '/todos/1', decision: 'allow', reason: 'allowed', upstream: 'todo',

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { DURATION_PATTERN, parseDuration } from '../../src/duration.js'
+import { DURATION_PATTERN, parseDuration } from '../../src/shared/duration.js'
 
 const MESSAGE = 'must be a duration such as 30s, 10m or 250ms'
 

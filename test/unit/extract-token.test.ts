@@ -1,5 +1,5 @@
 import t from 'tap'
-import { GatewayError } from '../../src/errors.js'
+import { GatewayError } from '../../src/shared/errors.js'
 import { authorizationValues, extractToken } from '../../src/request/extract-token.js'
 
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln'

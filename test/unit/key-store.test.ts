@@ -7,7 +7,7 @@
 import t from 'tap'
 import { generateKeyPairSync, type JsonWebKey } from 'node:crypto'
 import type { CompiledIssuer, CompiledJwksOptions } from '../../src/config/types.js'
-import { GatewayError } from '../../src/errors.js'
+import { GatewayError } from '../../src/shared/errors.js'
 import type { FetchLike } from '../../src/keys/fetch-json.js'
 import { KeyStore, type KeyStoreEvents } from '../../src/keys/key-store.js'
 

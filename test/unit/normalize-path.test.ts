@@ -1,5 +1,5 @@
 import t from 'tap'
-import { GatewayError } from '../../src/errors.js'
+import { GatewayError } from '../../src/shared/errors.js'
 import { joinUpstreamPath, normalizeTarget } from '../../src/request/normalize-path.js'
 
 t.test('canonical targets pass through unchanged', async (t) => {

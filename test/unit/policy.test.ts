@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { CompiledIssuer, CompiledPolicy } from '../../src/config/types.js'
-import { GatewayError } from '../../src/errors.js'
+import { GatewayError } from '../../src/shared/errors.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
 import { applyPolicy, POLICY_CHECKS } from '../../src/policy/apply-policy.js'
 import { checkAudience } from '../../src/policy/check-audience.js'

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import t from 'tap'
-import { GatewayError, deny, toGatewayError } from '../../src/errors.js'
+import { GatewayError, deny, toGatewayError } from '../../src/shared/errors.js'
 import { errorBody, errorHeaders, rawErrorResponse, REALM, sendError, wwwAuthenticate } from '../../src/http/reply-error.js'
 
 const challenge = (params: string): string => `Bearer realm="scopegate"${params}`

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import type { CompiledIssuer } from '../../src/config/types.js'
-import { GatewayError, deny } from '../../src/errors.js'
+import { GatewayError, deny } from '../../src/shared/errors.js'
 import type { FetchLike } from '../../src/keys/fetch-json.js'
 import { KeyStore } from '../../src/keys/key-store.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'

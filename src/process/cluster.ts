@@ -17,13 +17,13 @@
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
 import { AggregatorRegistry, prometheusContentType } from 'prom-client'
-import { ConfigReloader } from './config/reload.js'
-import type { CompiledConfig } from './config/types.js'
-import { watchConfigFile } from './config/watch.js'
+import { ConfigReloader } from '../config/reload.js'
+import type { CompiledConfig } from '../config/types.js'
+import { watchConfigFile } from '../config/watch.js'
 import type { Gateway } from './gateway.js'
-import { localReadiness, type Readiness } from './http/admin-server.js'
-import { GatewayMetrics } from './metrics.js'
-import { checkSigningKeys } from './reissue/signing-keys.js'
+import { localReadiness, type Readiness } from '../http/admin-server.js'
+import { GatewayMetrics } from '../observability/metrics.js'
+import { checkSigningKeys } from '../reissue/signing-keys.js'
 
 /** What a cluster worker's admin listener reports for the whole process group. */
 export interface ProcessGroup {

@@ -3,16 +3,16 @@
  * extract and verify the token, apply the route's policy, and say what to forward. It knows nothing of
  * HTTP frameworks: it takes plain values and returns a plain `Decision`.
  */
-import type { CompiledRoute } from './config/types.js'
+import type { CompiledRoute } from '../config/types.js'
 import type { Engine } from './engine.js'
-import { GatewayError, deny, toGatewayError } from './errors.js'
-import { identityHeaders } from './forward/identity-headers.js'
-import { applyPolicy, applyTokenPolicy } from './policy/apply-policy.js'
-import { checkNetwork } from './policy/check-network.js'
-import { narrowScopes } from './policy/narrow-scopes.js'
-import { extractToken } from './request/extract-token.js'
-import { normalizeTarget } from './request/normalize-path.js'
-import type { VerifiedToken } from './token/verify-token.js'
+import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
+import { identityHeaders } from '../forward/identity-headers.js'
+import { applyPolicy, applyTokenPolicy } from '../policy/apply-policy.js'
+import { checkNetwork } from '../policy/check-network.js'
+import { narrowScopes } from '../policy/narrow-scopes.js'
+import { extractToken } from '../request/extract-token.js'
+import { normalizeTarget } from '../request/normalize-path.js'
+import type { VerifiedToken } from '../token/verify-token.js'
 
 export interface DecisionInput {
   method: string

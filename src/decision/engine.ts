@@ -3,12 +3,12 @@
  * issuer, the token cache and the verifier. A reload builds a new engine and swaps one reference;
  * key stores whose key source did not change are carried over, so a reload never refetches them.
  */
-import type { CompiledConfig, CompiledIssuer } from './config/types.js'
-import type { FetchLike } from './keys/fetch-json.js'
-import { KeyStore, type KeyStoreEvents } from './keys/key-store.js'
-import { buildRouteTable, type RouteTable } from './routing/route-table.js'
-import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from './token/token-cache.js'
-import { TokenVerifier } from './token/verify-token.js'
+import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
+import type { FetchLike } from '../keys/fetch-json.js'
+import { KeyStore, type KeyStoreEvents } from '../keys/key-store.js'
+import { buildRouteTable, type RouteTable } from '../routing/route-table.js'
+import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from '../token/token-cache.js'
+import { TokenVerifier } from '../token/verify-token.js'
 
 export interface Engine {
   config: CompiledConfig

@@ -13,14 +13,14 @@
  *   force, so a reload (which builds a new engine) is picked up without any bookkeeping on the hot path.
  *
  * Under `server.workers > 1` every worker has its own registry and the primary adds them up
- * (`src/cluster.ts`); each metric's `aggregator` says how: counters and histograms are summed, the JWKS
+ * (`src/process/cluster.ts`); each metric's `aggregator` says how: counters and histograms are summed, the JWKS
  * gauges take the largest value, since every worker holds the same keys.
  */
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type MetricValue } from 'prom-client'
-import type { Engine } from './engine.js'
-import type { DecisionRecord } from './http/decision-log.js'
-import type { TokenCache } from './token/token-cache.js'
+import type { Engine } from '../decision/engine.js'
+import type { DecisionRecord } from '../http/decision-log.js'
+import type { TokenCache } from '../token/token-cache.js'
 
 export const METRIC_PREFIX = 'scopegate_'
 

@@ -3,17 +3,17 @@
  * decided. With a token, the signature is verified against the issuer's real keys; with a claims file,
  * signature and expiry are skipped, and the output says so.
  */
-import type { CompiledConfig } from './config/types.js'
+import type { CompiledConfig } from '../config/types.js'
 import { buildEngine, loadKeys } from './engine.js'
-import { GatewayError, toGatewayError } from './errors.js'
-import { identityHeaders } from './forward/identity-headers.js'
-import { POLICY_CHECKS } from './policy/apply-policy.js'
-import { narrowScopes } from './policy/narrow-scopes.js'
-import { requireScopes } from './policy/require-scopes.js'
-import { normalizeTarget } from './request/normalize-path.js'
-import { identityClaims } from './token/claims.js'
-import type { JwtPayload } from './token/parse-jwt.js'
-import { verifiedToken, type VerifiedToken } from './token/verify-token.js'
+import { GatewayError, toGatewayError } from '../shared/errors.js'
+import { identityHeaders } from '../forward/identity-headers.js'
+import { POLICY_CHECKS } from '../policy/apply-policy.js'
+import { narrowScopes } from '../policy/narrow-scopes.js'
+import { requireScopes } from '../policy/require-scopes.js'
+import { normalizeTarget } from '../request/normalize-path.js'
+import { identityClaims } from '../token/claims.js'
+import type { JwtPayload } from '../token/parse-jwt.js'
+import { verifiedToken, type VerifiedToken } from '../token/verify-token.js'
 
 export interface ExplainInput {
   method: string

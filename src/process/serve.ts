@@ -8,12 +8,12 @@
 import cluster from 'node:cluster'
 import type { Logger } from 'pino'
 import { WORKER_ENV, WorkerLink, runPrimary } from './cluster.js'
-import { ConfigError } from './config/load.js'
-import { ConfigReloader } from './config/reload.js'
-import type { CompiledConfig } from './config/types.js'
-import { watchConfigFile } from './config/watch.js'
+import { ConfigError } from '../config/load.js'
+import { ConfigReloader } from '../config/reload.js'
+import type { CompiledConfig } from '../config/types.js'
+import { watchConfigFile } from '../config/watch.js'
 import { Gateway, type GatewayAddresses } from './gateway.js'
-import { createLogger } from './logger.js'
+import { createLogger } from '../observability/logger.js'
 
 function processLogger (config: CompiledConfig): Logger {
   // SCOPEGATE_LOG_FORMAT=pretty: human-readable lines (needs pino-pretty, a devDependency; JSON without it).
