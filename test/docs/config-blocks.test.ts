@@ -49,7 +49,7 @@ interface Block {
 }
 
 /** The fenced ```yaml blocks of a Markdown text, dedented by their fence's indentation. */
-export function yamlBlocks (markdown: string, file: string): Block[] {
+function yamlBlocks (markdown: string, file: string): Block[] {
   const lines = markdown.split('\n')
   const blocks: Block[] = []
   let previous = ''
@@ -72,7 +72,7 @@ export function yamlBlocks (markdown: string, file: string): Block[] {
 }
 
 /** What is wrong with a block, one `path: message` line per problem; empty when it loads. */
-export function blockProblems (block: Block): string[] {
+function blockProblems (block: Block): string[] {
   let tree: unknown
   try {
     tree = parse(block.text)
