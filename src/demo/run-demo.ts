@@ -5,7 +5,7 @@
  */
 import { chmod, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { isAbsolute, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../config/read.js'
 import { Gateway } from '../process/gateway.js'
@@ -32,8 +32,11 @@ interface Example {
   rawToken?: string
 }
 
+/** The first example's token: an editor asking for more than the role grants. */
+const EDITOR_READS: MintRequest = { sub: 'alice', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos write:todos delete:todos', roles: ['editor'] }
+
 const EXAMPLES: Example[] = [
-  { title: 'allow: an editor reads todos; delete:todos is narrowed away', expect: '200, x-auth-scopes "read:todos write:todos"', path: '/todos', token: { sub: 'alice', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos write:todos delete:todos', roles: ['editor'] } },
+  { title: 'allow: an editor reads todos; delete:todos is narrowed away', expect: '200, x-auth-scopes "read:todos write:todos"', path: '/todos', token: EDITOR_READS },
   { title: 'allow: an admin ("*") keeps every scope it asked for', expect: '200', method: 'DELETE', path: '/todos/42', token: { sub: 'root', client: 'todo-web', aud: 'https://todo.api', scope: 'read:todos write:todos delete:todos', roles: ['admin'] } },
   { title: 'deny (seed rule): the audience is http://todoapi2.api', expect: '401 end_users_not_allowed', path: '/todos', token: { sub: 'alice', client: 'todo-web', aud: 'http://todoapi2.api', scope: 'read:todos', roles: ['editor'] } },
   { title: 'deny (seed rule): the token has no audience', expect: '401 end_users_not_allowed', path: '/todos', token: { sub: 'alice', client: 'todo-web', scope: 'read:todos', roles: ['editor'] } },
@@ -47,6 +50,32 @@ const EXAMPLES: Example[] = [
   { title: 'deny: a forged signature', expect: '401 invalid_token', path: '/todos', rawToken: 'forged' },
   { title: 'deny: no route', expect: '404 no_route', path: '/nowhere' }
 ]
+
+/** A word as a POSIX shell reads it: plain when it holds nothing the shell would interpret, else single-quoted. */
+function shellWord (word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`
+}
+
+/** The config file as the user would type it: relative to the working directory when it lies below it. */
+function configArgument (source: string): string {
+  const below = relative(process.cwd(), source)
+  return below !== '' && !below.startsWith('..') && !isAbsolute(below) ? below : source
+}
+
+/**
+ * A ready-to-paste `scopegate explain` line for one of the demo's tokens. The demo config names the dev
+ * issuer and the echo upstream by `SCOPEGATE_DEMO_*` variables that only this process sets, so the line
+ * sets them inline: pasted into another terminal (a POSIX shell, in the repository), it explains the
+ * running demo's own decision, signature check included, for as long as the demo runs.
+ */
+export async function explainExample (key: DemoKey, env: { issuer: string, upstream: string }, configFile: string): Promise<string> {
+  const token = await mintDemoToken(key, EDITOR_READS)
+  return [
+    `SCOPEGATE_DEMO_ISSUER=${shellWord(env.issuer)}`,
+    `SCOPEGATE_DEMO_UPSTREAM=${shellWord(env.upstream)}`,
+    `npx scopegate explain --config ${shellWord(configArgument(configFile))} --method GET --path /todos --token ${token}`
+  ].join(' ')
+}
 
 /** Ready-to-paste curl lines against `proxyUrl`, one allow and each kind of deny, with tokens signed by `key`. */
 export async function curlExamples (key: DemoKey, proxyUrl: string): Promise<string[]> {
@@ -88,7 +117,7 @@ export async function runDemo (): Promise<void> {
   ]
   out.push(...await curlExamples(issuer.key, proxyUrl))
   out.push(`# readiness: curl ${adminUrl}/readyz`)
-  out.push(`# explain a decision: npx scopegate explain --config config/demo.yaml --method GET --path /todos --claims claims.json`)
+  out.push(`# explain the first allow, step by step: ${await explainExample(issuer.key, { issuer: issuer.url, upstream: upstream.url }, config.source)}`)
   out.push(`# more tokens: npx scopegate token --sub alice --client todo-web --aud https://todo.api --scope "read:todos" --roles editor`)
   out.push('# Ctrl-C to stop.', '')
   process.stdout.write(out.join('\n') + '\n')

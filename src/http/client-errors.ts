@@ -1,6 +1,6 @@
 /**
  * Answers for requests that fail before routing: unparseable HTTP, oversized headers, URLs the router
- * cannot read. Each still gets the contract's JSON error, never Node's bare 400 or a stack trace.
+ * cannot read. Each still gets the JSON error of docs/responses.md, never Node's bare 400 or a stack trace.
  */
 import type { Socket } from 'node:net'
 import { GatewayError, deny } from '../shared/errors.js'

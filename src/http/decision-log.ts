@@ -1,5 +1,5 @@
 /**
- * One JSON log line per decision (contract §8): route, method, normalized path, decision, reason, the
+ * One JSON log line per decision (docs/operations.md#decision-logs): route, method, normalized path, decision, reason, the
  * principal, the effective scopes, the upstream id, the status, upstream status and latency. Tokens and
  * Authorization headers are never part of the record, so they cannot be logged. The listeners (metrics
  * among them, see `metrics.ts`) get the same record.

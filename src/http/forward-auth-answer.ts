@@ -4,7 +4,7 @@
  *
  * Status. Ingresses read only 2xx (allow), 401 and 403 (deny); anything else is an error to them
  * (ingress-nginx turns it into a 500, nginx `auth_request` too), so every denial is mapped onto 401 or 403
- * and keeps the contract's `error` code, description and WWW-Authenticate challenge:
+ * and keeps its `error` code, description and WWW-Authenticate challenge (docs/responses.md):
  * - 401 and 403 stay as they are (`unauthorized`, `invalid_token`, and the route's `denyStatus` for
  *   `end_users_not_allowed` and `insufficient_scope`);
  * - a malformed or repeated Authorization header (400 `invalid_request`) becomes 401: the client must

@@ -1,5 +1,5 @@
 /**
- * Which request an ingress is asking about, in a forward-auth call (contract §7). Three ways of saying
+ * Which request an ingress is asking about, in a forward-auth call (docs/forward-auth.md). Three ways of saying
  * it exist, one per ingress family, and they are read in this order:
  *
  * 1. the path after `/decisions` (Envoy ext_authz over HTTP with `path_prefix: /decisions`, Oathkeeper

@@ -1,10 +1,10 @@
 /**
- * Forward auth on the admin listener (contract §2, §7): `ANY /decisions` and `ANY /decisions/*`, asked
+ * Forward auth on the admin listener (docs/forward-auth.md): `ANY /decisions` and `ANY /decisions/*`, asked
  * by an ingress (nginx `auth_request`, ingress-nginx `auth-url`, Traefik ForwardAuth, Envoy ext_authz
  * over HTTP) whether to let a request through. The request is named by the call (see
  * `forward-auth-request.ts`) and judged by the same `decide()` as proxy mode: same normalization, same
  * routes, same policy. An allow is `200` with the identity headers and an empty body, for the ingress to
- * copy upstream; a denial is 401 or 403 with the contract's error body and challenge (see
+ * copy upstream; a denial is 401 or 403 with the error body and challenge of docs/responses.md (see
  * `forward-auth-answer.ts` for the status and caching rules). Nothing is proxied from here.
  *
  * As on the proxy listener, the decision is made in `onRequest`, before any body is read: an ingress
@@ -52,7 +52,7 @@ function isDecisionsUrl (url: string): boolean {
 
 /**
  * The admin listener's `frameworkErrors`: a URL its router cannot decode (a malformed or non-UTF-8
- * percent-escape, as in `/decisions/a%zz`) gets the contract's 400 `invalid_request`, and under
+ * percent-escape, as in `/decisions/a%zz`) gets the documented 400 `invalid_request`, and under
  * `/decisions` the forward-auth 403, instead of Fastify's own 400 that an ingress would turn into a 500.
  */
 export function adminFrameworkError (err: Error, request: FastifyRequest, reply: FastifyReply): void {

@@ -38,7 +38,7 @@ interface Rendered { headers: Readonly<Record<string, string>>, body: string }
 
 /**
  * Rendered answers by content. Denials repeat (a flood of bad tokens is one answer many times), and the
- * kinds are few: the contract's codes and descriptions, the scopes routes require, Retry-After seconds.
+ * kinds are few: the codes and descriptions of docs/responses.md, the scopes routes require, Retry-After seconds.
  * Bounded all the same: emptied when full.
  */
 const rendered = new Map<string, Rendered>()

@@ -1,5 +1,5 @@
 /**
- * A route's policy, in the contract's order: network, issuer, audience, client, then scope narrowing and
+ * A route's policy, in the order of docs/config.md#policy: network, issuer, audience, client, then scope narrowing and
  * required scopes. Each check is a plain function that passes or throws a GatewayError.
  */
 import { checkAudience } from './check-audience.js'

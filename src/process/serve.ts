@@ -1,7 +1,7 @@
 /**
  * `scopegate serve`: one process, or a cluster primary and its workers (`server.workers` above 1).
  *
- * Signals (contract §3): SIGHUP reloads the config, as does a change of the file; SIGTERM and SIGINT
+ * Signals (docs/commands.md#serve): SIGHUP reloads the config, as does a change of the file; SIGTERM and SIGINT
  * shut down gracefully (see `Gateway.close`) and exit 0. In a cluster the primary takes them and passes
  * them on (see `cluster.ts`); a worker handles the same signals for itself.
  */

@@ -1,5 +1,5 @@
 /**
- * The client address that network rules are decided on (contract §6: `X-Forwarded-For` is believed only
+ * The client address that network rules are decided on (docs/config.md, `server.trustProxy`: `X-Forwarded-For` is believed only
  * from `trustProxy` addresses). Anyone can write an X-Forwarded-For header, so an entry counts only if
  * a trusted hop appended it: the list is read from the right, past our own trusted proxies, and the
  * first address that is not one of them is the client, the same rule as nginx's realip module with

@@ -1,5 +1,5 @@
 /**
- * The one canonical form of a request path (contract §6). The path scopegate authorizes must be exactly
+ * The one canonical form of a request path (docs/config.md#request-hygiene). The path scopegate authorizes must be exactly
  * the path it forwards: if the router saw `/todos/..%2fadmin` as "under /todos" while the upstream
  * decoded it to `/admin`, every route policy could be walked around. So the raw target is turned into a
  * single canonical path here, that path is matched, and that same string goes upstream; anything that

@@ -1,5 +1,5 @@
 /**
- * `mode: audit` (contract §4): decide and log, but always forward. A request enforce mode would deny
+ * `mode: audit` (docs/responses.md#audit-mode): decide and log, but always forward. A request enforce mode would deny
  * reaches the upstream, the client gets the upstream's answer, and the decision line says
  * `audit_deny` with the reason enforce mode would have given. Whatever identity was proven is still
  * forwarded, with narrowed scopes; nothing unproven is. The same requests on an enforce route are denied.

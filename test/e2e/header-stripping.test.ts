@@ -1,5 +1,5 @@
 /**
- * Strip before you add (contract §6, §7): whatever identity headers a client sends, in whatever case,
+ * Strip before you add (docs/headers.md#strip-before-add): whatever identity headers a client sends, in whatever case,
  * and whatever it names in `Connection`, the upstream sees only scopegate's. Also: the Authorization
  * header is kept or stripped as the route says, anonymous requests carry no identity, request bodies
  * are streamed through byte for byte, and a denied request never reaches the upstream.

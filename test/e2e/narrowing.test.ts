@@ -1,5 +1,5 @@
 /**
- * Scope narrowing (contract §4): `effective = tokenScopes ∩ rolesGrant ∩ clientsGrant`; a grant map that
+ * Scope narrowing (docs/config.md#narrowing): `effective = tokenScopes ∩ rolesGrant ∩ clientsGrant`; a grant map that
  * is not configured does not narrow, a principal it does not name is granted nothing, `"*"` grants every
  * requested scope; required scopes are checked against `effective`, and the upstream sees `effective`
  * in the token's order. Tokens come from a real OpenID provider (roles as a top-level claim whose name

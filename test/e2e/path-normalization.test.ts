@@ -1,5 +1,5 @@
 /**
- * The path scopegate authorizes is exactly the path it forwards (contract §1, §6). Each trick is checked
+ * The path scopegate authorizes is exactly the path it forwards (docs/config.md#request-hygiene). Each trick is checked
  * two ways: which route's policy decided it (a public `auth: none` prefix next to a protected `/admin`),
  * and what the upstream actually received. Paths with no safe canonical form are refused with 400 and
  * reach nobody. The query string passes byte for byte; `stripPrefix` and an upstream base path compose.

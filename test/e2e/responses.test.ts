@@ -1,5 +1,5 @@
 /**
- * Every row of the contract's response table (§5), end to end: a real gateway in front of real
+ * Every row of the response table in docs/responses.md, end to end: a real gateway in front of real
  * upstreams, tokens signed by a real JWKS server. Each denial is checked for its status, `error` code,
  * JSON body, `cache-control: no-store`, the RFC 6750 challenge (401/403) or `Retry-After` (503), for
  * the upstream having received nothing, and for never echoing the token or a stack trace. Upstream

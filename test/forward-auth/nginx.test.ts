@@ -67,7 +67,7 @@ function server (port: number, admin: string, upstream: string, cacheKey?: strin
   }`
 }
 
-/** The contract's error code, read back from the challenge scopegate answered with. */
+/** scopegate's error code (docs/responses.md), read back from the challenge it answered with. */
 const ERROR_MAP = `
   map $scopegate_challenge $scopegate_error {
     default                          unauthorized;

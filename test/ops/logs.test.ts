@@ -1,5 +1,5 @@
 /**
- * Decision logs (contract §8): one JSON line per decision with the contract's fields and a stable reason
+ * Decision logs (docs/operations.md#decision-logs): one JSON line per decision with the documented fields and a stable reason
  * code; never a token or an Authorization header, whatever the client sends; the level follows
  * `server.logLevel` (also on reload); and the demo's pretty mode degrades to JSON lines when pino-pretty
  * is not installed (`npm ci --omit=dev`).

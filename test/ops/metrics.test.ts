@@ -1,6 +1,6 @@
 /**
- * `/metrics` on the admin listener: after a known mix of allowed and denied requests, every contract
- * metric (§8) has exactly the expected value, and Node's default process metrics are there too.
+ * `/metrics` on the admin listener: after a known mix of allowed and denied requests, every documented
+ * metric (docs/operations.md#metrics) has exactly the expected value, and Node's default process metrics are there too.
  */
 import t from 'tap'
 import { closedPort, startEcho } from '../helpers/echo-upstream.js'

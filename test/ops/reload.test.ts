@@ -1,5 +1,5 @@
 /**
- * Hot reload (contract §3): a valid config is swapped in atomically and requests under way finish under
+ * Hot reload (docs/operations.md#hot-reload): a valid config is swapped in atomically and requests under way finish under
  * the old one; an invalid config is logged with every problem, counted, and the old one stays; keys of
  * issuers whose source did not change are not fetched again. In process (Gateway + ConfigReloader +
  * the file watcher, wired as `serve` wires them) and as `scopegate serve` with SIGHUP and file changes.

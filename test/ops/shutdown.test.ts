@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown (contract §3): on close, or SIGTERM for `scopegate serve`, /readyz answers 503 at
+ * Graceful shutdown (docs/operations.md#graceful-shutdown): on close, or SIGTERM for `scopegate serve`, /readyz answers 503 at
  * once, the proxy listener refuses new connections, a request under way completes with 200, idle
  * keep-alive connections are closed rather than waited for, the drain is bounded by
  * `server.shutdownTimeout`, and the process exits 0.

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { ConfigError, formatProblems, parseConfigText, readConfigFile } from '../../src/config/load.js'
 import type { RawConfig, RawIssuer, RawRoute } from '../../src/config/types.js'
 
-/** The contract's section 4 example, nearly verbatim. */
+/** A whole config in the shape of docs/config.md's example. */
 const CONTRACT_YAML = `
 server:
   proxy: { host: 0.0.0.0, port: 8080 }
