@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `scopegate` command: serve, validate, explain, demo, token. Each command parses its own flags and
- * returns an exit code; nothing here knows how a request is decided.
+ * The `scopegate` command: serve, validate, explain, test, diff, demo, token. Each command parses its own
+ * flags and returns an exit code; nothing here knows how a request is decided.
  */
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
@@ -12,6 +12,7 @@ import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
 import { runDevIssuer } from './demo/run-dev-issuer.js'
 import { explain } from './decision/explain.js'
+import { policyTestCommand } from './policy-test/commands.js'
 import { checkSigningKeys } from './reissue/signing-keys.js'
 import { runServe } from './process/serve.js'
 
@@ -21,6 +22,10 @@ const USAGE = `usage: scopegate <command> [options]
   validate [--config FILE]          check a config; print every problem, exit 1 if any
   explain  --config FILE --method M --path P (--token JWT | --claims FILE.json) [--ip ADDR]
                                     show each step of one decision; exit 0 allow, 2 deny
+  test     --config FILE [--reporter human|tap|junit] CASES.yaml...
+                                    decide each case; exit 0 all pass, 1 any fail, 2 unusable input
+  diff     --from OLD --to NEW [CASES.yaml...]
+                                    list the decisions a config change alters; exit 1 if any widened access
   demo                              dev issuer + echo upstream + gateway on config/demo.yaml
   dev-issuer [--host H] [--port P] [--url ISSUER_URL] [--gateway URL]
                                     the demo's dev issuer alone (docker-compose.yml); prints curl lines
@@ -149,6 +154,7 @@ async function main (argv: string[]): Promise<number> {
     case 'serve': return serve(args)
     case 'validate': return validate(args)
     case 'explain': return explainCommand(args)
+    case 'test': case 'diff': return policyTestCommand(command, args)
     case 'demo': await runDemo(); return -1
     case 'dev-issuer': return devIssuer(args)
     case 'token': return token(args)

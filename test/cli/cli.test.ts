@@ -2,38 +2,17 @@
  * The `scopegate` command as an operator runs it: `node dist/cli.js …` in a child process, with config
  * and claims files written to a fresh directory. `npm test` builds dist/ first.
  */
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from 'jose'
 import { createDemoKey, DEMO_ROLES_CLAIM, publicJwk } from '../../src/demo/dev-issuer.js'
+import { run, type Result } from '../helpers/cli.js'
 import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
-
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
-if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`)
 
 // Each run is a Node start-up plus loading the whole CLI (about a second of CPU, several on a busy
 // machine), so independent runs go in parallel and the file gets more than tap's default time.
 t.setTimeout(300_000)
 t.jobs = 4
-
-interface Result { code: number | null, stdout: string, stderr: string }
-
-/** Runs the CLI in `cwd` (asynchronously, so servers in this process keep answering). */
-function run (args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const { SCOPEGATE_CONFIG: _ignored, ...base } = process.env
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
 
 const CONFIG = `
 issuers:
