@@ -1,7 +1,7 @@
 /**
  * The ingress manifests under deploy/kubernetes against the CRD schemas of the minimum versions
  * docs/kubernetes.md states (vendored in test/deploy/schemas, see its README): every Gateway API,
- * Envoy Gateway and Traefik object must validate, and deliberately broken copies (an unknown field, a
+ * Envoy Gateway, Traefik and F5 NGINX Ingress object must validate, and deliberately broken copies (an unknown field, a
  * wrong type, a missing required field, a value outside an enum) must not, so the check is known
  * to bite. Rules a CRD states as CEL (x-kubernetes-validations) are the API server's to check, not this test's.
  */
@@ -26,7 +26,8 @@ const SCHEMA_FILES: Record<string, string> = {
   'gateway.networking.k8s.io/v1beta1 ReferenceGrant': 'gateway-api-v1.1.0/referencegrant_v1beta1.json',
   'gateway.envoyproxy.io/v1alpha1 SecurityPolicy': 'envoy-gateway-v1.2/securitypolicy_v1alpha1.json',
   'traefik.io/v1alpha1 IngressRoute': 'traefik-v3.3.4/ingressroute_v1alpha1.json',
-  'traefik.io/v1alpha1 Middleware': 'traefik-v3.3.4/middleware_v1alpha1.json'
+  'traefik.io/v1alpha1 Middleware': 'traefik-v3.3.4/middleware_v1alpha1.json',
+  'k8s.nginx.org/v1 Policy': 'f5-nginx-ingress-v5.5.0/k8s.nginx.org_policies.yaml'
 }
 
 // The schemas carry Kubernetes' own keywords (x-kubernetes-*) and formats (int32, int64…) that a JSON
@@ -51,12 +52,34 @@ function draft7 (node: unknown): unknown {
   }
   return out
 }
+/**
+ * A CRD as its project ships it (YAML), turned into the JSON Schema of one version: its
+ * openAPIV3Schema, with `additionalProperties: false` on every object that lists its properties and
+ * does not keep unknown fields, as the API server's pruning would drop them silently (the catalog's
+ * JSON files are converted the same way).
+ */
+function fromCrd (text: string, version: string): unknown {
+  const crd = parseAllDocuments(text).map((d) => d.toJS() as Obj).find((d) => d?.kind === 'CustomResourceDefinition')
+  const schema = (crd?.spec.versions as Obj[] | undefined)?.find((v) => v.name === version)?.schema?.openAPIV3Schema
+  if (schema === undefined) throw new Error(`no openAPIV3Schema for version ${version}`)
+  const closed = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(closed)
+    if (node === null || typeof node !== 'object') return node
+    const out: Obj = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, k === 'properties' ? Object.fromEntries(Object.entries(v as Obj).map(([p, s]) => [p, closed(s)])) : closed(v)]))
+    if (out.properties !== undefined && out.additionalProperties === undefined && out['x-kubernetes-preserve-unknown-fields'] !== true) out.additionalProperties = false
+    return out
+  }
+  return closed(schema)
+}
+
 function validatorFor (key: string): ValidateFunction | undefined {
   const file = SCHEMA_FILES[key]
   if (file === undefined) return undefined
   let validate = validators.get(key)
   if (validate === undefined) {
-    validate = ajv.compile(draft7(JSON.parse(readFileSync(join(SCHEMAS, file), 'utf8'))) as Obj)
+    const text = readFileSync(join(SCHEMAS, file), 'utf8')
+    const schema = file.endsWith('.yaml') ? fromCrd(text, key.split(' ')[0]?.split('/')[1] as string) : JSON.parse(text)
+    validate = ajv.compile(draft7(schema) as Obj)
     validators.set(key, validate)
   }
   return validate
@@ -78,11 +101,11 @@ const errorsOf = (obj: Obj): string[] => {
   return validate(obj) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message ?? ''}`)
 }
 
-t.test('every Gateway API, Envoy Gateway and Traefik object validates against its vendored schema', async (t) => {
+t.test('every Gateway API, Envoy Gateway, Traefik and F5 NGINX object validates against its vendored schema', async (t) => {
   const covered = objects.filter(({ obj }) => validatorFor(keyOf(obj)) !== undefined)
   t.same([...new Set(covered.map(({ obj }) => keyOf(obj)))].sort(), Object.keys(SCHEMA_FILES).sort(), 'each vendored schema is used by a manifest')
   for (const { file, obj } of covered) t.same(errorsOf(obj), [], `${file}: ${keyOf(obj)} ${String(obj.metadata?.name)}`)
-  const crdGroups = /(gateway\.networking\.k8s\.io|gateway\.envoyproxy\.io|traefik\.io)\//
+  const crdGroups = /(gateway\.networking\.k8s\.io|gateway\.envoyproxy\.io|traefik\.io|k8s\.nginx\.org)\//
   const unchecked = objects.filter(({ obj }) => crdGroups.test(obj.apiVersion) && validatorFor(keyOf(obj)) === undefined)
   t.same(unchecked.map(({ file }) => file), [], 'no CRD object goes unchecked')
 })
@@ -109,7 +132,10 @@ t.test('broken copies fail: the check bites', async (t) => {
     ['ReferenceGrant: to without a kind', broken('ReferenceGrant', (o) => { delete o.spec.to[0].kind })],
     ['Middleware: trustForwardHeader as a string', broken('Middleware', (o) => { o.spec.forwardAuth.trustForwardHeader = 'false' })],
     ['Middleware: ingress-nginx\'s annotation name as a field', broken('Middleware', (o) => { o.spec.forwardAuth.authUrl = o.spec.forwardAuth.address })],
-    ['IngressRoute: a route without match', broken('IngressRoute', (o) => { delete o.spec.routes[0].match })]
+    ['IngressRoute: a route without match', broken('IngressRoute', (o) => { delete o.spec.routes[0].match })],
+    ['Policy: externalAuth without authServiceName', broken('Policy', (o) => { delete o.spec.externalAuth.authServiceName })],
+    ['Policy: ingress-nginx\'s auth-url as a field', broken('Policy', (o) => { o.spec.externalAuth.authUrl = 'http://scopegate.scopegate.svc:9090/decisions' })],
+    ['Policy: an authURI that is not a path', broken('Policy', (o) => { o.spec.externalAuth.authURI = 'decisions' })]
   ]
   for (const [name, obj] of cases) t.not(errorsOf(obj).length, 0, name)
 })

@@ -43,6 +43,7 @@ const API_VERSIONS: Record<string, string> = {
   GatewayClass: 'gateway.networking.k8s.io/v1',
   Gateway: 'gateway.networking.k8s.io/v1',
   Job: 'batch/v1',
+  Policy: 'k8s.nginx.org/v1',
   Kustomization: 'kustomize.config.k8s.io/v1beta1',
   Component: 'kustomize.config.k8s.io/v1alpha1'
 }
@@ -50,7 +51,7 @@ const API_VERSIONS: Record<string, string> = {
 /** Kinds that live in no namespace. */
 const CLUSTER_SCOPED = new Set(['Namespace', 'GatewayClass'])
 /** The folders an operator applies, and the ingress folders among them (each applied after standalone). */
-const INGRESS_DIRS = ['ingress-nginx', 'traefik', 'envoy-gateway']
+const INGRESS_DIRS = ['ingress-nginx', 'f5-nginx-ingress', 'traefik', 'envoy-gateway']
 
 /** The listener defaults, read from the config schema rather than written down twice. */
 const serverSchema = (configSchema as Obj).properties.server.properties
@@ -141,7 +142,7 @@ function built (dir: string, seen = new Set<string>()): Doc[] {
 }
 
 t.test('each directory is a kustomization listing exactly its files, and the folders it includes exist', async (t) => {
-  t.same(DIRS, ['envoy-gateway', 'example-app', 'ingress-nginx', 'probe', 'scopegate-image', 'sidecar', 'standalone', 'traefik'])
+  t.same(DIRS, ['envoy-gateway', 'example-app', 'f5-nginx-ingress', 'ingress-nginx', 'probe', 'scopegate-image', 'sidecar', 'standalone', 'traefik'])
   for (const dir of DIRS) {
     const kustomization = kustomizationOf(dir)
     t.ok(kustomization, `${dir}/kustomization.yaml`)
@@ -330,7 +331,7 @@ t.test('the probe and forward-auth paths are served by a running gateway\'s admi
   const { container } = scopegateContainers()[0] as { container: Obj }
   t.equal((await send(gw.adminUrl, container.livenessProbe.httpGet.path)).status, 200, 'liveness path answers 200')
   t.equal((await send(gw.adminUrl, container.readinessProbe.httpGet.path)).status, 200, 'readiness path answers 200')
-  const ingress = ofKind('Ingress')[0]?.obj
+  const ingress = ofKind('Ingress', 'ingress-nginx')[0]?.obj
   const authUrl = new URL(ingress?.metadata.annotations['nginx.ingress.kubernetes.io/auth-url'])
   t.equal(authUrl.pathname, DECISIONS_PATH)
   const res = await send(gw.adminUrl, authUrl.pathname)
@@ -388,6 +389,20 @@ t.test('ingress examples call the standalone Service\'s admin port at /decisions
   const cacheKey = annotations['nginx.ingress.kubernetes.io/auth-cache-key'] ?? ''
   for (const part of ['$http_authorization', '$request_method', '$request_uri']) t.ok(cacheKey.includes(part), `auth-cache-key includes ${part}`)
   t.match(cacheKey, /^[A-Za-z0-9\-_${}]*$/, 'auth-cache-key uses only characters ingress-nginx accepts')
+
+  const f5 = ofKind('Policy', 'f5-nginx-ingress')[0]?.obj.spec.externalAuth as Obj
+  t.equal(f5.authServiceName, `${service.metadata.namespace as string}/${service.metadata.name as string}`, 'F5 NGINX: the scopegate Service')
+  t.same(f5.authServicePorts, [admin.port], 'F5 NGINX: its admin port')
+  t.equal(f5.authURI, DECISIONS_PATH, 'F5 NGINX: /decisions, no trailing slash')
+  const authSnippets = (f5.authSnippets as string).split('\n').map((l) => l.trim()).filter((l) => l !== '')
+  for (const line of ['proxy_pass_request_headers off;', 'proxy_set_header Authorization $http_authorization;',
+    'proxy_set_header X-Original-Method $request_method;', 'proxy_set_header X-Original-URI $request_uri;']) {
+    t.ok(authSnippets.includes(line), `F5 NGINX authSnippets: ${line}`)
+  }
+  const f5Ingress = ofKind('Ingress', 'f5-nginx-ingress')[0]?.obj as Obj
+  t.equal(f5Ingress.metadata.annotations['nginx.org/policies'], ofKind('Policy', 'f5-nginx-ingress')[0]?.obj.metadata.name, 'F5 NGINX: the Ingress names the Policy')
+  const copied = [...(f5Ingress.metadata.annotations['nginx.org/location-snippets'] as string).matchAll(/^\s*proxy_set_header (x-auth-[a-z-]+) \$(\S+);$/gm)]
+  t.same(lower(copied.map((m) => m[1] as string)), identity, 'F5 NGINX location-snippets: every identity header')
 
   const middleware = ofKind('Middleware', 'traefik')[0]?.obj as Obj
   expectCall('Traefik forwardAuth.address', new URL(middleware.spec.forwardAuth.address))
