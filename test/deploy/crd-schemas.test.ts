@@ -24,9 +24,9 @@ const SCHEMA_FILES: Record<string, string> = {
   'gateway.networking.k8s.io/v1 Gateway': 'gateway-api-v1.1.0/gateway_v1.json',
   'gateway.networking.k8s.io/v1 HTTPRoute': 'gateway-api-v1.1.0/httproute_v1.json',
   'gateway.networking.k8s.io/v1beta1 ReferenceGrant': 'gateway-api-v1.1.0/referencegrant_v1beta1.json',
-  'gateway.envoyproxy.io/v1alpha1 SecurityPolicy': 'envoy-gateway-v1.2/securitypolicy_v1alpha1.json',
-  'traefik.io/v1alpha1 IngressRoute': 'traefik-v3.3.4/ingressroute_v1alpha1.json',
-  'traefik.io/v1alpha1 Middleware': 'traefik-v3.3.4/middleware_v1alpha1.json',
+  'gateway.envoyproxy.io/v1alpha1 SecurityPolicy': 'envoy-gateway-v1.1.0/gateway.envoyproxy.io_securitypolicies.yaml',
+  'traefik.io/v1alpha1 IngressRoute': 'traefik-v3.0.0/traefik.io_ingressroutes.yaml',
+  'traefik.io/v1alpha1 Middleware': 'traefik-v3.0.0/traefik.io_middlewares.yaml',
   'k8s.nginx.org/v1 Policy': 'f5-nginx-ingress-v5.5.0/k8s.nginx.org_policies.yaml'
 }
 
@@ -34,6 +34,10 @@ const SCHEMA_FILES: Record<string, string> = {
 // Schema validator does not know: accept the keywords, and do not check formats (the API server does).
 const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false })
 const validators = new Map<string, ValidateFunction>()
+const compileFile = (file: string, version: string): ValidateFunction => {
+  const text = readFileSync(join(SCHEMAS, file), 'utf8')
+  return ajv.compile(draft7(file.endsWith('.yaml') ? fromCrd(text, version) : JSON.parse(text)) as Obj)
+}
 
 /**
  * OpenAPI v3 (like JSON Schema draft 4) writes an exclusive bound as `maximum: 599, exclusiveMaximum:
@@ -77,9 +81,7 @@ function validatorFor (key: string): ValidateFunction | undefined {
   if (file === undefined) return undefined
   let validate = validators.get(key)
   if (validate === undefined) {
-    const text = readFileSync(join(SCHEMAS, file), 'utf8')
-    const schema = file.endsWith('.yaml') ? fromCrd(text, key.split(' ')[0]?.split('/')[1] as string) : JSON.parse(text)
-    validate = ajv.compile(draft7(schema) as Obj)
+    validate = compileFile(file, key.split(' ')[0]?.split('/')[1] as string)
     validators.set(key, validate)
   }
   return validate
@@ -138,4 +140,14 @@ t.test('broken copies fail: the check bites', async (t) => {
     ['Policy: an authURI that is not a path', broken('Policy', (o) => { o.spec.externalAuth.authURI = 'decisions' })]
   ]
   for (const [name, obj] of cases) t.not(errorsOf(obj).length, 0, name)
+})
+
+t.test('the SecurityPolicy is invalid on Envoy Gateway 1.0, which is why 1.1 is the minimum', async (t) => {
+  const v1 = compileFile('envoy-gateway-v1.1.0/gateway.envoyproxy.io_securitypolicies.v1.0.0.yaml', 'v1alpha1')
+  const policy = objects.find(({ obj }) => obj.kind === 'SecurityPolicy')?.obj as Obj
+  t.notOk(v1(policy), 'rejected by the 1.0 CRD')
+  const paths = (v1.errors ?? []).map((e) => `${e.instancePath} ${String(e.params.additionalProperty ?? '')}`.trim())
+  t.ok(paths.includes('/spec targetRefs'), 'targetRefs (1.0 had targetRef)')
+  t.ok(paths.includes('/spec/extAuth failOpen'), 'failOpen')
+  t.ok(paths.includes('/spec/extAuth/http backendRefs'), 'backendRefs (1.0 had backendRef)')
 })
