@@ -39,6 +39,8 @@ export async function probeCommand (args: string[]): Promise<number> {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return usage('the URL must be http or https')
   if (url.username !== '' || url.password !== '') return usage('the URL must not carry credentials')
+  // A host name with an optional port, nothing a header could be split or smuggled with.
+  if (values.host !== undefined && !/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(values.host)) return usage('--host must be a host name, optionally with :port')
   let timeoutMs: number
   try {
     timeoutMs = parseDuration(values.timeout)

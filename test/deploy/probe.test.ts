@@ -124,7 +124,7 @@ t.test('a redirect is reported and not followed, to another host or any', async 
 })
 
 t.test('usage errors and an unreachable URL: exit 2', async (t) => {
-  for (const args of [[], ['ftp://example.com/'], ['not a url'], ['http://user:pw@127.0.0.1/'], ['http://127.0.0.1/', '--timeout', 'soon'], ['--nope', 'http://127.0.0.1/']]) {
+  for (const args of [[], ['ftp://example.com/'], ['not a url'], ['http://user:pw@127.0.0.1/'], ['http://127.0.0.1/', '--timeout', 'soon'], ['--nope', 'http://127.0.0.1/'], ['http://127.0.0.1/', '--host', 'a.example\r\nx-evil: 1']]) {
     const result = await probe(args)
     t.equal(result.code, 2, `${JSON.stringify(args)}: exit 2`)
     t.match(result.stderr, /usage: scopegate probe URL/)
