@@ -51,7 +51,8 @@ export function sendProbeRequest (url: URL, target: string, headers: Record<stri
       method: 'GET',
       path: target,
       headers: { ...headers, ...(options.host === undefined ? {} : { host: options.host }), 'user-agent': 'scopegate-probe' },
-      servername: options.host ?? (hostname.includes(':') ? undefined : hostname),
+      // TLS server name: the Host sent, without its port; none for an IP address literal.
+      servername: options.host?.replace(/:\d+$/, '') ?? (/^[\d.]+$|:/.test(hostname) ? undefined : hostname),
       agent: false
     })
     const timer = setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs)

@@ -4,7 +4,10 @@
  * agree with scopegate itself: container ports with the config defaults in src/config/schema.ts and
  * with the config each ConfigMap carries (which must load and compile), probe and forward-auth paths
  * with what a running gateway serves, the config mount with SCOPEGATE_CONFIG, and the ingress examples
- * with the Service they call and the identity headers scopegate sets.
+ * with the Service they call and the identity headers scopegate sets. Each folder must also apply on a
+ * fresh cluster in the documented order (standalone, then one ingress folder): every namespace, backend
+ * Service, Gateway and GatewayClass it uses is created by it or by standalone, following the folders its
+ * kustomization includes; and the scopegate image is named in one place, a kustomize images entry.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, join, relative } from 'node:path'
