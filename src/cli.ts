@@ -15,6 +15,7 @@ import { explain } from './decision/explain.js'
 import { policyTestCommand } from './policy-test/commands.js'
 import { checkSigningKeys } from './reissue/signing-keys.js'
 import { runServe } from './process/serve.js'
+import { probeCommand } from './probe/probe-command.js'
 
 const USAGE = `usage: scopegate <command> [options]
 
@@ -31,6 +32,9 @@ const USAGE = `usage: scopegate <command> [options]
                                     the demo's dev issuer alone (docker-compose.yml); prints curl lines
   token    [--sub S] [--client C] [--aud A[,B]] [--scope "a b"] [--roles r1,r2] [--exp SECONDS] [--key FILE]
                                     mint a token with the running demo's issuer key
+  probe    URL [--host NAME] [--issuer ISS] [--audience AUD] [--timeout 5s]
+                                    play a hostile client against a deployed API;
+                                    exit 0 protected, 1 not protected, 2 usage or unreachable
 
 The config file is --config, else $SCOPEGATE_CONFIG, else config/scopegate.yaml.`
 
@@ -158,6 +162,7 @@ async function main (argv: string[]): Promise<number> {
     case 'demo': await runDemo(); return -1
     case 'dev-issuer': return devIssuer(args)
     case 'token': return token(args)
+    case 'probe': return probeCommand(args)
     case undefined: case '-h': case '--help': case 'help':
       process.stdout.write(USAGE + '\n')
       return command === undefined ? 64 : 0

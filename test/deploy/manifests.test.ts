@@ -4,9 +4,12 @@
  * agree with scopegate itself: container ports with the config defaults in src/config/schema.ts and
  * with the config each ConfigMap carries (which must load and compile), probe and forward-auth paths
  * with what a running gateway serves, the config mount with SCOPEGATE_CONFIG, and the ingress examples
- * with the Service they call and the identity headers scopegate sets.
+ * with the Service they call and the identity headers scopegate sets. Each folder must also apply on a
+ * fresh cluster in the documented order (standalone, then one ingress folder): every namespace, backend
+ * Service, Gateway and GatewayClass it uses is created by it or by standalone, following the folders its
+ * kustomization includes; and the scopegate image is named in one place, a kustomize images entry.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -40,8 +43,18 @@ const API_VERSIONS: Record<string, string> = {
   HTTPRoute: 'gateway.networking.k8s.io/v1',
   ReferenceGrant: 'gateway.networking.k8s.io/v1beta1',
   SecurityPolicy: 'gateway.envoyproxy.io/v1alpha1',
-  Kustomization: 'kustomize.config.k8s.io/v1beta1'
+  GatewayClass: 'gateway.networking.k8s.io/v1',
+  Gateway: 'gateway.networking.k8s.io/v1',
+  Job: 'batch/v1',
+  Policy: 'k8s.nginx.org/v1',
+  Kustomization: 'kustomize.config.k8s.io/v1beta1',
+  Component: 'kustomize.config.k8s.io/v1alpha1'
 }
+
+/** Kinds that live in no namespace. */
+const CLUSTER_SCOPED = new Set(['Namespace', 'GatewayClass'])
+/** The folders an operator applies, and the ingress folders among them (each applied after standalone). */
+const INGRESS_DIRS = ['ingress-nginx', 'f5-nginx-ingress', 'traefik', 'envoy-gateway']
 
 /** The listener defaults, read from the config schema rather than written down twice. */
 const serverSchema = (configSchema as Obj).properties.server.properties
@@ -113,20 +126,89 @@ t.test('every file parses, every object has a known kind and its apiVersion', as
     t.type(obj, 'object', `${file}: an object`)
     t.ok(obj.kind in API_VERSIONS, `${file}: known kind ${String(obj.kind)}`)
     t.equal(obj.apiVersion, API_VERSIONS[obj.kind], `${file}: ${String(obj.kind)} is ${API_VERSIONS[obj.kind]}`)
-    if (obj.kind !== 'Kustomization') {
+    if (obj.kind !== 'Kustomization' && obj.kind !== 'Component') {
       t.match(obj.metadata?.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, `${file}: metadata.name`)
-      if (obj.kind !== 'Namespace') t.match(obj.metadata?.namespace, /^[a-z0-9-]+$/, `${file}: metadata.namespace`)
+      if (!CLUSTER_SCOPED.has(obj.kind)) t.match(obj.metadata?.namespace, /^[a-z0-9-]+$/, `${file}: metadata.namespace`)
     }
   }
 })
 
-t.test('each directory is a kustomization listing exactly its files', async (t) => {
-  for (const dir of ['standalone', 'sidecar', 'ingress-nginx', 'traefik', 'envoy-gateway']) {
-    const kustomization = ofKind('Kustomization', dir)[0]
+const DIRS = readdirSync(DEPLOY).filter((d) => statSync(join(DEPLOY, d)).isDirectory()).sort()
+const kustomizationOf = (dir: string): Obj | undefined => docs.find((d) => d.dir === dir && basename(d.file) === 'kustomization.yaml')?.obj
+/** A folder's objects with those of every folder its kustomization includes (`../example-app`), as kustomize builds it. */
+function built (dir: string, seen = new Set<string>()): Doc[] {
+  if (seen.has(dir)) return []
+  seen.add(dir)
+  const k = kustomizationOf(dir)
+  const included = [...(k?.resources as string[] ?? []), ...(k?.components as string[] ?? [])].filter((r) => r.startsWith('../')).map((r) => r.slice(3))
+  return [...docs.filter((d) => d.dir === dir && basename(d.file) !== 'kustomization.yaml'), ...included.flatMap((d) => built(d, seen))]
+}
+
+t.test('each directory is a kustomization listing exactly its files, and the folders it includes exist', async (t) => {
+  t.same(DIRS, ['envoy-gateway', 'example-app', 'f5-nginx-ingress', 'ingress-nginx', 'probe', 'scopegate-image', 'sidecar', 'standalone', 'traefik'])
+  for (const dir of DIRS) {
+    const kustomization = kustomizationOf(dir)
     t.ok(kustomization, `${dir}/kustomization.yaml`)
-    const listed = [...(kustomization?.obj.resources as string[] ?? [])].sort()
+    const resources = kustomization?.resources as string[] ?? []
+    const listed = resources.filter((r) => !r.startsWith('../')).sort()
     const present = readdirSync(join(DEPLOY, dir)).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml').sort()
     t.same(listed, present, `${dir}: resources`)
+    for (const ref of [...resources.filter((r) => r.startsWith('../')), ...(kustomization?.components as string[] ?? [])]) {
+      t.ok(existsSync(join(DEPLOY, dir, ref, 'kustomization.yaml')), `${dir}: ${ref} is a kustomization`)
+    }
+    for (const c of kustomization?.components as string[] ?? []) t.equal(kustomizationOf(c.slice(3))?.kind, 'Component', `${dir}: ${c} is a Component`)
+  }
+})
+
+t.test('the scopegate image is set in one place, a kustomize images entry with a registry, and every folder running it includes it', async (t) => {
+  const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string
+  const images = kustomizationOf('scopegate-image')?.images as Obj[]
+  t.equal(images.length, 1, 'one images entry')
+  t.equal(images[0]?.name, 'scopegate', 'it rewrites the name the manifests use')
+  t.equal(images[0]?.newTag, version, 'the tag of this version')
+  t.match(images[0]?.newName, /^[a-z0-9.-]+\.[a-z]+(:\d+)?\/[a-z0-9/._-]+$/, 'a name with a registry host: not docker.io/library/scopegate')
+  for (const dir of DIRS) {
+    for (const { file, obj } of docs.filter((d) => d.dir === dir && (d.obj.kind === 'Deployment' || d.obj.kind === 'Job'))) {
+      for (const c of obj.spec.template.spec.containers as Obj[]) {
+        if (!/^scopegate(:|$)/.test(c.image)) continue
+        t.equal(c.image, 'scopegate', `${file}: ${String(c.name)} names the image only (the tag is the images entry's)`)
+        t.ok((kustomizationOf(dir)?.components as string[] ?? []).includes('../scopegate-image'), `${dir}: includes ../scopegate-image`)
+      }
+    }
+  }
+  const kinds = docs.filter((d) => d.obj.kind === 'Deployment' || d.obj.kind === 'Job').flatMap((d) => (d.obj.spec.template.spec.containers as Obj[]).map((c) => c.image as string))
+  t.notOk(kinds.some((image) => /^scopegate:/.test(image)), 'no manifest pins scopegate:<tag> on its own')
+})
+
+t.test('each ingress folder applies after standalone alone: its namespaces, Services and Gateways exist', async (t) => {
+  const base = built('standalone')
+  for (const dir of INGRESS_DIRS) {
+    const objects = [...built(dir), ...base]
+    const namespaces = new Set(objects.filter((d) => d.obj.kind === 'Namespace').map((d) => d.obj.metadata.name as string))
+    const find = (kind: string, name: string, namespace?: string): Obj | undefined =>
+      objects.find((d) => d.obj.kind === kind && d.obj.metadata?.name === name && d.obj.metadata?.namespace === namespace)?.obj
+    for (const { file, obj } of built(dir)) {
+      if (obj.metadata?.namespace !== undefined) t.ok(namespaces.has(obj.metadata.namespace), `${dir}: ${file}: namespace ${String(obj.metadata.namespace)} is created`)
+    }
+    const backends: Array<[string, string, string | undefined]> = []
+    for (const { obj } of built(dir)) {
+      const ns = obj.metadata?.namespace as string | undefined
+      if (obj.kind === 'Ingress') for (const r of obj.spec.rules as Obj[]) for (const p of r.http.paths as Obj[]) backends.push([dir, p.backend.service.name, ns])
+      if (obj.kind === 'IngressRoute') for (const r of obj.spec.routes as Obj[]) for (const s of r.services as Obj[]) backends.push([dir, s.name, ns])
+      if (obj.kind === 'HTTPRoute') {
+        for (const r of obj.spec.rules as Obj[]) for (const b of r.backendRefs as Obj[]) backends.push([dir, b.name, b.namespace ?? ns])
+        for (const ref of obj.spec.parentRefs as Obj[]) {
+          const gateway = find('Gateway', ref.name, ref.namespace ?? ns)
+          t.ok(gateway, `${dir}: the HTTPRoute's Gateway ${String(ref.name)} is in the folder`)
+          t.ok(find('GatewayClass', gateway?.spec.gatewayClassName), `${dir}: its GatewayClass is in the folder`)
+          const listener = (gateway?.spec.listeners as Obj[] ?? []).find((l) => ref.sectionName === undefined || l.name === ref.sectionName)
+          const from = listener?.allowedRoutes?.namespaces?.from ?? 'Same'
+          t.ok(from === 'All' || (from === 'Same' && (gateway?.metadata.namespace === ns)), `${dir}: the listener admits routes from namespace ${String(ns)}`)
+        }
+      }
+    }
+    t.ok(backends.length > 0, `${dir}: routes to a backend`)
+    for (const [where, name, ns] of backends) t.ok(find('Service', name, ns), `${where}: backend Service ${name} in ${String(ns)} is created`)
   }
 })
 
@@ -134,9 +216,12 @@ t.test('required fields, and references that resolve', async (t) => {
   for (const { file, dir, obj } of docs) {
     const spec = obj.spec as Obj
     switch (obj.kind) {
+      case 'Job':
       case 'Deployment': {
-        t.ok(Object.keys(spec.selector.matchLabels).length > 0, `${file}: selector`)
-        t.ok(matches(spec.selector.matchLabels, spec.template.metadata.labels), `${file}: the selector selects its own pods`)
+        if (obj.kind === 'Deployment') {
+          t.ok(Object.keys(spec.selector.matchLabels).length > 0, `${file}: selector`)
+          t.ok(matches(spec.selector.matchLabels, spec.template.metadata.labels), `${file}: the selector selects its own pods`)
+        }
         for (const c of spec.template.spec.containers as Obj[]) {
           t.ok(c.name && c.image, `${file}: container ${String(c.name)} has a name and an image`)
           t.ok(c.resources?.requests?.cpu && c.resources?.requests?.memory, `${file}: ${String(c.name)} resource requests`)
@@ -216,7 +301,6 @@ t.test('scopegate containers agree with the gateway: ports, probes, config mount
   t.equal(DEFAULT_ADMIN_PORT, 9090, 'the schema\'s admin default')
   const containers = scopegateContainers()
   t.equal(containers.length, 2, 'standalone and sidecar')
-  const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string
 
   for (const { doc, pod, container } of containers) {
     const where = `${doc.file}`
@@ -227,7 +311,6 @@ t.test('scopegate containers agree with the gateway: ports, probes, config mount
     t.equal(portNumber(container, container.livenessProbe.httpGet.port), DEFAULT_ADMIN_PORT, `${where}: liveness on the admin port`)
     t.equal(portNumber(container, container.readinessProbe.httpGet.port), DEFAULT_ADMIN_PORT, `${where}: readiness on the admin port`)
     t.same(container.args, ['serve'], `${where}: runs scopegate serve`)
-    t.equal(container.image, `scopegate:${version}`, `${where}: the image of this version`)
 
     const { path, compiled } = configOf(doc, pod, container)
     t.equal(path, '/etc/scopegate/scopegate.yaml', `${where}: SCOPEGATE_CONFIG is the mounted file`)
@@ -251,7 +334,7 @@ t.test('the probe and forward-auth paths are served by a running gateway\'s admi
   const { container } = scopegateContainers()[0] as { container: Obj }
   t.equal((await send(gw.adminUrl, container.livenessProbe.httpGet.path)).status, 200, 'liveness path answers 200')
   t.equal((await send(gw.adminUrl, container.readinessProbe.httpGet.path)).status, 200, 'readiness path answers 200')
-  const ingress = ofKind('Ingress')[0]?.obj
+  const ingress = ofKind('Ingress', 'ingress-nginx')[0]?.obj
   const authUrl = new URL(ingress?.metadata.annotations['nginx.ingress.kubernetes.io/auth-url'])
   t.equal(authUrl.pathname, DECISIONS_PATH)
   const res = await send(gw.adminUrl, authUrl.pathname)
@@ -285,6 +368,10 @@ t.test('sidecar: only scopegate\'s port is exposed; the app is on loopback', asy
   const policy = ofKind('NetworkPolicy', 'sidecar')[0]?.obj
   const admitted = (policy?.spec.ingress as Obj[]).flatMap((rule) => (rule.ports as Obj[]).map((p) => p.port)).sort()
   t.same(admitted, [DEFAULT_PROXY_PORT, DEFAULT_ADMIN_PORT], 'the NetworkPolicy admits scopegate\'s ports and nothing else')
+  const metrics = (policy?.spec.ingress as Obj[]).find((rule) => (rule.ports as Obj[]).some((p) => p.port === DEFAULT_ADMIN_PORT))
+  const scrapers = (metrics?.from as Obj[] ?? []).filter((peer) => peer.namespaceSelector !== undefined)
+  t.equal(scrapers.length, 1, 'one rule names the namespace allowed to scrape /metrics')
+  t.ok(Object.keys(scrapers[0]?.namespaceSelector.matchLabels ?? {}).length > 0, 'by label, not every namespace')
 })
 
 t.test('ingress examples call the standalone Service\'s admin port at /decisions and copy every identity header', async (t) => {
@@ -305,6 +392,20 @@ t.test('ingress examples call the standalone Service\'s admin port at /decisions
   const cacheKey = annotations['nginx.ingress.kubernetes.io/auth-cache-key'] ?? ''
   for (const part of ['$http_authorization', '$request_method', '$request_uri']) t.ok(cacheKey.includes(part), `auth-cache-key includes ${part}`)
   t.match(cacheKey, /^[A-Za-z0-9\-_${}]*$/, 'auth-cache-key uses only characters ingress-nginx accepts')
+
+  const f5 = ofKind('Policy', 'f5-nginx-ingress')[0]?.obj.spec.externalAuth as Obj
+  t.equal(f5.authServiceName, `${service.metadata.namespace as string}/${service.metadata.name as string}`, 'F5 NGINX: the scopegate Service')
+  t.same(f5.authServicePorts, [admin.port], 'F5 NGINX: its admin port')
+  t.equal(f5.authURI, DECISIONS_PATH, 'F5 NGINX: /decisions, no trailing slash')
+  const authSnippets = (f5.authSnippets as string).split('\n').map((l) => l.trim()).filter((l) => l !== '')
+  for (const line of ['proxy_pass_request_headers off;', 'proxy_set_header Authorization $http_authorization;',
+    'proxy_set_header X-Original-Method $request_method;', 'proxy_set_header X-Original-URI $request_uri;']) {
+    t.ok(authSnippets.includes(line), `F5 NGINX authSnippets: ${line}`)
+  }
+  const f5Ingress = ofKind('Ingress', 'f5-nginx-ingress')[0]?.obj as Obj
+  t.equal(f5Ingress.metadata.annotations['nginx.org/policies'], ofKind('Policy', 'f5-nginx-ingress')[0]?.obj.metadata.name, 'F5 NGINX: the Ingress names the Policy')
+  const copied = [...(f5Ingress.metadata.annotations['nginx.org/location-snippets'] as string).matchAll(/^\s*proxy_set_header (x-auth-[a-z-]+) \$(\S+);$/gm)]
+  t.same(lower(copied.map((m) => m[1] as string)), identity, 'F5 NGINX location-snippets: every identity header')
 
   const middleware = ofKind('Middleware', 'traefik')[0]?.obj as Obj
   expectCall('Traefik forwardAuth.address', new URL(middleware.spec.forwardAuth.address))
