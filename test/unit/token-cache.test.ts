@@ -28,7 +28,7 @@ const issuer = config.issuersById.get('idp') as CompiledIssuer
 function verified (expiresAt: number, size = 100): VerifiedToken {
   return {
     subject: 'alice', clientId: 'app', scopes: ['read'], roles: [], audiences: [AUD],
-    issuer, claims: { exp: expiresAt }, expiresAt, key: {} as KeyEntry, size, outcome: undefined
+    issuer, claims: { exp: expiresAt }, expiresAt, key: {} as KeyEntry, size, digest: 'tok'
   }
 }
 
