@@ -1,5 +1,5 @@
 import t from 'tap'
-import { PendingDecision, decide, decideKnown, type Decision, type DecisionInput } from '../../src/decision/decide.js'
+import { PendingDecision, decide, decideKnown, decidePending, type Decision, type DecisionInput } from '../../src/decision/decide.js'
 import { buildEngine, type Engine } from '../../src/decision/engine.js'
 import { GatewayError, deny } from '../../src/shared/errors.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
@@ -284,4 +284,24 @@ t.test('a token the caches know is decided at once, and its policy outcome is re
   }
   const audited = await decide(denying, request({ target: '/shadow' }))
   t.same(summary(audited), { allowed: true, route: 'shadow', path: '/shadow', audit: 'insufficient_scope' })
+})
+
+t.test('decideKnown answers without a promise; only a token to verify afresh is pending, and decidePending never rejects', async (t) => {
+  const known = decideKnown(engineKnowing(alice), request())
+  t.notOk(known instanceof Promise, 'a known token: no promise')
+  t.match(known, { allowed: true }, 'and decided')
+  const refused = decideKnown(engineWith(deny.invalidToken('token_expired', 'the token has expired')).engine, request())
+  t.match(refused, { allowed: false, error: { reason: 'token_expired' } }, 'a known failure: a Deny at once, nothing thrown')
+  t.match(decideKnown(engineWith(alice).engine, request({ target: '/../x' })), { allowed: false, error: { reason: 'path_invalid' } }, 'a bad target: a Deny at once')
+
+  const fresh = engineWith(alice)
+  const pending = decideKnown(fresh.engine, request())
+  t.ok(pending instanceof PendingDecision, 'an unseen token: pending')
+  if (!(pending instanceof PendingDecision)) return
+  t.match(await decidePending(pending), { allowed: true, route: { id: 'todos' }, scopes: ['read:todos'] })
+
+  const failing = decideKnown(engineWith(new TypeError('a bug in the verifier')).engine, request())
+  if (!(failing instanceof PendingDecision)) throw new Error('expected a pending decision')
+  const settled = await decidePending(failing).then((d) => d, () => null)
+  t.match(settled, { allowed: false, error: { status: 500, code: 'server_error' } }, 'a failure that is not a GatewayError: a Deny, not a rejection')
 })
