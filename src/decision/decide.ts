@@ -2,17 +2,24 @@
  * The decision engine, shared by the proxy and forward-auth: normalize the target, match a route,
  * extract and verify the token, apply the route's policy, and say what to forward. It knows nothing of
  * HTTP frameworks: it takes plain values and returns a plain `Decision`.
+ *
+ * Two calls, one shape each. `decideKnown` answers synchronously whenever it can (no token needed, or one
+ * the verifier's caches know, good or bad): it never throws and never allocates a promise. Only a token
+ * that must be verified afresh yields a `PendingDecision`, which `decidePending` settles; its promise
+ * never rejects. `decide` chains the two for callers that await anyway.
+ *
+ * An optional recorder is told what each stage found (`scopegate explain`); without one, no step is built.
  */
 import type { CompiledRoute } from '../config/types.js'
 import type { Engine } from './engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { identityHeaders } from '../forward/identity-headers.js'
-import { applyPolicy, applyTokenPolicy } from '../policy/apply-policy.js'
-import { checkNetwork } from '../policy/check-network.js'
+import { applyNetworkPolicy, applyPolicy, type PolicyStep } from '../policy/apply-policy.js'
 import { narrowScopes } from '../policy/narrow-scopes.js'
 import { extractToken } from '../request/extract-token.js'
 import { normalizeTarget } from '../request/normalize-path.js'
-import type { VerifiedToken } from '../token/verify-token.js'
+import type { VerifiedToken } from '../token/verified-token.js'
+import { TokenMiss } from '../token/verify-token.js'
 
 export interface DecisionInput {
   method: string
@@ -51,6 +58,40 @@ export interface Deny extends DecisionBase {
 
 export type Decision = Allow | Deny
 
+/**
+ * What a stage found, in pipeline order: the normalized path, the route matched, the token (null:
+ * anonymous or not looked at; `failure` when it did not verify), then the policy's stages.
+ */
+export type Step =
+  | { stage: 'path', path: string }
+  | { stage: 'route', route: CompiledRoute }
+  | { stage: 'token', token: VerifiedToken | null, failure: GatewayError | null }
+  | PolicyStep
+
+/** Told each stage's outcome as the pipeline runs (see `explain.ts`). */
+export type Recorder = (step: Step) => void
+
+/** A request on a route whose token must be verified afresh: settled by `decidePending`. */
+export class PendingDecision {
+  readonly engine: Engine
+  readonly route: CompiledRoute
+  readonly path: string
+  readonly query: string
+  readonly clientIp: string
+  readonly miss: TokenMiss
+  readonly record: Recorder | undefined
+
+  constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss, record: Recorder | undefined) {
+    this.engine = engine
+    this.route = route
+    this.path = path
+    this.query = query
+    this.clientIp = clientIp
+    this.miss = miss
+    this.record = record
+  }
+}
+
 /** A denial on a matched route; in audit mode, the request goes through with the denial noted. */
 function denied (error: GatewayError, route: CompiledRoute, path: string, query: string, token: VerifiedToken | null, clientIp: string): Decision {
   if (route.mode !== 'audit') return { allowed: false, error, route, path, token, scopes: [] }
@@ -59,55 +100,29 @@ function denied (error: GatewayError, route: CompiledRoute, path: string, query:
   return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: error }
 }
 
-/**
- * What a route's policy makes of a token, apart from the client network: the narrowed scopes and the
- * identity headers, or the denial. Nothing in it depends on the request, so it is kept on the verified
- * token for the route it was last computed for (`VerifiedToken.outcome`): a token seen again on the same
- * route costs a comparison, not the policy. Both the token and the route belong to one engine, so a
- * reload, which builds new ones, never sees an outcome computed under the old config.
- */
-export interface PolicyOutcome {
-  route: CompiledRoute
-  scopes: readonly string[]
-  /** Shared by every request that uses this outcome: read, never modified. */
-  headers: Readonly<Record<string, string>>
-  error: GatewayError | null
-}
-
-function outcomeOf (route: CompiledRoute, token: VerifiedToken, clientIp: string): PolicyOutcome {
-  let outcome = token.outcome
-  if (outcome?.route === route) return outcome
-  try {
-    const scopes = applyTokenPolicy({ policy: route.policy, clientIp, token })
-    outcome = { route, scopes, headers: Object.freeze(identityHeaders(route, token, scopes)), error: null }
-  } catch (err) {
-    outcome = { route, scopes: [], headers: {}, error: toGatewayError(err) }
-  }
-  token.outcome = outcome
-  return outcome
-}
-
 /** The decision once the token is known (null: anonymous). */
-function settle (route: CompiledRoute, path: string, query: string, token: VerifiedToken | null, clientIp: string): Decision {
+function settle (engine: Engine, route: CompiledRoute, path: string, query: string, token: VerifiedToken | null, clientIp: string,
+  record: Recorder | undefined): Decision {
   try {
     if (token === null) {
-      const scopes = applyPolicy({ policy: route.policy, clientIp, token })
+      const scopes = applyPolicy({ policy: route.policy, clientIp, token }, record)
       return { allowed: true, route, path, query, token, scopes, headers: identityHeaders(route, token, scopes), audit: null }
     }
-    checkNetwork({ policy: route.policy, clientIp, token })
+    applyNetworkPolicy({ policy: route.policy, clientIp, token }, record)
   } catch (err) {
     return denied(toGatewayError(err), route, path, query, token, clientIp)
   }
-  const { scopes, headers, error } = outcomeOf(route, token, clientIp)
+  const { scopes, headers, error } = engine.outcomes.of(route, token, clientIp, record)
   if (error !== null) return denied(error, route, path, query, token, clientIp)
   return { allowed: true, route, path, query, token, scopes, headers, audit: null }
 }
 
 /**
- * The decision: at once when the token is anonymous or known to the verifier's caches, good or bad,
- * and as a promise only when it must be verified afresh (a JWKS fetch may be under way).
+ * The decision, at once, when the request needs no token or carries one the verifier's caches know
+ * (good or bad); a `PendingDecision` when its token must be verified afresh (a JWKS fetch may be under
+ * way). Never throws, never allocates a promise: every failure is a `Deny`.
  */
-export function decide (engine: Engine, input: DecisionInput): Decision | Promise<Decision> {
+export function decideKnown (engine: Engine, input: DecisionInput, record?: Recorder): Decision | PendingDecision {
   let path: string
   let query: string
   try {
@@ -115,27 +130,58 @@ export function decide (engine: Engine, input: DecisionInput): Decision | Promis
   } catch (err) {
     return { allowed: false, error: toGatewayError(err), route: null, path: null, token: null, scopes: [] }
   }
+  record?.({ stage: 'path', path })
   const route = engine.routes.match(input.method, path)
   if (route === null) {
     return { allowed: false, error: deny.noRoute(`${input.method} ${path}`), route: null, path, token: null, scopes: [] }
   }
+  record?.({ stage: 'route', route })
   const { clientIp } = input
-  if (route.auth === 'none') return settle(route, path, query, null, clientIp)
+  if (route.auth === 'none') {
+    record?.({ stage: 'token', token: null, failure: null })
+    return settle(engine, route, path, query, null, clientIp, record)
+  }
 
-  let checked: ReturnType<Engine['verifier']['check']>
+  let bearer: string | null
   try {
-    const bearer = extractToken(input.authorization)
-    if (bearer === null) {
-      return route.auth === 'required' ? denied(deny.tokenMissing(), route, path, query, null, clientIp) : settle(route, path, query, null, clientIp)
-    }
-    checked = engine.verifier.check(bearer)
+    bearer = extractToken(input.authorization)
   } catch (err) {
-    return denied(toGatewayError(err), route, path, query, null, clientIp)
+    const failure = toGatewayError(err)
+    record?.({ stage: 'token', token: null, failure })
+    return denied(failure, route, path, query, null, clientIp)
   }
-  if (checked instanceof GatewayError) return denied(checked, route, path, query, null, clientIp)
-  if (checked instanceof Promise) {
-    return checked.then((token) => settle(route, path, query, token, clientIp),
-      (err: unknown) => denied(toGatewayError(err), route, path, query, null, clientIp))
+  if (bearer === null) {
+    const failure = route.auth === 'required' ? deny.tokenMissing() : null
+    record?.({ stage: 'token', token: null, failure })
+    return failure === null ? settle(engine, route, path, query, null, clientIp, record) : denied(failure, route, path, query, null, clientIp)
   }
-  return settle(route, path, query, checked, clientIp)
+  const found = engine.verifier.lookup(bearer)
+  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record)
+  if (found instanceof GatewayError) {
+    record?.({ stage: 'token', token: null, failure: found })
+    return denied(found, route, path, query, null, clientIp)
+  }
+  record?.({ stage: 'token', token: found, failure: null })
+  return settle(engine, route, path, query, found, clientIp, record)
+}
+
+/** The decision once the pending token is verified, under the engine it was pending on. Never rejects. */
+export async function decidePending (pending: PendingDecision): Promise<Decision> {
+  const { engine, route, path, query, clientIp, record } = pending
+  let token: VerifiedToken
+  try {
+    token = await engine.verifier.verifyMiss(pending.miss)
+  } catch (err) {
+    const failure = toGatewayError(err)
+    record?.({ stage: 'token', token: null, failure })
+    return denied(failure, route, path, query, null, clientIp)
+  }
+  record?.({ stage: 'token', token, failure: null })
+  return settle(engine, route, path, query, token, clientIp, record)
+}
+
+/** `decideKnown`, then `decidePending` if needed: for callers that await anyway. Never rejects. */
+export async function decide (engine: Engine, input: DecisionInput, record?: Recorder): Promise<Decision> {
+  const decided = decideKnown(engine, input, record)
+  return decided instanceof PendingDecision ? await decidePending(decided) : decided
 }

@@ -1,21 +1,25 @@
 /**
  * Builds everything one compiled config needs at request time: the route table, a key store per
- * issuer, the token cache and the verifier. A reload builds a new engine and swaps one reference;
- * key stores whose key source did not change are carried over, so a reload never refetches them.
+ * issuer, the token cache, the verifier and the memo of policy outcomes. A reload builds a new engine
+ * and swaps one reference; key stores whose key source did not change are carried over, so a reload
+ * never refetches them.
  */
 import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
 import type { FetchLike } from '../keys/fetch-json.js'
 import { KeyStore, type KeyStoreEvents } from '../keys/key-store.js'
 import { buildRouteTable, type RouteTable } from '../routing/route-table.js'
 import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from '../token/token-cache.js'
-import { TokenVerifier } from '../token/verify-token.js'
+import { TokenVerifier, type Verifier } from '../token/verify-token.js'
+import { PolicyOutcomes } from './policy-outcome.js'
 
 export interface Engine {
   config: CompiledConfig
   routes: RouteTable
-  verifier: TokenVerifier
+  verifier: Verifier
   keyStores: ReadonlyMap<string, KeyStore>
   tokenCache: TokenCache
+  /** What each route's policy made of each cached token; this engine's alone (see policy-outcome.ts). */
+  outcomes: PolicyOutcomes
 }
 
 export interface EngineOptions {
@@ -48,7 +52,8 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
     routes: buildRouteTable(config.routes),
     verifier: new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now })),
     keyStores,
-    tokenCache
+    tokenCache,
+    outcomes: new PolicyOutcomes()
   }
 }
 

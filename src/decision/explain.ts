@@ -1,19 +1,18 @@
 /**
- * `scopegate explain`: runs one request through the same stages as the gateway and says what each
- * decided. With a token, the signature is verified against the issuer's real keys; with a claims file,
- * signature and expiry are skipped, and the output says so.
+ * `scopegate explain`: runs one request through the gateway's own pipeline (`decide.ts`) with a recorder,
+ * and prints what each stage found. There is no second copy of the pipeline here, only the rendering, so
+ * an explanation cannot disagree with a decision. With a token, the signature is verified against the
+ * issuer's real keys; with a claims file, a verifier that takes the claims as verified stands in for the
+ * real one: signature and expiry are skipped, and the output says so.
  */
-import type { CompiledConfig } from '../config/types.js'
-import { buildEngine, loadKeys } from './engine.js'
-import { GatewayError, toGatewayError } from '../shared/errors.js'
-import { identityHeaders } from '../forward/identity-headers.js'
-import { POLICY_CHECKS } from '../policy/apply-policy.js'
-import { narrowScopes } from '../policy/narrow-scopes.js'
-import { requireScopes } from '../policy/require-scopes.js'
-import { normalizeTarget } from '../request/normalize-path.js'
+import type { CompiledConfig, CompiledRoute } from '../config/types.js'
+import { decideKnown, decidePending, PendingDecision, type Decision, type Step } from './decide.js'
+import { buildEngine, loadKeys, type Engine } from './engine.js'
+import { GatewayError } from '../shared/errors.js'
 import { identityClaims } from '../token/claims.js'
 import type { JwtPayload } from '../token/parse-jwt.js'
-import { verifiedToken, type VerifiedToken } from '../token/verify-token.js'
+import { cacheKey, verifiedToken, type VerifiedToken } from '../token/verified-token.js'
+import type { TokenLookup, TokenMiss, Verifier } from '../token/verify-token.js'
 
 export interface ExplainInput {
   method: string
@@ -26,105 +25,111 @@ export interface ExplainInput {
 export interface Explanation {
   lines: string[]
   allowed: boolean
+  /** The decision the pipeline made, exactly as the gateway would have made it. */
+  decision: Decision
 }
+
+/** What explain sends as the bearer with a claims file: any well-formed value, the claims verifier ignores it. */
+const CLAIMS_BEARER = 'Bearer claims-file'
 
 function denial (err: GatewayError): string {
   return `DENY ${err.status} ${err.code} (${err.reason}): ${err.description}${err.detail === undefined ? '' : ` [${err.detail}]`}`
 }
 
 /** A token built from a claims file, for explaining a policy without a signed token. */
-function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedToken {
+function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedToken | GatewayError {
   const issuer = typeof claims.iss === 'string' ? config.issuersByIss.get(claims.iss) : undefined
   const fallback = config.issuersById.size === 1 ? [...config.issuersById.values()][0] : undefined
   const chosen = issuer ?? fallback
   if (chosen === undefined) {
-    throw new GatewayError(401, 'invalid_token', 'token_issuer_unknown', 'the token issuer is not accepted', { detail: `iss ${JSON.stringify(claims.iss)} is not configured` })
+    return new GatewayError(401, 'invalid_token', 'token_issuer_unknown', 'the token issuer is not accepted', { detail: `iss ${JSON.stringify(claims.iss)} is not configured` })
   }
-  const placeholderKey = { kid: '', key: undefined as never, algorithms: new Set<string>() }
-  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), placeholderKey, 0)
+  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)))
+}
+
+/** Stands in for the token verifier with a claims file: every bearer "verifies" to these claims. */
+function claimsVerifier (config: CompiledConfig, claims: JwtPayload): Verifier {
+  const found = tokenFromClaims(config, claims)
+  return {
+    lookup: (): TokenLookup => found,
+    verifyMiss: async (_miss: TokenMiss): Promise<VerifiedToken> => { throw new Error('a claims verifier never misses') }
+  }
+}
+
+function describeRoute (route: CompiledRoute): string {
+  return `${route.id} (${route.prefix ? 'prefix' : 'exact'} ${route.path}${route.methods === null ? '' : `, ${[...route.methods].join(' ')}`}) ` +
+    `-> upstream ${route.upstream.id} ${route.upstream.base}; auth ${route.auth}, mode ${route.mode}`
 }
 
 export async function explain (config: CompiledConfig, input: ExplainInput): Promise<Explanation> {
   const lines: string[] = []
   const say = (step: string, text: string): void => { lines.push(`${step.padEnd(10)}${text}`) }
-  const finish = (allowed: boolean, text: string): Explanation => {
-    say('decision', text)
-    return { lines, allowed }
+  const fromClaims = input.claims !== undefined
+  let route: CompiledRoute | null = null
+
+  /** The recorder: one or more lines per stage, in the order the pipeline ran them. */
+  const record = (step: Step): void => {
+    switch (step.stage) {
+      case 'path': {
+        say('path', step.path === input.path.split('?')[0] ? `${step.path} (already normalized)` : `normalized to ${step.path}`)
+        return
+      }
+      case 'route': {
+        route = step.route
+        say('route', describeRoute(step.route))
+        return
+      }
+      case 'token': {
+        const { token, failure } = step
+        if (failure !== null) return say('token', denial(failure))
+        if (token === null) return say('token', route?.auth === 'none' ? 'not checked (auth: none)' : 'none: anonymous (auth: optional)')
+        say('token', fromClaims
+          ? `from claims: signature and expiry NOT checked; issuer ${token.issuer.id}`
+          : `verified: issuer ${token.issuer.id}, signature ok, expires ${new Date(token.expiresAt * 1000).toISOString()}`)
+        say('identity', `sub ${token.subject ?? '-'}, client ${token.clientId ?? '-'}, roles [${token.roles.join(' ')}], aud [${token.audiences?.join(' ') ?? 'missing'}]`)
+        say('scopes', `token asks for [${token.scopes.join(' ')}]`)
+        return
+      }
+      case 'narrow': {
+        say('narrow', `[${step.from.join(' ')}] -> [${step.to.join(' ')}]`)
+        return
+      }
+      case 'require': {
+        if (step.failure !== null) return say('require', denial(step.failure))
+        const scopes = route?.policy.scopes
+        say('require', scopes === undefined || scopes.require.length === 0 ? 'nothing required' : `pass (${scopes.match} of [${scopes.require.join(' ')}])`)
+        return
+      }
+      default: say(step.stage, step.failure === null ? 'pass' : denial(step.failure))
+    }
   }
 
   say('request', `${input.method} ${input.path} from ${input.ip}`)
-  let path: string
-  try {
-    path = normalizeTarget(input.path).path
-    say('path', path === input.path.split('?')[0] ? `${path} (already normalized)` : `normalized to ${path}`)
-  } catch (err) {
-    return finish(false, denial(toGatewayError(err)))
-  }
-
-  const engine = buildEngine(config, null)
-  const route = engine.routes.match(input.method.toUpperCase(), path)
-  if (route === null) return finish(false, 'DENY 404 no_route: no route matches this request')
-  say('route', `${route.id} (${route.prefix ? 'prefix' : 'exact'} ${route.path}${route.methods === null ? '' : `, ${[...route.methods].join(' ')}`}) -> upstream ${route.upstream.id} ${route.upstream.base}; auth ${route.auth}, mode ${route.mode}`)
-
-  let token: VerifiedToken | null = null
-  if (route.auth === 'none') {
-    say('token', 'not checked (auth: none)')
-  } else if (input.claims !== undefined) {
-    try {
-      token = tokenFromClaims(config, input.claims)
-    } catch (err) {
-      return finish(false, denial(toGatewayError(err)))
-    }
-    say('token', `from claims: signature and expiry NOT checked; issuer ${token.issuer.id}`)
+  let engine: Engine = buildEngine(config, null)
+  let authorization: string[] = []
+  if (input.claims !== undefined) {
+    engine = { ...engine, verifier: claimsVerifier(config, input.claims) }
+    authorization = [CLAIMS_BEARER]
   } else if (input.token !== undefined) {
+    authorization = [`Bearer ${input.token}`]
+  }
+
+  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip }, record)
+  let decision: Decision
+  if (decided instanceof PendingDecision) {
+    // A token to verify: only now are the issuers' keys fetched, as the gateway does at start.
     await loadKeys(engine)
-    try {
-      token = await engine.verifier.verify(input.token)
-      say('token', `verified: issuer ${token.issuer.id}, signature ok, expires ${new Date(token.expiresAt * 1000).toISOString()}`)
-    } catch (err) {
-      say('token', denial(toGatewayError(err)))
-      return finish(false, denial(toGatewayError(err)))
-    }
-  } else if (route.auth === 'required') {
-    return finish(false, 'DENY 401 unauthorized: a bearer token is required')
+    decision = await decidePending(decided)
   } else {
-    say('token', 'none: anonymous (auth: optional)')
-  }
-  if (token !== null) {
-    say('identity', `sub ${token.subject ?? '-'}, client ${token.clientId ?? '-'}, roles [${token.roles.join(' ')}], aud [${token.audiences?.join(' ') ?? 'missing'}]`)
-    say('scopes', `token asks for [${token.scopes.join(' ')}]`)
+    decision = decided
   }
 
-  const policyInput = { policy: route.policy, clientIp: input.ip, token }
-  let failure: GatewayError | null = null
-  for (const [name, check] of POLICY_CHECKS) {
-    try {
-      check(policyInput)
-      say(name, 'pass')
-    } catch (err) {
-      failure = toGatewayError(err)
-      say(name, denial(failure))
-      break
-    }
+  if (!decision.allowed) {
+    say('decision', denial(decision.error))
+    return { lines, allowed: false, decision }
   }
-  let scopes: readonly string[] = []
-  if (failure === null && token !== null) {
-    scopes = narrowScopes(policyInput)
-    say('narrow', `[${token.scopes.join(' ')}] -> [${scopes.join(' ')}]`)
-    try {
-      requireScopes(route.policy, scopes)
-      const { require, match } = route.policy.scopes
-      say('require', require.length === 0 ? 'nothing required' : `pass (${match} of [${require.join(' ')}])`)
-    } catch (err) {
-      failure = toGatewayError(err)
-      say('require', denial(failure))
-    }
-  }
-
-  if (failure !== null && route.mode === 'enforce') return finish(false, denial(failure))
-  const headers = identityHeaders(route, token, scopes)
-  for (const [name, value] of Object.entries(headers)) say('header', `${name}: ${value}`)
-  say('header', `authorization: ${route.forward.authorization}`)
-  if (failure !== null) return finish(true, `ALLOW (audit mode; enforce would answer ${denial(failure)})`)
-  return finish(true, 'ALLOW')
+  for (const [name, value] of Object.entries(decision.headers)) say('header', `${name}: ${value}`)
+  say('header', `authorization: ${decision.route.forward.authorization}`)
+  say('decision', decision.audit === null ? 'ALLOW' : `ALLOW (audit mode; enforce would answer ${denial(decision.audit)})`)
+  return { lines, allowed: true, decision }
 }

@@ -12,7 +12,7 @@
  */
 import { METHODS, type IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { decide, type Allow, type Deny } from '../decision/decide.js'
+import { PendingDecision, decideKnown, decidePending, type Allow, type Deny } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
@@ -95,12 +95,13 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
           return sendError(reply, forwardAuthError(error))
         }
         decidedMethod.set(request, original.method)
-        const decision = await decide(engine, {
+        const decided = decideKnown(engine, {
           method: original.method,
           target: original.target,
           authorization: authorizationValues(raw.rawHeaders),
           clientIp: forwardAuthClientIp(raw, trusted)
         })
+        const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
         request.decision = decision
         if (!decision.allowed) return sendError(reply, forwardAuthError(decision.error))
 

@@ -9,7 +9,7 @@ import fastifyReplyFrom from '@fastify/reply-from'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { CompiledRoute } from '../config/types.js'
-import { decide, type Allow, type Decision } from '../decision/decide.js'
+import { PendingDecision, decideKnown, decidePending, type Allow, type Decision } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { upstreamHeaders } from '../forward/upstream-headers.js'
@@ -142,7 +142,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         return
       }
       const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
-      const decided = decide(current, {
+      const decided = decideKnown(current, {
         method: raw.method ?? 'GET',
         target: raw.url ?? '',
         authorization: authorizationValues(raw.rawHeaders),
@@ -153,7 +153,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         if (decision.allowed) done()
         else sendError(reply, decision.error)
       }
-      if (decided instanceof Promise) decided.then(proceed, (err: unknown) => { reply.send(err) })
+      // Only a token never seen before waits for its verification (decidePending never rejects).
+      if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)
       else proceed(decided)
     }
   }, (request, reply) => {

@@ -1,7 +1,12 @@
 /**
  * A route's policy, in the order of docs/config.md#policy: network, issuer, audience, client, then scope narrowing and
  * required scopes. Each check is a plain function that passes or throws a GatewayError.
+ *
+ * An optional recorder is told each stage's outcome as it runs (`scopegate explain` passes one); the
+ * request path passes none, and then no step is built. The checks that run are the same either way, so
+ * an explanation cannot tell a different story from a decision.
  */
+import { toGatewayError, type GatewayError } from '../shared/errors.js'
 import { checkAudience } from './check-audience.js'
 import { checkClient } from './check-client.js'
 import { checkIssuer } from './check-issuer.js'
@@ -12,30 +17,69 @@ import { requireScopes } from './require-scopes.js'
 
 export type PolicyCheck = (input: PolicyInput) => void
 
+export type PolicyCheckName = 'network' | 'issuer' | 'audience' | 'client'
+
+/** One stage of the policy as it ran: a check and its failure (null: passed), or the narrowing. */
+export type PolicyStep =
+  | { stage: PolicyCheckName | 'require', failure: GatewayError | null }
+  | { stage: 'narrow', from: readonly string[], to: readonly string[] }
+
+/** Told each policy stage's outcome, in order; the stage that fails is the last one told. */
+export type PolicyRecorder = (step: PolicyStep) => void
+
 /** The checks run before narrowing, in order. Anonymous requests (token null) pass the token checks. */
-export const POLICY_CHECKS: ReadonlyArray<readonly [name: string, check: PolicyCheck]> = [
+export const POLICY_CHECKS: ReadonlyArray<readonly [name: PolicyCheckName, check: PolicyCheck]> = [
   ['network', checkNetwork],
   ['issuer', checkIssuer],
   ['audience', checkAudience],
   ['client', checkClient]
 ]
 
-const TOKEN_CHECKS = POLICY_CHECKS.filter(([name]) => name !== 'network').map(([, check]) => check)
+const TOKEN_CHECKS = POLICY_CHECKS.filter(([name]) => name !== 'network')
+
+/** Runs one check; with a recorder, tells it the outcome (a failure is still thrown). */
+function run (name: PolicyCheckName, check: PolicyCheck, input: PolicyInput, record: PolicyRecorder | undefined): void {
+  if (record === undefined) return check(input)
+  try {
+    check(input)
+  } catch (err) {
+    record({ stage: name, failure: toGatewayError(err) })
+    throw err
+  }
+  record({ stage: name, failure: null })
+}
 
 /** Runs the policy; returns the effective (narrowed) scopes. */
-export function applyPolicy (input: PolicyInput): readonly string[] {
-  checkNetwork(input)
-  return applyTokenPolicy(input)
+export function applyPolicy (input: PolicyInput, record?: PolicyRecorder): readonly string[] {
+  applyNetworkPolicy(input, record)
+  return applyTokenPolicy(input, record)
+}
+
+/** The one part of the policy that depends on the request rather than the token: the client network. */
+export function applyNetworkPolicy (input: PolicyInput, record?: PolicyRecorder): void {
+  run('network', checkNetwork, input, record)
 }
 
 /**
  * The policy without its network check: everything that depends on the route and the token alone, so
- * its answer holds for every request that carries the same token to the same route (see decide.ts).
+ * its answer holds for every request that carries the same token to the same route (see
+ * `decision/policy-outcome.ts`).
  */
-export function applyTokenPolicy (input: PolicyInput): readonly string[] {
-  for (const check of TOKEN_CHECKS) check(input)
+export function applyTokenPolicy (input: PolicyInput, record?: PolicyRecorder): readonly string[] {
+  for (const [name, check] of TOKEN_CHECKS) run(name, check, input, record)
   if (input.token === null) return []
   const effective = narrowScopes(input)
-  requireScopes(input.policy, effective)
+  if (record === undefined) {
+    requireScopes(input.policy, effective)
+    return effective
+  }
+  record({ stage: 'narrow', from: input.token.scopes, to: effective })
+  try {
+    requireScopes(input.policy, effective)
+  } catch (err) {
+    record({ stage: 'require', failure: toGatewayError(err) })
+    throw err
+  }
+  record({ stage: 'require', failure: null })
   return effective
 }

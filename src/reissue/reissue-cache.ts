@@ -1,17 +1,18 @@
 /**
  * Re-issued tokens, so a client repeating its token on a route costs a lookup, not a signature. One
  * entry per (original token, route, narrowed scopes), bounded by entries and bytes. The original token
- * is identified by a SHA-256 digest of its verified claims: that is everything the re-issued token is made
- * from, and the cache never holds a client's token itself.
+ * is identified by its own SHA-256 (`VerifiedToken.digest`, the token cache's key), never by its claims:
+ * the verifier keeps the claims only when some route reads them, so two users' tokens may well carry the
+ * same (empty) claims object, and must still never share a re-issued token. The cache never holds a
+ * client's token itself.
  *
  * An entry is served only while it has a margin of life left (5 s, or half its life if shorter), never at
  * or past its `exp`, and only for the very route object and signing key it was made under, so a reload
  * that changes a route's audience or the signing key can never be answered from the old entry.
  */
-import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { CompiledRoute } from '../config/types.js'
-import type { VerifiedToken } from '../token/verify-token.js'
+import type { VerifiedToken } from '../token/verified-token.js'
 
 export interface ReissueCacheLimits {
   /** Most entries. */
@@ -38,21 +39,9 @@ interface Entry {
   kid: string
 }
 
-/** Digest of a verified token's claims, computed once per verified-token object. */
-const digests = new WeakMap<VerifiedToken, string>()
-
-function tokenDigest (token: VerifiedToken): string {
-  let digest = digests.get(token)
-  if (digest === undefined) {
-    digest = createHash('sha256').update(token.issuer.id).update('\0').update(JSON.stringify(token.claims)).digest('base64url')
-    digests.set(token, digest)
-  }
-  return digest
-}
-
 /** The cache key of (original token, route, narrowed scopes). */
 export function reissueCacheKey (token: VerifiedToken, route: CompiledRoute, scopes: readonly string[]): string {
-  return `${tokenDigest(token)}\0${route.id}\0${scopes.join(' ')}`
+  return `${token.digest}\0${route.id}\0${scopes.join(' ')}`
 }
 
 export class ReissueCache {

@@ -1,14 +1,14 @@
 /**
  * Verified tokens, so a token seen again costs a hash lookup instead of a signature check. Keyed by the
- * token's digest (`cacheKey` in verify-token.ts), so an entry never holds the token itself. Bounded by
+ * token's digest (`cacheKey` in verified-token.ts), so an entry never holds the token itself. Bounded by
  * entries and by bytes; an entry lives no longer than its token's `exp`, and `exp` is checked again on
  * every read with the verifier's clock. Route policy is not part of the verification: the decision engine
- * keeps the last route's outcome on the entry (see decide.ts), and applies any other route's policy
- * afresh. An entry whose signing key has left the JWKS is dropped by the verifier.
+ * remembers what a route's policy made of a cached token on its own side (see
+ * `decision/policy-outcome.ts`). An entry whose signing key has left the JWKS is dropped by the verifier.
  */
 import { LRUCache } from 'lru-cache'
 import type { GatewayError, Reason } from '../shared/errors.js'
-import type { VerifiedToken } from './verify-token.js'
+import type { VerifiedToken } from './verified-token.js'
 
 export interface TokenCacheOptions {
   /** Most entries. */

@@ -6,64 +6,50 @@
  * audience policy, so the seed rule "deny when the audience is missing" answers `end_users_not_allowed`.
  * Route-specific checks (which issuers, which audiences) belong to the policy, not to this cache.
  */
-import { hash } from 'node:crypto'
-import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
-import type { PolicyOutcome } from '../decision/decide.js'
-import { GatewayError, deny } from '../shared/errors.js'
-import type { KeyEntry } from '../keys/import-jwk.js'
+import type { CompiledConfig } from '../config/types.js'
+import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import type { KeyStore } from '../keys/key-store.js'
-import { Interner, identityClaims, type IdentityClaims } from './claims.js'
+import { Interner, identityClaims } from './claims.js'
 import { parseJwt, type JwtPayload } from './parse-jwt.js'
 import type { FailureCache, TokenCache } from './token-cache.js'
+import { cacheKey, verifiedToken, type VerifiedToken } from './verified-token.js'
 import { verifySignature } from './verify-signature.js'
 
-export interface VerifiedToken extends IdentityClaims {
-  issuer: CompiledIssuer
-  /** The whole payload where the config needs it (`CompiledConfig.keepClaims`), otherwise empty. */
-  claims: JwtPayload
-  /** `exp`, seconds since the epoch. */
-  expiresAt: number
-  key: KeyEntry
-  /** Approximate bytes held, for the cache's byte bound. */
-  size: number
-  /** The decision engine's note of what the last route's policy made of this token (see decide.ts). */
-  outcome: PolicyOutcome | undefined
-}
+// The token type lives in verified-token.ts (so the caches need not import the verifier); re-exported for
+// the callers that name it from here.
+export { cacheKey, verifiedToken, type VerifiedToken } from './verified-token.js'
 
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 
-/**
- * The caches' key for a token: its SHA-256. A cache entry then holds 32 bytes of key instead of the
- * token (typically 700 bytes or more), and collision resistance keeps one token from ever being taken for
- * another. About a microsecond per request.
- */
-export function cacheKey (token: string): string {
-  return hash('sha256', token, 'base64')
-}
 const NO_CLAIMS: JwtPayload = Object.freeze({})
 
 /**
- * A VerifiedToken built field by field, never by spreading: every token then shares one hidden class.
- * Built with `{ ...identity, … }`, each cached token carried a hidden class and descriptor array of its
- * own, about 400 bytes per entry (measured in a heap snapshot of a full cache).
+ * A token the caches do not know: it must be verified afresh (`TokenVerifier.verifyMiss`). Carries the
+ * digest already computed, so the verification does not hash the token again.
  */
-export function verifiedToken (identity: IdentityClaims, issuer: CompiledIssuer, claims: JwtPayload, expiresAt: number, key: KeyEntry, size: number): VerifiedToken {
-  return {
-    subject: identity.subject,
-    clientId: identity.clientId,
-    scopes: identity.scopes,
-    roles: identity.roles,
-    audiences: identity.audiences,
-    issuer,
-    claims,
-    expiresAt,
-    key,
-    size,
-    outcome: undefined
+export class TokenMiss {
+  readonly token: string
+  readonly digest: string
+
+  constructor (token: string, digest: string) {
+    this.token = token
+    this.digest = digest
   }
 }
 
-export class TokenVerifier {
+/**
+ * What the caches say about a token, at once: its verification, the settled failure (returned, not
+ * thrown), or a `TokenMiss`.
+ */
+export type TokenLookup = VerifiedToken | GatewayError | TokenMiss
+
+/** The verifier as the decision engine uses it (an interface, so `explain --claims` can stand in for it). */
+export interface Verifier {
+  lookup: (token: string) => TokenLookup
+  verifyMiss: (miss: TokenMiss) => Promise<VerifiedToken>
+}
+
+export class TokenVerifier implements Verifier {
   private readonly config: CompiledConfig
   private readonly keyStores: ReadonlyMap<string, KeyStore>
   private readonly cache: TokenCache | null
@@ -83,37 +69,44 @@ export class TokenVerifier {
   }
 
   /** A cached verification is reused only while its key is still published and fresh (see KeyStore.isCurrent). */
-  private readonly keyCurrent = (hit: VerifiedToken): boolean => this.keyStores.get(hit.issuer.id)?.isCurrent(hit.key) === true
+  private readonly keyCurrent = (hit: VerifiedToken): boolean => hit.key !== null && this.keyStores.get(hit.issuer.id)?.isCurrent(hit.key) === true
 
   /**
-   * The token checked: at once from the caches when they know it (its verification, or the settled
-   * failure, returned rather than thrown), otherwise a promise of the fresh verification, which rejects
-   * with a GatewayError. The common cases cost neither a promise nor a throw.
+   * The caches' answer for a token, synchronously: a verification still good (exp and signing key
+   * re-checked), a settled failure, or a miss to pass to `verifyMiss`. Never throws, never allocates a
+   * promise: the common cases (a known token, good or bad) cost a hash and a lookup.
    */
-  check (token: string): VerifiedToken | GatewayError | Promise<VerifiedToken> {
+  lookup (token: string): TokenLookup {
     const key = cacheKey(token)
-    return this.cache?.get(key, this.keyCurrent) ?? this.failures?.get(key) ?? this.verifyFresh(token, key)
+    return this.cache?.get(key, this.keyCurrent) ?? this.failures?.get(key) ?? new TokenMiss(token, key)
   }
 
-  async verify (token: string): Promise<VerifiedToken> {
-    const checked = this.check(token)
-    if (checked instanceof GatewayError) throw checked
-    return await checked
-  }
-
-  private async verifyFresh (token: string, key: string): Promise<VerifiedToken> {
+  /**
+   * A fresh verification of a token `lookup` missed; the result is cached either way (a failure only when
+   * it is settled). Rejects only with a GatewayError: anything else thrown on the way becomes one.
+   */
+  async verifyMiss (miss: TokenMiss): Promise<VerifiedToken> {
     let verified: VerifiedToken
     try {
-      verified = await this.verifyUncached(token)
+      verified = await this.verifyUncached(miss.token, miss.digest)
     } catch (err) {
-      if (err instanceof GatewayError) this.failures?.set(key, err)
-      throw err
+      const failure = toGatewayError(err)
+      this.failures?.set(miss.digest, failure)
+      throw failure
     }
-    this.cache?.set(key, verified)
+    this.cache?.set(miss.digest, verified)
     return verified
   }
 
-  private async verifyUncached (token: string): Promise<VerifiedToken> {
+  /** `lookup`, then `verifyMiss` on a miss: the token's verification, or a rejection with a GatewayError. */
+  async verify (token: string): Promise<VerifiedToken> {
+    const found = this.lookup(token)
+    if (found instanceof TokenMiss) return await this.verifyMiss(found)
+    if (found instanceof GatewayError) throw found
+    return found
+  }
+
+  private async verifyUncached (token: string, digest: string): Promise<VerifiedToken> {
     const { header, payload, signingInput, signature } = parseJwt(token)
 
     if (typeof payload.iss !== 'string') throw deny.invalidToken('token_issuer_unknown', 'the token has no issuer')
@@ -164,6 +157,6 @@ export class TokenVerifier {
 
     // The payload is kept only where a route reads claims beyond the identity (config.keepClaims).
     const claims = this.config.keepClaims ? payload : NO_CLAIMS
-    return verifiedToken(identity, issuer, claims, exp, key, signingInput.length * (this.config.keepClaims ? 2 : 1))
+    return verifiedToken(identity, issuer, claims, exp, key, signingInput.length * (this.config.keepClaims ? 2 : 1), digest)
   }
 }

@@ -4,7 +4,7 @@
  */
 import { createPublicKey, generateKeyPairSync } from 'node:crypto'
 import type { CompiledConfig, CompiledRoute } from '../../src/config/types.js'
-import type { VerifiedToken } from '../../src/token/verify-token.js'
+import { cacheKey, type VerifiedToken } from '../../src/token/verified-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 export const ORIGINAL_ISS = 'https://idp.example.com'
@@ -29,8 +29,11 @@ export function routeOf (config: CompiledConfig, id: string): CompiledRoute {
 
 const verifyKey = createPublicKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey)
 
-/** A verified token with these claims; identity read the default way (sub, client_id, scope). */
-export function verifiedToken (config: CompiledConfig, claims: Record<string, unknown>): VerifiedToken {
+/**
+ * A verified token with these claims; identity read the default way (sub, client_id, scope). `token`
+ * stands for the JWT it was verified from (its digest names it); by default, the claims' JSON.
+ */
+export function verifiedToken (config: CompiledConfig, claims: Record<string, unknown>, token = JSON.stringify(claims)): VerifiedToken {
   const issuer = config.issuersById.get('idp')
   if (issuer === undefined) throw new Error('no issuer')
   const scope = typeof claims.scope === 'string' ? claims.scope.split(' ') : []
@@ -45,6 +48,6 @@ export function verifiedToken (config: CompiledConfig, claims: Record<string, un
     expiresAt: typeof claims.exp === 'number' ? claims.exp : 0,
     key: { kid: 'k', key: verifyKey, algorithms: new Set(['ES256']) },
     size: 100,
-    outcome: undefined
+    digest: cacheKey(token)
   }
 }

@@ -3,8 +3,13 @@
  * scopes), never served past its exp (nor inside the margin before it), never for another route object or
  * signing key, and bounded.
  */
+import { decodeJwt } from 'jose'
+import pino from 'pino'
 import t from 'tap'
+import type { Allow } from '../../src/decision/decide.js'
 import { ReissueCache, reissueCacheKey } from '../../src/reissue/reissue-cache.js'
+import { Reissuer } from '../../src/reissue/reissuer.js'
+import type { VerifiedToken } from '../../src/token/verified-token.js'
 import { reissueConfig, routeOf, verifiedToken } from './fixtures.js'
 
 const config = reissueConfig()
@@ -23,11 +28,42 @@ const alice = verifiedToken(config, { sub: 'alice', scope: 'read:todos', exp: ST
 t.test('the key tells tokens, routes and narrowed scopes apart', async (t) => {
   const same = verifiedToken(config, { sub: 'alice', scope: 'read:todos', exp: START / 1000 + 3600 })
   const bob = verifiedToken(config, { sub: 'bob', scope: 'read:todos', exp: START / 1000 + 3600 })
-  t.equal(reissueCacheKey(alice, todos, ['read:todos']), reissueCacheKey(same, todos, ['read:todos']), 'the same claims are the same grant')
+  t.equal(reissueCacheKey(alice, todos, ['read:todos']), reissueCacheKey(same, todos, ['read:todos']), 'the same token is the same grant')
   t.not(reissueCacheKey(alice, todos, ['read:todos']), reissueCacheKey(bob, todos, ['read:todos']), 'another token')
   t.not(reissueCacheKey(alice, todos, ['read:todos']), reissueCacheKey(alice, reports, ['read:todos']), 'another route')
   t.not(reissueCacheKey(alice, todos, ['read:todos']), reissueCacheKey(alice, todos, []), 'other narrowed scopes')
   t.notMatch(reissueCacheKey(alice, todos, []), /alice/, 'the key holds a digest, not the claims')
+})
+
+/**
+ * Without a route that reads claims, the verifier keeps none: every verified token shares one empty
+ * claims object. The key names the token itself, so that can never hand one user another's token.
+ */
+const sharedClaims = Object.freeze({})
+function withoutClaims (sub: string): VerifiedToken {
+  return { ...verifiedToken(config, { sub, scope: 'read:todos', exp: START / 1000 + 3600 }, `jwt-of-${sub}`), claims: sharedClaims }
+}
+
+t.test('two users whose verifications share one empty claims object get different keys', async (t) => {
+  const [carol, dave] = [withoutClaims('carol'), withoutClaims('dave')]
+  t.equal(carol.claims, dave.claims, 'the same claims object')
+  t.not(reissueCacheKey(carol, todos, ['read:todos']), reissueCacheKey(dave, todos, ['read:todos']))
+})
+
+t.test('two users on one route get different re-issued tokens, each their own, even with no claims kept', async (t) => {
+  const reissuer = new Reissuer({ logger: pino({ level: 'silent' }) })
+  await reissuer.start(config)
+  const allow = (token: VerifiedToken): Allow =>
+    ({ allowed: true, route: todos, path: '/todos', query: '', headers: {}, audit: null, token, scopes: ['read:todos'] })
+  const [carol, dave] = [withoutClaims('carol'), withoutClaims('dave')]
+  const forCarol = await reissuer.reissue(allow(carol))
+  const forDave = await reissuer.reissue(allow(dave))
+  t.not(forDave, forCarol, 'another user: another token')
+  t.equal(decodeJwt(forCarol).sub, 'carol')
+  t.equal(decodeJwt(forDave).sub, 'dave')
+  t.equal(await reissuer.reissue(allow(carol)), forCarol, 'the same user again: the cached one')
+  t.equal(await reissuer.reissue(allow(withoutClaims('carol'))), forCarol, 'the same token verified again (same digest): the cached one')
+  t.same([reissuer.cache()?.hits, reissuer.cache()?.misses], [2, 2])
 })
 
 t.test('a stored token is served for its key, route object and kid only', async (t) => {

@@ -1,10 +1,11 @@
 import t from 'tap'
-import { decide, type Decision, type DecisionInput } from '../../src/decision/decide.js'
+import { PendingDecision, decide, decideKnown, decidePending, type Decision, type DecisionInput } from '../../src/decision/decide.js'
 import { buildEngine, type Engine } from '../../src/decision/engine.js'
 import { GatewayError, deny } from '../../src/shared/errors.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
 import { identityClaims } from '../../src/token/claims.js'
-import { verifiedToken, type TokenVerifier, type VerifiedToken } from '../../src/token/verify-token.js'
+import { cacheKey, verifiedToken, type VerifiedToken } from '../../src/token/verified-token.js'
+import { TokenMiss, type TokenLookup, type Verifier } from '../../src/token/verify-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 const config = compileTestConfig({
@@ -35,26 +36,38 @@ const issuer = config.issuersById.get('auth0')
 function tokenOf (claims: Record<string, unknown>): VerifiedToken {
   if (issuer === undefined) throw new Error('no issuer')
   const key = { kid: 'k', key: undefined, algorithms: new Set(['RS256']) } as unknown as KeyEntry
-  return verifiedToken(identityClaims(claims, issuer.claims), issuer, claims, 2_000_000_000, key, 0)
+  return verifiedToken(identityClaims(claims, issuer.claims), issuer, claims, 2_000_000_000, key, 0, cacheKey(JSON.stringify(claims)))
 }
 
 const alice = tokenOf({ sub: 'alice', client_id: 'todo-web', aud: 'https://todo.api', scope: 'write:todos read:todos', roles: ['user'] })
 
 /**
  * An engine over the test config whose verifier answers with `result` and records each call: a token as a
- * fresh verification (a promise), a GatewayError as the failure cache does (returned at once), any other
- * error as a failed verification (a rejected promise).
+ * fresh verification (a miss, then a promise), a GatewayError as the failure cache does (returned at
+ * once), any other error as a failed verification (a miss, then a rejected promise).
  */
 function engineWith (result: VerifiedToken | Error): { engine: Engine, verified: string[] } {
   const verified: string[] = []
-  const verifier = {
-    check: (bearer: string): VerifiedToken | GatewayError | Promise<VerifiedToken> => {
+  const verifier: Verifier = {
+    lookup: (bearer: string): TokenLookup => {
       verified.push(bearer)
-      if (result instanceof GatewayError) return result
-      return result instanceof Error ? Promise.reject(result) : Promise.resolve(result)
+      return result instanceof GatewayError ? result : new TokenMiss(bearer, cacheKey(bearer))
+    },
+    verifyMiss: async (): Promise<VerifiedToken> => {
+      if (result instanceof Error) throw result
+      return result
     }
   }
-  return { engine: { ...buildEngine(config, null), verifier: verifier as unknown as TokenVerifier }, verified }
+  return { engine: { ...buildEngine(config, null), verifier }, verified }
+}
+
+/** An engine whose verifier's caches know `token`: every lookup is a hit. */
+function engineKnowing (token: VerifiedToken): Engine {
+  const verifier: Verifier = {
+    lookup: () => token,
+    verifyMiss: async () => { throw new Error('a known token is never verified afresh') }
+  }
+  return { ...buildEngine(config, null), verifier }
 }
 
 function request (over: Partial<DecisionInput> = {}): DecisionInput {
@@ -240,18 +253,19 @@ t.test('audit mode forwards what enforce mode would deny, and says what that den
 
 t.test('a token the caches know is decided at once, and its policy outcome is reused only where it holds', async (t) => {
   const bob = tokenOf({ sub: 'bob', client_id: 'todo-web', aud: 'https://todo.api', scope: 'write:todos read:todos', roles: ['editor'] })
-  const known = { check: (): VerifiedToken => bob }
-  const engine: Engine = { ...buildEngine(config, null), verifier: known as unknown as TokenVerifier }
-  const sync = (input: DecisionInput): Decision => {
-    const decision = decide(engine, input)
-    if (decision instanceof Promise) throw new Error('expected a decision without a promise')
+  const engine = engineKnowing(bob)
+  const sync = (input: DecisionInput, on: Engine = engine): Decision => {
+    const decision = decideKnown(on, input)
+    if (decision instanceof PendingDecision) throw new Error('expected a decision without verification')
     return decision
   }
   const first = sync(request())
   t.same(first.scopes, ['write:todos', 'read:todos'])
-  t.equal(bob.outcome?.route.id, 'todos', 'the outcome is kept for the route')
   const again = sync(request())
-  t.equal(again.allowed && again.headers, first.allowed && first.headers, 'a second request on the route reuses it')
+  t.equal(again.allowed && again.headers, first.allowed && first.headers, 'a second request on the route reuses the outcome')
+  const reloaded = sync(request(), engineKnowing(bob))
+  t.not(reloaded.allowed && reloaded.headers, first.allowed && first.headers, 'another engine (a reload) computes its own')
+  t.same(reloaded.allowed && reloaded.headers, first.allowed && first.headers, '… to the same effect under the same config')
 
   // Another route: its own policy, not the kept one; the network check runs on every request.
   t.same(summary(sync(request({ target: '/admin', clientIp: '10.0.0.1' }))), { allowed: true, route: 'admin', path: '/admin', audit: null })
@@ -264,10 +278,30 @@ t.test('a token the caches know is decided at once, and its policy outcome is re
 
   // A denial is kept too, and stays a denial; in audit mode it is forwarded with the denial noted.
   const intern = tokenOf({ ...alice.claims, roles: ['intern'] })
-  const denying: Engine = { ...buildEngine(config, null), verifier: { check: () => intern } as unknown as TokenVerifier }
+  const denying = engineKnowing(intern)
   for (let i = 0; i < 2; i++) {
     t.same(summary(await decide(denying, request())), { allowed: false, status: 403, code: 'insufficient_scope', route: 'todos', path: '/todos/1' }, `request ${i + 1}`)
   }
   const audited = await decide(denying, request({ target: '/shadow' }))
   t.same(summary(audited), { allowed: true, route: 'shadow', path: '/shadow', audit: 'insufficient_scope' })
+})
+
+t.test('decideKnown answers without a promise; only a token to verify afresh is pending, and decidePending never rejects', async (t) => {
+  const known = decideKnown(engineKnowing(alice), request())
+  t.notOk(known instanceof Promise, 'a known token: no promise')
+  t.match(known, { allowed: true }, 'and decided')
+  const refused = decideKnown(engineWith(deny.invalidToken('token_expired', 'the token has expired')).engine, request())
+  t.match(refused, { allowed: false, error: { reason: 'token_expired' } }, 'a known failure: a Deny at once, nothing thrown')
+  t.match(decideKnown(engineWith(alice).engine, request({ target: '/../x' })), { allowed: false, error: { reason: 'path_invalid' } }, 'a bad target: a Deny at once')
+
+  const fresh = engineWith(alice)
+  const pending = decideKnown(fresh.engine, request())
+  t.ok(pending instanceof PendingDecision, 'an unseen token: pending')
+  if (!(pending instanceof PendingDecision)) return
+  t.match(await decidePending(pending), { allowed: true, route: { id: 'todos' }, scopes: ['read:todos'] })
+
+  const failing = decideKnown(engineWith(new TypeError('a bug in the verifier')).engine, request())
+  if (!(failing instanceof PendingDecision)) throw new Error('expected a pending decision')
+  const settled = await decidePending(failing).then((d) => d, () => null)
+  t.match(settled, { allowed: false, error: { status: 500, code: 'server_error' } }, 'a failure that is not a GatewayError: a Deny, not a rejection')
 })

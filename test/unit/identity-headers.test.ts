@@ -3,7 +3,7 @@ import type { CompiledRoute } from '../../src/config/types.js'
 import { headerValue, identityHeaders } from '../../src/forward/identity-headers.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
 import { identityClaims } from '../../src/token/claims.js'
-import { verifiedToken, type VerifiedToken } from '../../src/token/verify-token.js'
+import { cacheKey, verifiedToken, type VerifiedToken } from '../../src/token/verified-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 const config = compileTestConfig({
@@ -51,7 +51,7 @@ const issuer = [...config.issuersById.values()][0]
 function tokenOf (claims: Record<string, unknown>): VerifiedToken {
   if (issuer === undefined) throw new Error('no issuer')
   const key = { kid: 'k', key: undefined, algorithms: new Set(['RS256']) } as unknown as KeyEntry
-  return verifiedToken(identityClaims(claims, issuer.claims), issuer, claims, 0, key, 0)
+  return verifiedToken(identityClaims(claims, issuer.claims), issuer, claims, 0, key, 0, cacheKey(JSON.stringify(claims)))
 }
 
 t.test('headerValue keeps visible ASCII and percent-encodes everything else', async (t) => {

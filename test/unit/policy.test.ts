@@ -11,7 +11,7 @@ import type { PolicyInput } from '../../src/policy/context.js'
 import { narrowScopes } from '../../src/policy/narrow-scopes.js'
 import { requireScopes } from '../../src/policy/require-scopes.js'
 import { identityClaims } from '../../src/token/claims.js'
-import { verifiedToken, type VerifiedToken } from '../../src/token/verify-token.js'
+import { cacheKey, verifiedToken, type VerifiedToken } from '../../src/token/verified-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 type Obj = Record<string, unknown>
@@ -44,7 +44,7 @@ function tokenOf (claims: Obj, issuerId = 'auth0'): VerifiedToken {
   const issuer = issuers.get(issuerId)
   if (issuer === undefined) throw new Error(`no issuer ${issuerId}`)
   const key = { kid: 'k1', key: undefined, algorithms: new Set(['RS256']) } as unknown as KeyEntry
-  return verifiedToken(identityClaims(claims, issuer.claims), issuer, claims, 2_000_000_000, key, 0)
+  return verifiedToken(identityClaims(claims, issuer.claims), issuer, claims, 2_000_000_000, key, 0, cacheKey(JSON.stringify(claims)))
 }
 
 /** The denial a check throws (as `{status, code, reason}`), or 'pass'. */

@@ -10,7 +10,7 @@ import type { FetchLike } from '../../src/keys/fetch-json.js'
 import { KeyStore } from '../../src/keys/key-store.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
 import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from '../../src/token/token-cache.js'
-import { TokenVerifier, type VerifiedToken } from '../../src/token/verify-token.js'
+import { TokenMiss, TokenVerifier, type VerifiedToken } from '../../src/token/verify-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 import { makeKey, mintToken, type TestKey } from '../helpers/jwks-server.js'
 
@@ -28,7 +28,7 @@ const issuer = config.issuersById.get('idp') as CompiledIssuer
 function verified (expiresAt: number, size = 100): VerifiedToken {
   return {
     subject: 'alice', clientId: 'app', scopes: ['read'], roles: [], audiences: [AUD],
-    issuer, claims: { exp: expiresAt }, expiresAt, key: {} as KeyEntry, size, outcome: undefined
+    issuer, claims: { exp: expiresAt }, expiresAt, key: {} as KeyEntry, size, digest: 'tok'
   }
 }
 
@@ -276,4 +276,35 @@ t.test('verifier with a failure cache: a bad signature is checked once, then ans
   await rejection(verifier.verify(unknownKid))
   await rejection(verifier.verify(unknownKid))
   t.equal(lookups, 3, 'an unknown kid is looked up every time: a refetch may bring it')
+})
+
+t.test('verifier contract: lookup answers at once and never throws; verifyMiss rejects only with a GatewayError', async (t) => {
+  const k1 = await makeKey('ES256', 'k1')
+  const r = await rig([k1])
+  const failures = new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now: () => r.clock.now })
+  const verifier = new TokenVerifier(config, new Map([['idp', r.store]]), r.tokenCache, () => r.clock.now, failures)
+  const token = await mintToken(k1, claims, { iat, expiresIn: 3600 })
+
+  const miss = verifier.lookup(token)
+  t.ok(miss instanceof TokenMiss, 'an unseen token is a miss')
+  if (!(miss instanceof TokenMiss)) return
+  const verified = await verifier.verifyMiss(miss)
+  t.equal(verifier.lookup(token), verified, 'then the very verification, synchronously')
+  t.equal(verified.digest, miss.digest, 'named by the digest the lookup computed')
+
+  const forged = await mintToken(await makeKey('ES256', 'k1'), claims, { iat, expiresIn: 3600 })
+  const forgedMiss = verifier.lookup(forged)
+  if (!(forgedMiss instanceof TokenMiss)) throw new Error('expected a miss')
+  const failure = await rejection(verifier.verifyMiss(forgedMiss))
+  t.match(failure, { reason: 'token_signature_invalid' })
+  t.equal(verifier.lookup(forged), failure, 'a settled failure is returned, not thrown')
+
+  for (const odd of ['', '.', 'a.b.c', 'x'.repeat(10_000), '\u0000', '..']) {
+    t.doesNotThrow(() => verifier.lookup(odd), `lookup of ${JSON.stringify(odd.slice(0, 8))} does not throw`)
+  }
+  const broken = { getKeys: async () => { throw new TypeError('a bug in a key store') }, isCurrent: () => true }
+  const strict = new TokenVerifier(config, new Map([['idp', broken as unknown as KeyStore]]), null, () => r.clock.now)
+  const fromBug = await strict.verifyMiss(new TokenMiss(token, 'digest')).then(() => null, (err: unknown) => err)
+  t.ok(fromBug instanceof GatewayError, 'anything else thrown on the way becomes a GatewayError')
+  t.match(fromBug, { status: 500, code: 'server_error', reason: 'internal' })
 })
