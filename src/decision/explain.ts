@@ -20,6 +20,10 @@ export interface ExplainInput {
   ip: string
   token?: string
   claims?: JwtPayload
+  /** The engine to decide with; default: one built from the config, fetching keys when a token needs them. */
+  engine?: Engine
+  /** Authorization values sent as they are, ahead of the one made from `token` or `claims`. */
+  authorization?: readonly string[]
 }
 
 export interface Explanation {
@@ -105,13 +109,13 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
   }
 
   say('request', `${input.method} ${input.path} from ${input.ip}`)
-  let engine: Engine = buildEngine(config, null)
-  let authorization: string[] = []
+  let engine: Engine = input.engine ?? buildEngine(config, null)
+  const authorization = [...(input.authorization ?? [])]
   if (input.claims !== undefined) {
     engine = { ...engine, verifier: claimsVerifier(config, input.claims) }
-    authorization = [CLAIMS_BEARER]
+    authorization.push(CLAIMS_BEARER)
   } else if (input.token !== undefined) {
-    authorization = [`Bearer ${input.token}`]
+    authorization.push(`Bearer ${input.token}`)
   }
 
   const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip }, record)

@@ -84,13 +84,8 @@ async function runTest (args: string[], write: (text: string) => void): Promise<
   const runner = await CaseRunner.create(config, { keys })
   const cases = files.flatMap((f) => f.cases)
   const results: CaseResult[] = []
-  const steps = new Map<string, readonly string[]>()
-  for (const testCase of cases) {
-    const result = await runner.run(testCase)
-    results.push(result)
-    if (result.mismatches.length > 0) steps.set(testCase.location, await runner.explain(testCase.request))
-  }
-  write(formatReport(reporter, { results, steps, notes: notesFor(config, keys, cases) }))
+  for (const testCase of cases) results.push(await runner.run(testCase))
+  write(formatReport(reporter, { results, notes: notesFor(config, keys, cases) }))
   return results.some((r) => r.mismatches.length > 0) ? 1 : 0
 }
 

@@ -11,8 +11,6 @@ export const REPORTERS: readonly ReporterName[] = ['human', 'tap', 'junit']
 
 export interface Report {
   results: readonly CaseResult[]
-  /** The `explain` steps of each failing case, by its location. */
-  steps: ReadonlyMap<string, readonly string[]>
   /** Lines that qualify the whole run (stand-in keys, issuers without keys). */
   notes: readonly string[]
 }
@@ -22,7 +20,7 @@ function summary (results: readonly CaseResult[]): string {
   return `${results.length - failed} passed, ${failed} failed`
 }
 
-function human ({ results, steps, notes }: Report): string {
+function human ({ results, notes }: Report): string {
   const lines: string[] = []
   for (const result of results) {
     const { name, location } = result.case
@@ -32,11 +30,8 @@ function human ({ results, steps, notes }: Report): string {
     }
     lines.push(`FAIL  ${name}  (${location})`)
     for (const mismatch of result.mismatches) lines.push(`        ${mismatch}`)
-    const explained = steps.get(location)
-    if (explained !== undefined) {
-      lines.push('      explain:')
-      for (const step of explained) lines.push(`        ${step}`)
-    }
+    lines.push('      explain:')
+    for (const step of result.steps) lines.push(`        ${step}`)
   }
   for (const note of notes) lines.push(`note: ${note}`)
   lines.push(summary(results))
@@ -52,7 +47,7 @@ function diagnostics (value: Record<string, unknown>): string {
 /** A test point's description: TAP reads `#` as the start of a directive, so it is escaped. */
 const tapText = (text: string): string => text.replace(/\\/g, '\\\\').replace(/#/g, '\\#').replace(/[\r\n]+/g, ' ')
 
-function tap ({ results, steps, notes }: Report): string {
+function tap ({ results, notes }: Report): string {
   let out = `TAP version 14\n1..${results.length}\n`
   results.forEach((result, i) => {
     const { name, location } = result.case
@@ -61,7 +56,7 @@ function tap ({ results, steps, notes }: Report): string {
       return
     }
     out += `not ok ${i + 1} - ${tapText(name)}\n`
-    out += diagnostics({ at: location, mismatches: result.mismatches, explain: steps.get(location) ?? [] })
+    out += diagnostics({ at: location, mismatches: result.mismatches, explain: result.steps })
   })
   for (const note of notes) out += `# ${note.replace(/[\r\n]+/g, ' ')}\n`
   return out + `# ${summary(results)}\n`
@@ -75,7 +70,7 @@ function xml (text: string): string {
     .replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;')
 }
 
-function junit ({ results, steps, notes }: Report): string {
+function junit ({ results, notes }: Report): string {
   const files = new Map<string, CaseResult[]>()
   for (const result of results) {
     const file = result.case.location.replace(/#.*$/, '')
@@ -88,10 +83,10 @@ function junit ({ results, steps, notes }: Report): string {
     const failed = cases.filter((r) => r.mismatches.length > 0).length
     out += `  <testsuite name="${xml(file)}" tests="${cases.length}" failures="${failed}" errors="0" skipped="0">\n`
     for (const result of cases) {
-      const { name, location } = result.case
+      const { name } = result.case
       out += `    <testcase name="${xml(name)}" classname="${xml(file)}">`
       if (result.mismatches.length > 0) {
-        const detail = [...result.mismatches, '', 'explain:', ...(steps.get(location) ?? [])].join('\n')
+        const detail = [...result.mismatches, '', 'explain:', ...result.steps].join('\n')
         out += `\n      <failure message="${xml(result.mismatches.join('; '))}" type="expectation">${xml(detail)}</failure>\n    `
       }
       out += '</testcase>\n'

@@ -5,10 +5,9 @@
  * every difference is reported, not only the first.
  */
 import type { CompiledConfig } from '../config/types.js'
-import { decodeJwt } from 'jose'
-import { decide, type Decision } from '../decision/decide.js'
+import type { Decision } from '../decision/decide.js'
 import { buildEngine, loadKeys, type Engine } from '../decision/engine.js'
-import { explain } from '../decision/explain.js'
+import { explain, type Explanation } from '../decision/explain.js'
 import { clientIp } from '../request/client-ip.js'
 import type { Case, CaseExpectation, CaseRequest } from './cases-file.js'
 import { StandInKeys, givenKeysFetch } from './stand-in-keys.js'
@@ -30,6 +29,8 @@ export interface CaseResult {
   observed: Observed
   /** One line per expectation not met; empty: the case passes. */
   mismatches: string[]
+  /** The `explain` steps of the decision. */
+  steps: readonly string[]
 }
 
 function observe (decision: Decision): Observed {
@@ -92,45 +93,29 @@ export class CaseRunner {
     return [...config.issuersById.keys()].filter((id) => !keys.has(id))
   }
 
-  async decide (request: CaseRequest): Promise<Decision> {
+  /**
+   * The request decided by the real pipeline, with its `explain` steps: the decision and the steps come
+   * from one run, so a report's explanation can never disagree with its verdict.
+   */
+  async explain (request: CaseRequest): Promise<Explanation> {
     const authorization: string[] = []
     const sent = request.headers.authorization
     if (sent !== undefined) authorization.push(sent)
     let engine = this.claimsEngine
-    if (request.claims !== undefined) authorization.push(`Bearer ${await this.standIn.sign(request.claims, Math.floor(this.now() / 1000))}`)
-    else if (request.token !== undefined) {
-      authorization.push(`Bearer ${request.token}`)
-      engine = this.tokenEngine
-    }
-    return decide(engine, {
-      method: request.method,
-      target: request.path,
-      authorization,
-      clientIp: clientIp(request.ip, request.headers['x-forwarded-for'], this.config.server.trustProxy)
-    })
+    let token = request.token
+    if (request.claims !== undefined) token = await this.standIn.sign(request.claims, Math.floor(this.now() / 1000))
+    else if (token !== undefined) engine = this.tokenEngine
+    const ip = clientIp(request.ip, request.headers['x-forwarded-for'], this.config.server.trustProxy)
+    return explain(this.config, { method: request.method, path: request.path, ip, token, engine, authorization })
   }
 
   async run (testCase: Case): Promise<CaseResult> {
-    const observed = observe(await this.decide(testCase.request))
-    return { case: testCase, observed, mismatches: compare(testCase.expect, observed) }
-  }
-
-  /** The `explain` steps of a request, for a failing case's report. */
-  async explain (request: CaseRequest): Promise<string[]> {
-    let claims = request.claims
-    if (claims === undefined && request.token !== undefined) {
-      try {
-        claims = decodeJwt(request.token)
-      } catch {
-        return ['token     not a decodable JWT']
-      }
-    }
-    const ip = clientIp(request.ip, request.headers['x-forwarded-for'], this.config.server.trustProxy)
-    const input = { method: request.method, path: request.path, ip }
-    return (await explain(this.config, claims === undefined ? input : { ...input, claims })).lines
+    const { decision, lines } = await this.explain(testCase.request)
+    const observed = observe(decision)
+    return { case: testCase, observed, mismatches: compare(testCase.expect, observed), steps: lines }
   }
 
   async observe (request: CaseRequest): Promise<Observed> {
-    return observe(await this.decide(request))
+    return observe((await this.explain(request)).decision)
   }
 }
