@@ -4,7 +4,12 @@
  * @fastify/reply-from to the normalized path (the one that was authorized), with client copies of
  * identity headers stripped and scopegate's added. Routing is scopegate's own (exact, then longest
  * segment-aware prefix), so one catch-all Fastify route serves every path.
+ *
+ * `Expect: 100-continue` is answered here, not by Node: with a `checkContinue` listener Node sends no
+ * `100 Continue` by itself, so a client that waits for it sends no body before the decision, and a denied
+ * one never sends it. Any other expectation is refused with 417 (docs/proxying.md).
  */
+import type { IncomingMessage } from 'node:http'
 import fastifyReplyFrom from '@fastify/reply-from'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
@@ -51,6 +56,10 @@ function upstreamError (err: Error & { statusCode?: number, code?: string, cause
   return new GatewayError(502, 'bad_gateway', reason, 'the upstream could not be reached', { detail: `${upstream}: ${code}` })
 }
 
+/** 417 for an `Expect` other than `100-continue` (RFC 9110 §10.1.1). */
+export const expectationFailed = (): GatewayError =>
+  new GatewayError(417, 'expectation_failed', 'expectation_unsupported', 'the only expectation supported is 100-continue')
+
 export function frameworkErrorToGatewayError (err: Error & { statusCode?: number, code?: string }): GatewayError {
   if (err instanceof GatewayError) return err
   if (err.code === 'FST_ERR_BAD_URL' || err.statusCode === 400) return deny.badRequest('path_invalid', 'the request path is not valid')
@@ -79,6 +88,32 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
   await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })
+
+  // Requests whose `Expect` is answered in onRequest: the client waits for 100 Continue, or gets 417.
+  const awaitingContinue = new WeakSet<IncomingMessage>()
+  const unmetExpectation = new WeakSet<IncomingMessage>()
+  app.server.on('checkContinue', (req: IncomingMessage, res) => {
+    awaitingContinue.add(req)
+    app.routing(req, res)
+  })
+  app.server.on('checkExpectation', (req: IncomingMessage, res) => {
+    unmetExpectation.add(req)
+    app.routing(req, res)
+  })
+
+  /**
+   * A denial. A client that waits for 100 Continue has sent no body and will not send it, so the
+   * connection is closed: Node would otherwise wait for the body to drain it. A client that sends its
+   * body unasked is already sending it: closing then would reset the connection under the answer, so Node
+   * drains it (bounded by `server.requestTimeout`) and the upstream still sees none of it.
+   */
+  const refuse = (request: FastifyRequest, reply: FastifyReply, error: GatewayError): void => {
+    // Refused before the engine decided: the decision line still names the reason.
+    request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
+    const raw = request.raw
+    if (raw.headers.expect !== undefined && (awaitingContinue.has(raw) || unmetExpectation.has(raw))) reply.header('connection', 'close')
+    sendError(reply, error)
+  }
 
   app.decorateRequest('decision', null)
   app.decorateRequest('engine', null)
@@ -137,8 +172,13 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
       const current = engine()
       request.engine = current
       const raw = request.raw
+      const expecting = raw.headers.expect !== undefined
+      if (expecting && unmetExpectation.has(raw)) {
+        refuse(request, reply, expectationFailed())
+        return
+      }
       if (raw.headers.host === undefined && raw.httpVersion === '1.1') { // RFC 9112 §3.2: 400
-        sendError(reply, deny.badRequest('request_malformed', 'the request has no Host header'))
+        refuse(request, reply, deny.badRequest('request_malformed', 'the request has no Host header'))
         return
       }
       const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
@@ -150,8 +190,10 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
       })
       const proceed = (decision: Decision): void => {
         request.decision = decision
-        if (decision.allowed) done()
-        else sendError(reply, decision.error)
+        if (!decision.allowed) return refuse(request, reply, decision.error)
+        // Decided and allowed: now the client may send its body, which is streamed upstream.
+        if (expecting && awaitingContinue.has(raw)) reply.raw.writeContinue()
+        done()
       }
       if (decided instanceof Promise) decided.then(proceed, (err: unknown) => { reply.send(err) })
       else proceed(decided)
