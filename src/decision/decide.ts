@@ -124,7 +124,7 @@ export function decide (engine: Engine, input: DecisionInput): Decision | Promis
 
   let checked: ReturnType<Engine['verifier']['check']>
   try {
-    const bearer = extractToken(input.authorization)
+    const bearer = extractToken(input.authorization, query)
     if (bearer === null) {
       return route.auth === 'required' ? denied(deny.tokenMissing(), route, path, query, null, clientIp) : settle(route, path, query, null, clientIp)
     }

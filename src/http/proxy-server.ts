@@ -19,9 +19,11 @@ import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { upstreamHeaders } from '../forward/upstream-headers.js'
 import { clientIp } from '../request/client-ip.js'
-import { authorizationValues } from '../request/extract-token.js'
+import { checkHost, hostValues } from '../request/check-host.js'
+import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
 import { handleClientError } from './client-errors.js'
+import { checkFormBody } from './form-body.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
 
@@ -60,6 +62,15 @@ function upstreamError (err: Error & { statusCode?: number, code?: string, cause
 export const expectationFailed = (): GatewayError =>
   new GatewayError(417, 'expectation_failed', 'expectation_unsupported', 'the only expectation supported is 100-continue')
 
+/** An Authorization header of the Bearer scheme (whether or not its token is well formed). */
+const BEARER_HEADER = /^\s*bearer /i
+
+/** A request allowed by the engine but refused afterwards (its form body): the decision line says deny. */
+function overruled (request: FastifyRequest, error: GatewayError): void {
+  const decision = request.decision
+  if (decision?.allowed === true) request.decision = { ...decision, allowed: false, error }
+}
+
 export function frameworkErrorToGatewayError (err: Error & { statusCode?: number, code?: string }): GatewayError {
   if (err instanceof GatewayError) return err
   if (err.code === 'FST_ERR_BAD_URL' || err.statusCode === 400) return deny.badRequest('path_invalid', 'the request path is not valid')
@@ -84,9 +95,14 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     forceCloseConnections: 'idle'
   })
 
-  // Bodies are never parsed: the raw stream is handed to the proxy as it arrives.
+  // Bodies are never parsed: the raw stream is handed to the proxy as it arrives. A form body beside a
+  // bearer header is only scanned for a second token on its way (form-body.ts).
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
+  app.addContentTypeParser('application/x-www-form-urlencoded', (request, payload, done) => {
+    if (!BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
+    checkFormBody(payload, () => tokenDuplicated('access_token in the form body'), done)
+  })
   await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })
 
   // Requests whose `Expect` is answered in onRequest: the client waits for 100 Continue, or gets 417.
@@ -122,6 +138,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const error = frameworkErrorToGatewayError(err)
+    overruled(request, error)
     if (error.status >= 500) request.log.error({ err: { message: err.message, code: (err as { code?: string }).code } }, 'request failed')
     sendError(reply, error)
   })
@@ -146,8 +163,14 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
           reissued: request.reissued
         }),
         onError: (errorReply, { error }) => {
-          const failure = upstreamError(error as Error, route.upstream.id)
           const failed = errorReply as unknown as FastifyReply
+          // The request body's own refusal (a token found in a long form body) aborted the upstream request.
+          if (error instanceof GatewayError) {
+            overruled(failed.request, error)
+            sendError(failed, error)
+            return
+          }
+          const failure = upstreamError(error as Error, route.upstream.id)
           decisions.upstreamFailed(failed.request, failure)
           sendError(failed, failure)
         }
@@ -177,8 +200,10 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         refuse(request, reply, expectationFailed())
         return
       }
-      if (raw.headers.host === undefined && raw.httpVersion === '1.1') { // RFC 9112 §3.2: 400
-        refuse(request, reply, deny.badRequest('request_malformed', 'the request has no Host header'))
+      try {
+        checkHost(hostValues(raw.rawHeaders), raw.url ?? '', raw.httpVersion)
+      } catch (err) {
+        refuse(request, reply, toGatewayError(err))
         return
       }
       const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
