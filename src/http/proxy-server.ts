@@ -1,6 +1,8 @@
 /**
  * The proxy listener: every request is decided in `onRequest`, before any body byte is read; a denial
- * is answered there and never reaches the upstream. An allowed request is streamed upstream by
+ * is answered there and never reaches the upstream. So is a request of a shape that can be read two ways
+ * (two Host headers, a Host the target contradicts: `check-host.ts`). A form body beside a bearer header
+ * is scanned for a second token as it passes (`form-body.ts`). An allowed request is streamed upstream by
  * @fastify/reply-from to the normalized path (the one that was authorized), with client copies of
  * identity headers stripped and scopegate's added. Routing is scopegate's own (exact, then longest
  * segment-aware prefix), so one catch-all Fastify route serves every path.
@@ -19,7 +21,7 @@ import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { upstreamHeaders } from '../forward/upstream-headers.js'
 import { clientIp } from '../request/client-ip.js'
-import { checkHost, hostValues } from '../request/check-host.js'
+import { checkHost } from '../request/check-host.js'
 import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
 import { handleClientError } from './client-errors.js'
@@ -118,10 +120,11 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   })
 
   /**
-   * A denial. A client that waits for 100 Continue has sent no body and will not send it, so the
-   * connection is closed: Node would otherwise wait for the body to drain it. A client that sends its
-   * body unasked is already sending it: closing then would reset the connection under the answer, so Node
-   * drains it (bounded by `server.requestTimeout`) and the upstream still sees none of it.
+   * A denial. A client that waits for 100 Continue (or was refused its expectation) has sent no body and
+   * will not send it, so the connection is closed rather than kept waiting for a body to drain; Node does
+   * so itself when it answers a 100-continue request without a 100, the header says it for both. A client
+   * that sends its body unasked is already sending it: closing then would reset the connection under the
+   * answer, so Node drains it (bounded by `server.requestTimeout`) and the upstream still sees none of it.
    */
   const refuse = (request: FastifyRequest, reply: FastifyReply, error: GatewayError): void => {
     // Refused before the engine decided: the decision line still names the reason.
@@ -201,7 +204,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         return
       }
       try {
-        checkHost(hostValues(raw.rawHeaders), raw.url ?? '', raw.httpVersion)
+        checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
       } catch (err) {
         refuse(request, reply, toGatewayError(err))
         return

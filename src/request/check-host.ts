@@ -16,23 +16,19 @@ import { deny } from '../shared/errors.js'
 /** The scheme and authority of an absolute-form target. */
 const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/
 
-/** Every Host value in a raw header list (`[name, value, name, value, …]`). */
-export function hostValues (rawHeaders: readonly string[]): string[] {
-  const values: string[] = []
+/**
+ * Throws a 400 `invalid_request` GatewayError when the Host headers of a raw header list
+ * (`[name, value, name, value, …]`, as received) do not name exactly one host that agrees with the
+ * request-target. HTTP/1.0 may omit Host.
+ */
+export function checkHost (rawHeaders: readonly string[], target: string, httpVersion: string): void {
+  let host: string | undefined
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]
-    if (name !== undefined && name.length === 4 && name.toLowerCase() === 'host') values.push(rawHeaders[i + 1] ?? '')
+    if (name === undefined || name.length !== 4 || name.toLowerCase() !== 'host') continue
+    if (host !== undefined) throw deny.badRequest('host_duplicated', 'the request has more than one Host header')
+    host = rawHeaders[i + 1] ?? ''
   }
-  return values
-}
-
-/**
- * Throws a 400 `invalid_request` GatewayError when the Host headers (`hosts`, every value received) do not
- * name exactly one host that agrees with the request-target. HTTP/1.0 may omit Host.
- */
-export function checkHost (hosts: readonly string[], target: string, httpVersion: string): void {
-  if (hosts.length > 1) throw deny.badRequest('host_duplicated', 'the request has more than one Host header')
-  const host = hosts[0]
   if (host === undefined && httpVersion === '1.1') throw deny.badRequest('request_malformed', 'the request has no Host header')
   if (target.charCodeAt(0) === 0x2f) return // origin-form: the common case
   const absolute = ABSOLUTE.exec(target)

@@ -1,17 +1,21 @@
 import t from 'tap'
-import { checkHost, hostValues } from '../../src/request/check-host.js'
+import { checkHost } from '../../src/request/check-host.js'
 import { GatewayError } from '../../src/shared/errors.js'
 
-/** null when accepted, else the reason of the 400. */
-function checked (hosts: string[], target: string, version = '1.1'): string | null {
+/** null when the raw header list is accepted, else the reason of the 400. */
+function refusal (rawHeaders: string[], target: string, version = '1.1'): string | null {
   try {
-    checkHost(hosts, target, version)
+    checkHost(rawHeaders, target, version)
     return null
   } catch (err) {
     if (!(err instanceof GatewayError) || err.status !== 400 || err.code !== 'invalid_request') throw err
     return err.reason
   }
 }
+
+/** The same, for a request with these Host values (names in alternating case) among other headers. */
+const checked = (hosts: string[], target: string, version = '1.1'): string | null =>
+  refusal(['User-Agent', 'test', ...hosts.flatMap((host, i) => [i % 2 === 0 ? 'Host' : 'HOST', host])], target, version)
 
 t.test('one Host that agrees with the target is accepted', async (t) => {
   const cases: Array<[name: string, hosts: string[], target: string, version?: string]> = [
@@ -40,7 +44,8 @@ t.test('other shapes are refused with a reason', async (t) => {
   for (const [name, hosts, target, reason] of cases) t.equal(checked(hosts, target), reason, name)
 })
 
-t.test('hostValues reads every Host from the raw list, whatever its case', async (t) => {
-  t.same(hostValues(['Host', 'a', 'X-Host', 'b', 'HOST', 'c', 'hosts', 'd']), ['a', 'c'])
-  t.same(hostValues([]), [])
+t.test('Host is found in the raw list whatever its case, and only Host', async (t) => {
+  t.equal(refusal(['Host', 'a', 'X-Host', 'b', 'host', 'c'], '/x'), 'host_duplicated')
+  t.equal(refusal(['X-Host', 'b', 'hosts', 'd', 'hOsT', 'a'], '/x'), null)
+  t.equal(refusal(['X-Host', 'b', 'hosts', 'd'], '/x'), 'request_malformed')
 })
