@@ -24,7 +24,7 @@ import { clientIp } from '../request/client-ip.js'
 import { checkHost } from '../request/check-host.js'
 import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
-import { handleClientError } from './client-errors.js'
+import { expectationFailed, handleClientError } from './client-errors.js'
 import { checkFormBody } from './form-body.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
@@ -59,10 +59,6 @@ function upstreamError (err: Error & { statusCode?: number, code?: string, cause
   const reason = /RESET|SOCKET/i.test(code) ? 'upstream_reset' : 'upstream_refused'
   return new GatewayError(502, 'bad_gateway', reason, 'the upstream could not be reached', { detail: `${upstream}: ${code}` })
 }
-
-/** 417 for an `Expect` other than `100-continue` (RFC 9110 §10.1.1). */
-export const expectationFailed = (): GatewayError =>
-  new GatewayError(417, 'expectation_failed', 'expectation_unsupported', 'the only expectation supported is 100-continue')
 
 /** An Authorization header of the Bearer scheme (whether or not its token is well formed). */
 const BEARER_HEADER = /^\s*bearer /i
@@ -102,7 +98,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
   app.addContentTypeParser('application/x-www-form-urlencoded', (request, payload, done) => {
-    if (!BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
+    // An audit route forwards what it would deny (as with a token in the query): nothing to scan for.
+    if (request.decision?.route?.mode === 'audit' || !BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
     checkFormBody(payload, () => tokenDuplicated('access_token in the form body'), done)
   })
   await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })

@@ -17,7 +17,10 @@ t.test('request shapes refused and allowed', async (t) => {
   const gw = await startGateway({
     issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
     upstreams: { echo: { url: echo.url } },
-    routes: [{ id: 'api', match: { path: '/api', prefix: true }, upstream: 'echo' }]
+    routes: [
+      { id: 'api', match: { path: '/api', prefix: true }, upstream: 'echo' },
+      { id: 'audited', match: { path: '/audited', prefix: true }, upstream: 'echo', mode: 'audit' }
+    ]
   })
   t.teardown(() => gw.close())
   const token = await mintToken(key, { iss: jwks.issuer, aud: API, sub: 'alice' })
@@ -84,6 +87,17 @@ t.test('request shapes refused and allowed', async (t) => {
     const anonymous = await exchange('GET http://gw.example/api/x HTTP/1.1\r\nHost: gw.example\r\n\r\n')
     t.equal(anonymous.status, 401, 'the same policy as origin-form')
     t.same(anonymous.upstream, [])
+  })
+
+  t.test('an audit route forwards both, as it forwards every denial', async (t) => {
+    const query = await exchange(`GET /audited/x?access_token=second HTTP/1.1\r\nHost: gw\r\n${auth}\r\n`)
+    t.equal(query.status, 200)
+    t.equal(query.upstream.length, 1)
+    t.match(gw.decisions().at(-1), { decision: 'audit_deny', reason: 'token_duplicated' })
+    const form = await exchange(`POST /audited/x HTTP/1.1\r\nHost: gw\r\n${auth}Content-Type: application/x-www-form-urlencoded\r\n` +
+      'Content-Length: 14\r\n\r\naccess_token=x')
+    t.equal(form.status, 200)
+    t.equal(form.upstream[0]?.body, 'access_token=x')
   })
 
   t.test('forms without a token reach the upstream byte for byte', async (t) => {
