@@ -8,7 +8,8 @@
  * one method in a request. scopegate reads only the header; a request that also carries an `access_token`
  * query parameter is refused (400), since the upstream might read that one and act for a token nobody
  * checked. A query token without a header is no bearer credentials at all (401 on a `required` route).
- * The form-body case is checked as the body streams (`request/form-token.ts`, `http/form-body.ts`). See docs/proxying.md.
+ * The form-body case is checked as the body streams (`request/form-token.ts`, `http/form-body.ts`).
+ * See docs/proxying.md.
  */
 import { deny, type GatewayError } from '../shared/errors.js'
 
