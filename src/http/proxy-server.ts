@@ -99,7 +99,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
   app.addContentTypeParser('application/x-www-form-urlencoded', (request, payload, done) => {
     // An audit route forwards what it would deny (as with a token in the query): nothing to scan for.
-    if (request.decision?.route?.mode === 'audit' || !BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
+    const audited = request.decision?.route?.mode === 'audit'
+    if (audited || !BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
     checkFormBody(payload, () => tokenDuplicated('access_token in the form body'), done)
   })
   await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })
@@ -127,7 +128,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     // Refused before the engine decided: the decision line still names the reason.
     request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
     const raw = request.raw
-    if (raw.headers.expect !== undefined && (awaitingContinue.has(raw) || unmetExpectation.has(raw))) reply.header('connection', 'close')
+    const bodyWithheld = raw.headers.expect !== undefined && (awaitingContinue.has(raw) || unmetExpectation.has(raw))
+    if (bodyWithheld) reply.header('connection', 'close')
     sendError(reply, error)
   }
 

@@ -36,6 +36,7 @@ export function checkHost (rawHeaders: readonly string[], target: string, httpVe
   const authority = absolute[1] ?? ''
   if (authority.includes('@')) throw deny.badRequest('host_mismatch', 'the request target must not carry user information')
   if (host !== undefined && authority.toLowerCase() !== host.trim().toLowerCase()) {
-    throw deny.badRequest('host_mismatch', 'the Host header does not match the request target', `target authority ${JSON.stringify(authority)}`)
+    throw deny.badRequest('host_mismatch', 'the Host header does not match the request target',
+      `target authority ${JSON.stringify(authority)}`)
   }
 }
