@@ -171,6 +171,8 @@ const reissue: Schema = object({
   issuer: httpUrl,
   ttl: withDefault(duration, '60s'),
   algorithm: { type: 'string', enum: REISSUE_ALGORITHMS, default: 'ES256' },
+  // Optional: the address upstreams fetch the JWKS from, published in the discovery document.
+  jwksUri: httpUrl,
   // Optional: without keys, scopegate generates one at start-up (and warns that it is not durable).
   keys: { type: 'array', minItems: 1, items: object({ file: nonEmptyString }, { required: ['file'] }) }
 }, { required: ['issuer'] })

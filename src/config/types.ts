@@ -87,6 +87,8 @@ export interface RawReissue {
   issuer: string
   ttl: DurationText
   algorithm: 'ES256' | 'EdDSA' | 'RS256' | 'PS256'
+  /** The JWKS address the discovery document names. Absent: `<issuer>/.well-known/jwks.json`. */
+  jwksUri?: string
   /** Private JWK or PEM files; the first signs, all are published. Absent: a key is generated at start-up. */
   keys?: Array<{ file: string }>
 }

@@ -144,7 +144,7 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
 
   let bearer: string | null
   try {
-    bearer = extractToken(input.authorization)
+    bearer = extractToken(input.authorization, query)
   } catch (err) {
     const failure = toGatewayError(err)
     record?.({ stage: 'token', token: null, failure })

@@ -7,7 +7,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+// `expect` is an expectation between the client and scopegate, which answers it itself (docs/proxying.md).
+const HOP_BY_HOP = new Set(['connection', 'expect', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 export interface UpstreamHeaderOptions {
   /** Lower-case names scopegate sets; their client copies are removed. */

@@ -9,6 +9,10 @@ import { rawErrorResponse } from './reply-error.js'
 export const headersTooLarge = (): GatewayError =>
   new GatewayError(431, 'request_header_fields_too_large', 'headers_too_large', 'the request headers are too large')
 
+/** 417 for an `Expect` other than `100-continue` (RFC 9110 §10.1.1; docs/proxying.md). */
+export const expectationFailed = (): GatewayError =>
+  new GatewayError(417, 'expectation_failed', 'expectation_unsupported', 'the only expectation supported is 100-continue')
+
 /** Node's `clientError`: answer on the socket if it can still be written, then close it. */
 export function handleClientError (err: NodeJS.ErrnoException, socket: Socket): void {
   if (!socket.writable) {

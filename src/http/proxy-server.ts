@@ -1,10 +1,17 @@
 /**
  * The proxy listener: every request is decided in `onRequest`, before any body byte is read; a denial
- * is answered there and never reaches the upstream. An allowed request is streamed upstream by
+ * is answered there and never reaches the upstream. So is a request of a shape that can be read two ways
+ * (two Host headers, a Host the target contradicts: `check-host.ts`). A form body beside a bearer header
+ * is scanned for a second token as it passes (`form-body.ts`). An allowed request is streamed upstream by
  * @fastify/reply-from to the normalized path (the one that was authorized), with client copies of
  * identity headers stripped and scopegate's added. Routing is scopegate's own (exact, then longest
  * segment-aware prefix), so one catch-all Fastify route serves every path.
+ *
+ * `Expect: 100-continue` is answered here, not by Node: with a `checkContinue` listener Node sends no
+ * `100 Continue` by itself, so a client that waits for it sends no body before the decision, and a denied
+ * one never sends it. Any other expectation is refused with 417 (docs/proxying.md).
  */
+import type { IncomingMessage } from 'node:http'
 import fastifyReplyFrom from '@fastify/reply-from'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
@@ -14,9 +21,11 @@ import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { upstreamHeaders } from '../forward/upstream-headers.js'
 import { clientIp } from '../request/client-ip.js'
-import { authorizationValues } from '../request/extract-token.js'
+import { checkHost } from '../request/check-host.js'
+import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
-import { handleClientError } from './client-errors.js'
+import { expectationFailed, handleClientError } from './client-errors.js'
+import { checkFormBody } from './form-body.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
 
@@ -51,6 +60,15 @@ function upstreamError (err: Error & { statusCode?: number, code?: string, cause
   return new GatewayError(502, 'bad_gateway', reason, 'the upstream could not be reached', { detail: `${upstream}: ${code}` })
 }
 
+/** An Authorization header of the Bearer scheme (whether or not its token is well formed). */
+const BEARER_HEADER = /^\s*bearer /i
+
+/** A request allowed by the engine but refused afterwards (its form body): the decision line says deny. */
+function overruled (request: FastifyRequest, error: GatewayError): void {
+  const decision = request.decision
+  if (decision?.allowed === true) request.decision = { ...decision, allowed: false, error }
+}
+
 export function frameworkErrorToGatewayError (err: Error & { statusCode?: number, code?: string }): GatewayError {
   if (err instanceof GatewayError) return err
   if (err.code === 'FST_ERR_BAD_URL' || err.statusCode === 400) return deny.badRequest('path_invalid', 'the request path is not valid')
@@ -75,10 +93,45 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     forceCloseConnections: 'idle'
   })
 
-  // Bodies are never parsed: the raw stream is handed to the proxy as it arrives.
+  // Bodies are never parsed: the raw stream is handed to the proxy as it arrives. A form body beside a
+  // bearer header is only scanned for a second token on its way (form-body.ts).
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
+  app.addContentTypeParser('application/x-www-form-urlencoded', (request, payload, done) => {
+    // An audit route forwards what it would deny (as with a token in the query): nothing to scan for.
+    const audited = request.decision?.route?.mode === 'audit'
+    if (audited || !BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
+    checkFormBody(payload, () => tokenDuplicated('access_token in the form body'), done)
+  })
   await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })
+
+  // Requests whose `Expect` is answered in onRequest: the client waits for 100 Continue, or gets 417.
+  const awaitingContinue = new WeakSet<IncomingMessage>()
+  const unmetExpectation = new WeakSet<IncomingMessage>()
+  app.server.on('checkContinue', (req: IncomingMessage, res) => {
+    awaitingContinue.add(req)
+    app.routing(req, res)
+  })
+  app.server.on('checkExpectation', (req: IncomingMessage, res) => {
+    unmetExpectation.add(req)
+    app.routing(req, res)
+  })
+
+  /**
+   * A denial. A client that waits for 100 Continue (or was refused its expectation) has sent no body and
+   * will not send it, so the connection is closed rather than kept waiting for a body to drain; Node does
+   * so itself when it answers a 100-continue request without a 100, the header says it for both. A client
+   * that sends its body unasked is already sending it: closing then would reset the connection under the
+   * answer, so Node drains it (bounded by `server.requestTimeout`) and the upstream still sees none of it.
+   */
+  const refuse = (request: FastifyRequest, reply: FastifyReply, error: GatewayError): void => {
+    // Refused before the engine decided: the decision line still names the reason.
+    request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
+    const raw = request.raw
+    const bodyWithheld = raw.headers.expect !== undefined && (awaitingContinue.has(raw) || unmetExpectation.has(raw))
+    if (bodyWithheld) reply.header('connection', 'close')
+    sendError(reply, error)
+  }
 
   app.decorateRequest('decision', null)
   app.decorateRequest('engine', null)
@@ -87,6 +140,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const error = frameworkErrorToGatewayError(err)
+    overruled(request, error)
     if (error.status >= 500) request.log.error({ err: { message: err.message, code: (err as { code?: string }).code } }, 'request failed')
     sendError(reply, error)
   })
@@ -111,8 +165,14 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
           reissued: request.reissued
         }),
         onError: (errorReply, { error }) => {
-          const failure = upstreamError(error as Error, route.upstream.id)
           const failed = errorReply as unknown as FastifyReply
+          // The request body's own refusal (a token found in a long form body) aborted the upstream request.
+          if (error instanceof GatewayError) {
+            overruled(failed.request, error)
+            sendError(failed, error)
+            return
+          }
+          const failure = upstreamError(error as Error, route.upstream.id)
           decisions.upstreamFailed(failed.request, failure)
           sendError(failed, failure)
         }
@@ -137,8 +197,15 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
       const current = engine()
       request.engine = current
       const raw = request.raw
-      if (raw.headers.host === undefined && raw.httpVersion === '1.1') { // RFC 9112 §3.2: 400
-        sendError(reply, deny.badRequest('request_malformed', 'the request has no Host header'))
+      const expecting = raw.headers.expect !== undefined
+      if (expecting && unmetExpectation.has(raw)) {
+        refuse(request, reply, expectationFailed())
+        return
+      }
+      try {
+        checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
+      } catch (err) {
+        refuse(request, reply, toGatewayError(err))
         return
       }
       const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
@@ -150,8 +217,10 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
       })
       const proceed = (decision: Decision): void => {
         request.decision = decision
-        if (decision.allowed) done()
-        else sendError(reply, decision.error)
+        if (!decision.allowed) return refuse(request, reply, decision.error)
+        // Decided and allowed: now the client may send its body, which is streamed upstream.
+        if (expecting && awaitingContinue.has(raw)) reply.raw.writeContinue()
+        done()
       }
       // Only a token never seen before waits for its verification (decidePending never rejects).
       if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)

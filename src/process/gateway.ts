@@ -16,7 +16,7 @@ import { buildProxyServer } from '../http/proxy-server.js'
 import { createLogger } from '../observability/logger.js'
 import { GatewayMetrics, metricsRoute } from '../observability/metrics.js'
 import type { Allow } from '../decision/decide.js'
-import { jwksRoutes } from '../reissue/jwks-routes.js'
+import { jwksRoutes } from '../http/jwks-routes.js'
 import type { ReissueCacheLimits } from '../reissue/reissue-cache.js'
 import { Reissuer } from '../reissue/reissuer.js'
 

@@ -24,8 +24,20 @@ export interface ReissuerOptions {
   cache?: Partial<ReissueCacheLimits>
 }
 
+/** Where the admin listener serves the JWKS of re-issued tokens. */
+export const JWKS_PATH = '/.well-known/jwks.json'
+
+/**
+ * The JWKS address published in discovery: `reissue.jwksUri`, else the issuer's well-known path. Taken
+ * from config, never from a request, so a cached discovery document is the same for every client.
+ */
+export function publishedJwksUri (reissue: { issuer: string, jwksUri?: string }): string {
+  return reissue.jwksUri ?? reissue.issuer.replace(/\/+$/, '') + JWKS_PATH
+}
+
 interface ReissueState {
   issuer: string
+  jwksUri: string
   ttlMs: number
   algorithm: ReissueAlgorithm
   keys: SigningKeySet
@@ -141,6 +153,11 @@ export class Reissuer {
     return this.state?.issuer ?? null
   }
 
+  /** The JWKS address the discovery document publishes, or null without a reissue section. */
+  jwksUri (): string | null {
+    return this.state?.jwksUri ?? null
+  }
+
   /** The cache in force, for metrics and tests. */
   cache (): ReissueCache | null {
     return this.state?.cache ?? null
@@ -162,6 +179,7 @@ export class Reissuer {
     }
     return {
       issuer: raw.issuer,
+      jwksUri: publishedJwksUri(raw),
       ttlMs: parseDuration(raw.ttl),
       algorithm: raw.algorithm,
       keys,

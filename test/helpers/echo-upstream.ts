@@ -2,6 +2,7 @@
  * A real upstream HTTP server that records every request it receives and answers according to a
  * mode the test sets.
  */
+import { createHash } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 
@@ -12,6 +13,9 @@ export interface Received {
   /** as sent, so duplicates and case survive: [name, value, name, value, …] */
   rawHeaders: string[]
   body: string
+  /** The body's length in bytes and its SHA-256 (hex): exact even for binary bodies. */
+  bytes: number
+  sha256: string
 }
 
 /**
@@ -20,8 +24,9 @@ export interface Received {
  * - 'reset': the socket is reset (TCP RST), the client sees ECONNRESET
  * - {delayMs}: echo after the delay
  * - {status}: echo body with that status
+ * - 'digest': 200 with JSON `{bytes, sha256}` only, for large bodies
  */
-export type EchoMode = 'echo' | 'hang' | 'reset' | { delayMs: number } | { status: number }
+export type EchoMode = 'echo' | 'hang' | 'reset' | 'digest' | { delayMs: number } | { status: number }
 
 export interface Echo {
   /** http://127.0.0.1:PORT */
@@ -93,8 +98,14 @@ export async function startEcho(): Promise<Echo> {
         url: req.url ?? '',
         headers: req.headers,
         rawHeaders: req.rawHeaders,
-        body: Buffer.concat(chunks).toString('utf8'),
+        body: '',
+        bytes: 0,
+        sha256: '',
       }
+      const body = Buffer.concat(chunks)
+      record.body = body.toString('utf8')
+      record.bytes = body.length
+      record.sha256 = createHash('sha256').update(body).digest('hex')
       received.push(record)
 
       const reply = (status: number): void => {
@@ -113,6 +124,11 @@ export async function startEcho(): Promise<Echo> {
       // The mode in force when the request completed decides, even if the test changes it meanwhile.
       const current = mode
       if (current === 'echo') reply(200)
+      else if (current === 'digest') {
+        const digest = JSON.stringify({ bytes: record.bytes, sha256: record.sha256 })
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(digest) })
+        res.end(digest)
+      }
       else if (current === 'hang') return
       else if (current === 'reset') resetSocket(req.socket)
       else if ('delayMs' in current) {

@@ -12,6 +12,7 @@ import { decodeJwt, decodeProtectedHeader, exportJWK } from 'jose'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send, type TestResponse } from '../helpers/http.js'
 import { makeKey, mintToken, startJwksServer, type TestKey } from '../helpers/jwks-server.js'
+import { publishedJwksUri } from '../../src/reissue/reissuer.js'
 import { startVerifyingUpstream, type Seen, type VerifyingUpstream } from './verifying-upstream.js'
 
 const ROLES = 'https://scopegate.test/roles'
@@ -196,13 +197,28 @@ t.test('with a configured key file', async (t) => {
     t.equal(onProxy.json?.error, 'no_route')
   })
 
-  t.test('the discovery document names the issuer and the JWKS', async (t) => {
-    const res = await send(s.gw.adminUrl, '/.well-known/openid-configuration')
+  t.test('the discovery document names the issuer and the JWKS, from config and not from the request', async (t) => {
+    const res = await send(s.gw.adminUrl, '/.well-known/openid-configuration', { headers: { host: 'scopegate-admin:9090' } })
     t.equal(res.status, 200)
-    t.same(res.json, { issuer: SCOPEGATE, jwks_uri: `${s.gw.adminUrl}/.well-known/jwks.json` })
+    t.match(res.headers['cache-control'], /^public, max-age=\d+$/, 'cacheable, so it must be the same for everyone')
+    t.same(res.json, { issuer: SCOPEGATE, jwks_uri: `${SCOPEGATE}/.well-known/jwks.json` }, 'by default, the issuer\'s well-known path')
+    const forged = await send(s.gw.adminUrl, '/.well-known/openid-configuration',
+      { headers: { host: 'attacker.example', 'x-forwarded-host': 'attacker.example', 'x-forwarded-proto': 'https' } })
+    t.equal(forged.status, 200)
+    t.equal(forged.body, res.body, 'byte for byte the same document whatever Host the request names')
+    t.notMatch(forged.body, /attacker/)
     const jwks = await send(s.gw.adminUrl, new URL(res.json.jwks_uri).pathname)
     t.equal(jwks.json.keys[0].kid, 'scopegate-2025')
   })
+})
+
+t.test('reissue.jwksUri is what discovery publishes', async (t) => {
+  const jwksUri = 'http://scopegate-admin.internal:9090/.well-known/jwks.json'
+  const s = await setup(t, { issuer: SCOPEGATE, jwksUri })
+  const res = await send(s.gw.adminUrl, '/.well-known/openid-configuration', { headers: { host: 'elsewhere.example' } })
+  t.same(res.json, { issuer: SCOPEGATE, jwks_uri: jwksUri })
+  t.equal(publishedJwksUri({ issuer: 'https://scopegate.test/' }), 'https://scopegate.test/.well-known/jwks.json', 'no double slash after an issuer ending in /')
+  t.equal(publishedJwksUri({ issuer: 'https://scopegate.test/tenant' }), 'https://scopegate.test/tenant/.well-known/jwks.json')
 })
 
 t.test('no private key material on the JWKS, whatever the key files hold', async (t) => {

@@ -172,7 +172,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
   } satisfies Presence<RawJwksOptions>],
   ['RawUpstream', ['upstreams', '{}'], { url: 'required', timeout: 'default' } satisfies Presence<RawUpstream>],
   ['RawReissue', ['reissue'], {
-    issuer: 'required', ttl: 'default', algorithm: 'default', keys: 'optional'
+    issuer: 'required', ttl: 'default', algorithm: 'default', jwksUri: 'optional', keys: 'optional'
   } satisfies Presence<RawReissue>],
   ['RawReissue.keys[]', ['reissue', 'keys', '[]'], { file: 'required' } satisfies Presence<NonNullable<RawReissue['keys']>[number]>],
   ['RawConfig.defaults', ['defaults'], { policy: 'default' } satisfies Presence<RawConfig['defaults']>],

@@ -74,3 +74,22 @@ t.test('authorizationValues reads every Authorization header from the raw list, 
   t.same(authorizationValues(['Authorization']), [''], 'a name without value (never sent by Node) reads as empty')
   t.same(extracted(authorizationValues(raw)), duplicated, 'so a duplicate that Node would have folded is refused')
 })
+
+t.test('a bearer header beside an access_token query parameter is refused (RFC 6750 §2: one method)', async (t) => {
+  const twice = { status: 400, code: 'invalid_request', reason: 'token_duplicated' }
+  const refused = ['?access_token=x', '?a=1&access_token=x', '?access_token', '?access%5Ftoken=x', '?a=1&access_token=&b']
+  for (const query of refused) t.same(extractedWith([`Bearer ${JWT}`], query), twice, query)
+  const kept = ['', '?', '?a=1', '?token=x', '?access_tokens=1', '?a=access_token', '?a=%41']
+  for (const query of kept) t.equal(extractedWith([`Bearer ${JWT}`], query), JWT, query || '(no query)')
+  t.equal(extractedWith([], '?access_token=x'), null, 'without a header: no bearer credentials, the route decides (401 when required)')
+  t.equal(extractedWith(['Basic dXNlcjpwYXNz'], '?access_token=x'), null, 'another scheme is not a bearer method')
+})
+
+function extractedWith (values: string[], query: string): string | null | { status: number, code: string, reason: string } {
+  try {
+    return extractToken(values, query)
+  } catch (err) {
+    if (!(err instanceof GatewayError)) throw err
+    return { status: err.status, code: err.code, reason: err.reason }
+  }
+}

@@ -89,10 +89,11 @@ t.test('hop-by-hop headers never travel upstream', async (t) => {
     te: 'trailers',
     trailer: 'x-checksum',
     'transfer-encoding': 'chunked',
-    upgrade: 'websocket'
+    upgrade: 'websocket',
+    expect: '100-continue'
   }
   const out = upstreamHeaders(headers, undefined, options())
-  for (const name of ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']) {
+  for (const name of ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']) {
     t.equal(out[name], undefined, name)
   }
 })

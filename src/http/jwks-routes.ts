@@ -6,11 +6,14 @@
  * The JWKS may be cached (`public, max-age`): keys change only on reload, and a verifier that meets an
  * unknown kid refetches anyway (jose's createRemoteJWKSet does, after its cooldown). Without a reissue
  * section the JWKS is empty and there is no discovery document.
+ *
+ * Both documents are public and cacheable, so nothing in them comes from the request: the discovery
+ * document's `jwks_uri` is `reissue.jwksUri` from config (docs/reissue.md). Built from the Host header, one
+ * forged request could have put an attacker's key URL into a shared cache for every verifier behind it.
  */
 import type { FastifyInstance } from 'fastify'
-import type { Reissuer } from './reissuer.js'
+import { JWKS_PATH, type Reissuer } from '../reissue/reissuer.js'
 
-export const JWKS_PATH = '/.well-known/jwks.json'
 export const DISCOVERY_PATH = '/.well-known/openid-configuration'
 
 export interface JwksRoutesOptions {
@@ -28,18 +31,14 @@ export function jwksRoutes (reissuer: Reissuer, options: JwksRoutesOptions = {})
       .type('application/jwk-set+json; charset=utf-8')
       .send(JSON.stringify({ keys: reissuer.publishedKeys() })))
 
-    app.get(DISCOVERY_PATH, async (request, reply) => {
+    app.get(DISCOVERY_PATH, async (_request, reply) => {
       const issuer = reissuer.issuer()
-      if (issuer === null) {
+      const jwksUri = reissuer.jwksUri()
+      if (issuer === null || jwksUri === null) {
         return reply.code(404).header('cache-control', 'no-store')
           .send({ error: 'not_found', error_description: 'scopegate re-issues no tokens: the config has no reissue section' })
       }
-      // The admin listener does not know the address its clients reach it by: the JWKS is named on the
-      // host and scheme this document was fetched from.
-      return reply.header('cache-control', cacheControl).send({
-        issuer,
-        jwks_uri: `${request.protocol}://${request.host}${JWKS_PATH}`
-      })
+      return reply.header('cache-control', cacheControl).send({ issuer, jwks_uri: jwksUri })
     })
   }
 }
