@@ -12,6 +12,7 @@ import type { PolicyOutcome } from '../decision/decide.js'
 import { GatewayError, deny } from '../shared/errors.js'
 import type { KeyEntry } from '../keys/import-jwk.js'
 import type { KeyStore } from '../keys/key-store.js'
+import { checkClaimTypes } from './check-claim-types.js'
 import { Interner, identityClaims, type IdentityClaims } from './claims.js'
 import { parseJwt, type JwtPayload } from './parse-jwt.js'
 import type { FailureCache, TokenCache } from './token-cache.js'
@@ -145,15 +146,18 @@ export class TokenVerifier {
         `issuer ${issuer.id} kid ${JSON.stringify(kid)} (${candidates.length} candidate key${candidates.length === 1 ? '' : 's'})`)
     }
 
+    const { exp, nbf, iat } = checkClaimTypes(payload, issuer, this.config)
     const now = this.now() / 1000
     const tolerance = issuer.clockToleranceSec
-    const { exp, nbf, iat } = payload
-    if (typeof exp !== 'number' || !Number.isFinite(exp)) throw deny.invalidToken('token_claim_invalid', 'the token has no valid exp claim')
-    if (now > exp + tolerance) throw deny.invalidToken('token_expired', 'the token has expired', `exp ${exp}, now ${Math.floor(now)}`)
-    if (nbf !== undefined && (typeof nbf !== 'number' || now + tolerance < nbf)) {
-      throw deny.invalidToken('token_not_yet_valid', 'the token is not valid yet', `nbf ${String(nbf)}, now ${Math.floor(now)}`)
+    // RFC 7519 §4.1.4: the current time MUST be before exp, so a token is refused at exp + tolerance itself.
+    if (now >= exp + tolerance) throw deny.invalidToken('token_expired', 'the token has expired', `exp ${exp}, now ${Math.floor(now)}`)
+    if (nbf !== undefined && now + tolerance < nbf) {
+      throw deny.invalidToken('token_not_yet_valid', 'the token is not valid yet', `nbf ${nbf}, now ${Math.floor(now)}`)
     }
-    if (iat !== undefined && typeof iat !== 'number') throw deny.invalidToken('token_claim_invalid', 'the token has an invalid iat claim')
+    // RFC 7519 §4.1.6 leaves iat unchecked, but a token issued in the future is a broken or forged clock.
+    if (iat !== undefined && iat > now + tolerance) {
+      throw deny.invalidToken('token_issued_in_future', 'the token was issued in the future', `iat ${iat}, now ${Math.floor(now)}`)
+    }
 
     const identity = identityClaims(payload, issuer.claims, this.shared)
     // An empty `aud` list names no audience: like a missing `aud`, it is left to the route's audience policy.
