@@ -305,6 +305,7 @@ t.test('ingress examples call the standalone Service\'s admin port at /decisions
   const cacheKey = annotations['nginx.ingress.kubernetes.io/auth-cache-key'] ?? ''
   for (const part of ['$http_authorization', '$request_method', '$request_uri']) t.ok(cacheKey.includes(part), `auth-cache-key includes ${part}`)
   t.match(cacheKey, /^[A-Za-z0-9\-_${}]*$/, 'auth-cache-key uses only characters ingress-nginx accepts')
+  t.ok(Number(annotations['nginx.ingress.kubernetes.io/auth-keepalive']) > 0, 'auth-keepalive: decisions reuse connections to scopegate')
 
   const middleware = ofKind('Middleware', 'traefik')[0]?.obj as Obj
   expectCall('Traefik forwardAuth.address', new URL(middleware.spec.forwardAuth.address))
