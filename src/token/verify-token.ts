@@ -128,8 +128,10 @@ export class TokenVerifier {
     if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) {
       throw deny.invalidToken('token_algorithm_not_allowed', 'the token algorithm is not allowed', `alg ${JSON.stringify(alg)} not pinned for ${issuer.id}`)
     }
-    // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
+    // RFC 7515 §4.1.11: extensions we do not understand must not be ignored. `b64` (RFC 7797) changes what
+    // the signature covers, so it is refused even without the `crit` it requires.
     if (header.crit !== undefined) throw deny.invalidToken('token_malformed', 'the token uses unsupported header extensions', 'crit header present')
+    if (header.b64 !== undefined) throw deny.invalidToken('token_malformed', 'the token uses unsupported header extensions', 'b64 header present')
     if (header.kid !== undefined && typeof header.kid !== 'string') throw deny.invalidToken('token_malformed', 'the token is not a well-formed JWT', 'kid is not a string')
     if (issuer.requireTyp && !(typeof header.typ === 'string' && AT_JWT.has(header.typ.toLowerCase()))) {
       throw deny.invalidToken('token_type_invalid', 'the token is not an access token (typ at+jwt)', `typ ${JSON.stringify(header.typ)}`)
