@@ -11,13 +11,14 @@
  * `orders:write` for writes; `/api/admin/*` needs `admin`, denies client `mobile` and audience `partner`;
  * `/public/*` needs nothing. The valid token T carries every RFC 9068 claim and `scope: orders:read`.
  */
-import { createHmac, createPublicKey, KeyObject, sign } from 'node:crypto'
+import { createHmac, createPublicKey, generateKeyPairSync, KeyObject, sign } from 'node:crypto'
+import http from 'node:http'
 import net from 'node:net'
 import t, { type Test } from 'tap'
 import { startEcho } from '../helpers/echo-upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { send, type TestResponse } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer, type TestKey } from '../helpers/jwks-server.js'
+import { makeKey, mintToken, startJwksServer, type JwksMode, type JwksServer, type TestKey } from '../helpers/jwks-server.js'
 
 /** The reason each token of section A is refused for, as the decision log names it: the check that caught it. */
 const REASONS = new Map<string, string>([
@@ -620,4 +621,72 @@ t.test('F. 71: an upstream that resets mid-body aborts that response; the next r
   t.equal(second.status, 200, 'the next request succeeds')
   t.equal(second.body, 'ok')
   t.equal(hits, 2)
+})
+
+t.test('E. 65, 67, 68: a JWKS that is no JWKS or holds only unusable keys is 503; a token naming another issuer is 401; never 200 or 500', async (t) => {
+  const key = await makeKey('RS256', 'k1')
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  /** Where a redirect points: it must never be followed. */
+  const elsewhere = await startEcho()
+  t.teardown(() => elsewhere.close())
+  const redirecting = http.createServer((_req, res) => { res.writeHead(302, { location: `${elsewhere.url}/jwks.json` }).end() })
+  await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { redirecting.closeAllConnections(); redirecting.close(() => resolve()) }))
+  const redirectUrl = `http://127.0.0.1:${(redirecting.address() as net.AddressInfo).port}/jwks.json`
+
+  const { privateKey: rsa1024 } = generateKeyPairSync('rsa', { modulusLength: 1024 })
+  const unusable = [
+    { ...key.publicJwk, use: 'enc' },
+    { ...key.publicJwk, alg: 'ES256' },
+    { kty: 'oct', k: 'c2VjcmV0', kid: 'k1', alg: 'HS256' },
+    { ...createPublicKey(rsa1024).export({ format: 'jwk' }), kid: 'k1', alg: 'RS256' },
+    { ...rsa1024.export({ format: 'jwk' }), kid: 'k1', alg: 'RS256' }
+  ]
+  const modes: Array<[name: string, mode: JwksMode | 'redirect']> = [
+    ['an HTML page', { body: '<html><body>maintenance</body></html>', contentType: 'text/html' }],
+    ['invalid JSON', { body: '{"keys": [' }],
+    ['{"keys":"x"}', { body: '{"keys":"x"}' }],
+    ['404', { body: 'not found', status: 404, contentType: 'text/plain' }],
+    ['a 302 to another host', 'redirect'],
+    ['only unusable keys (use enc, a mismatched alg, kty oct, 1024-bit RSA, private members)', { body: JSON.stringify({ keys: unusable }) }]
+  ]
+  const servers: JwksServer[] = []
+  for (const [, mode] of modes) {
+    const server = await startJwksServer([key])
+    t.teardown(() => server.close())
+    if (mode !== 'redirect') server.setMode(mode)
+    servers.push(server)
+  }
+  const gw = await startGateway({
+    issuers: modes.map(([, mode], i) => ({
+      id: `i${i}`, issuer: servers[i]?.issuer, jwksUri: mode === 'redirect' ? redirectUrl : servers[i]?.url, algorithms: ['RS256'], audiences: ['gw']
+    })),
+    upstreams: { echo: { url: echo.url } },
+    routes: [{ id: 'api', match: { path: '/api', prefix: true }, upstream: 'echo' }]
+  })
+  t.teardown(() => gw.close())
+
+  for (const [i, [name]] of modes.entries()) {
+    await t.test(name, async (t) => {
+      const token = await mintToken(key, { iss: servers[i]?.issuer, aud: 'gw', sub: 'alice' })
+      const res = await send(gw.proxyUrl, '/api/x', { headers: { authorization: `Bearer ${token}` } })
+      // No usable key was ever fetched: the credentials cannot be checked, and a retry may succeed.
+      t.equal(res.status, 503)
+      t.equal(res.json?.error, 'temporarily_unavailable')
+      t.ok(Number(res.headers['retry-after']) > 0, 'with Retry-After')
+      t.equal(echo.received.length, 0, 'the upstream received nothing')
+    })
+  }
+  t.equal(elsewhere.received.length, 0, '65: the redirect was not followed')
+
+  await t.test('68: a token naming an issuer that is not configured fetches nothing', async (t) => {
+    const lure = await startJwksServer([key])
+    t.teardown(() => lure.close())
+    const res = await send(gw.proxyUrl, '/api/x', { headers: { authorization: `Bearer ${await mintToken(key, { iss: lure.issuer, aud: 'gw', sub: 'alice' })}` } })
+    t.equal(res.status, 401)
+    t.equal(res.json?.error, 'invalid_token')
+    t.same([lure.fetches, lure.discoveryFetches], [0, 0], 'neither its JWKS nor its discovery document was asked')
+    t.equal(echo.received.length, 0, 'the upstream received nothing')
+  })
 })
