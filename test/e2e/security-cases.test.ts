@@ -502,7 +502,7 @@ t.test('security cases against one gateway', async (t) => {
       ['Transfer-Encoding: chunked, identity', `${head}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`],
       ['a space before the colon', `${head}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n`],
       ['obs-fold', `${head}Transfer-Encoding: identity\r\n chunked\r\n\r\n0\r\n\r\n`],
-      ['a bare LF', `POST /api/orders/1 HTTP/1.1\nHost: x\nContent-Length: 0\n\n`],
+      ['a bare LF', 'POST /api/orders/1 HTTP/1.1\nHost: x\nContent-Length: 0\n\n'],
       ['two differing Content-Lengths', `${head}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`],
       ['Transfer-Encoding: xchunked', `${head}Transfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`]
     ]

@@ -100,7 +100,6 @@ t.test('absent identity claims give absent headers, but the scopes header is alw
   t.same(headers, { 'x-auth-route': 'plain', 'x-auth-scopes': '', 'x-auth-issuer': 'https://tenant.example.com/' })
 })
 
-
 t.test('identity values from claims are made header-safe', async (t) => {
   const headers = identityHeaders(route('plain'), tokenOf({ sub: 'alice\r\nx-auth-roles: admin', client_id: 'Zoë', 'https://example.com/roles': ['ädmin'] }), [])
   t.equal(headers['x-auth-subject'], 'alice%0D%0Ax-auth-roles:%20admin', 'once encoded, the whole value is: spaces too')
