@@ -16,12 +16,15 @@ export function headerValue (value: string): string {
   return SAFE_VALUE.test(value) ? value : encodeURI(value.replace(LONE_SURROGATE, '\uFFFD')).replace(/%25([0-9A-F]{2})/g, '%$1')
 }
 
+/**
+ * A forwarded claim's text: a string as is, a number as its decimal text. Other types never get here:
+ * the verifier refuses a token whose forwarded claim is anything but a string, a number or null
+ * (`token/check-claim-types.ts`), so an array or an object is never flattened into a header.
+ */
 function claimText (value: unknown): string | null {
-  if (value === undefined || value === null) return null
   if (typeof value === 'string') return value
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value)
-  if (Array.isArray(value) && value.every((v) => typeof v === 'string' || typeof v === 'number')) return value.join(',')
-  return JSON.stringify(value)
+  if (typeof value === 'number') return String(value)
+  return null
 }
 
 export function identityHeaders (route: CompiledRoute, token: VerifiedToken | null, scopes: readonly string[]): Record<string, string> {

@@ -4,8 +4,9 @@
  * over HTTP) whether to let a request through. The request is named by the call (see
  * `forward-auth-request.ts`) and judged by the same `decide()` as proxy mode: same normalization, same
  * routes, same policy. An allow is `200` with the identity headers and an empty body, for the ingress to
- * copy upstream; a denial is 401 or 403 with the error body and challenge of docs/responses.md (see
- * `forward-auth-answer.ts` for the status and caching rules). Nothing is proxied from here.
+ * copy upstream; a denial is 401 or 403 with the error body and challenge of docs/responses.md, the body left out
+ * for nginx, which would close the connection to skip it (see `forward-auth-answer.ts` for the status,
+ * body and caching rules). Nothing is proxied from here.
  *
  * As on the proxy listener, the decision is made in `onRequest`, before any body is read: an ingress
  * that sends the original body along (Envoy `with_request_body`) is answered without it being parsed.
@@ -19,9 +20,9 @@ import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues } from '../request/extract-token.js'
 import type { DecisionLog } from './decision-log.js'
-import { allowHeaders, cacheControl, forwardAuthError } from './forward-auth-answer.js'
+import { allowHeaders, cacheControl, denialWithoutBody, forwardAuthError } from './forward-auth-answer.js'
 import { DECISIONS_PATH, originalRequest, type OriginalRequest } from './forward-auth-request.js'
-import { sendError } from './reply-error.js'
+import { sendError, sendErrorWithoutBody } from './reply-error.js'
 
 export interface ForwardAuthOptions {
   engine: () => Engine
@@ -46,6 +47,12 @@ function refused (error: GatewayError): Deny {
   return { allowed: false, error, route: null, path: null, token: null, scopes: [] }
 }
 
+/** A denial as a forward-auth answer: 401 or 403, and without its body for the nginx family (see `denialWithoutBody`). */
+function sendDenial (reply: FastifyReply, raw: IncomingMessage, error: GatewayError): FastifyReply {
+  const answer = forwardAuthError(error)
+  return denialWithoutBody(raw.rawHeaders) ? sendErrorWithoutBody(reply, answer) : sendError(reply, answer)
+}
+
 function isDecisionsUrl (url: string): boolean {
   return url === DECISIONS_PATH || url.startsWith(`${DECISIONS_PATH}/`) || url.startsWith(`${DECISIONS_PATH}?`)
 }
@@ -57,7 +64,8 @@ function isDecisionsUrl (url: string): boolean {
  */
 export function adminFrameworkError (err: Error, request: FastifyRequest, reply: FastifyReply): void {
   const error = deny.badRequest('path_invalid', 'the request path is not acceptable', err.message)
-  sendError(reply, isDecisionsUrl(request.raw.url ?? '') ? forwardAuthError(error) : error)
+  if (isDecisionsUrl(request.raw.url ?? '')) sendDenial(reply, request.raw, error)
+  else sendError(reply, error)
 }
 
 /** The admin plugin: registers the two forward-auth routes. */
@@ -92,7 +100,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
         } catch (err) {
           const error = toGatewayError(err)
           request.decision = refused(error)
-          return sendError(reply, forwardAuthError(error))
+          return sendDenial(reply, raw, error)
         }
         decidedMethod.set(request, original.method)
         const decided = decideKnown(engine, {
@@ -103,7 +111,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
         })
         const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
         request.decision = decision
-        if (!decision.allowed) return sendError(reply, forwardAuthError(decision.error))
+        if (!decision.allowed) return sendDenial(reply, raw, decision.error)
 
         const reissuing = options.reissue(decision)
         const reissued = reissuing === undefined ? undefined : await reissuing
@@ -116,7 +124,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
         const error = toGatewayError(err)
         request.log.error({ err: { message: error.detail ?? error.message } }, 'forward-auth decision failed')
         request.decision = refused(error)
-        return sendError(reply, forwardAuthError(error))
+        return sendDenial(reply, raw, error)
       }
     }
 

@@ -34,7 +34,12 @@ export function errorBody (err: GatewayError): string {
   return JSON.stringify({ error: err.code, error_description: err.description })
 }
 
-interface Rendered { headers: Readonly<Record<string, string>>, body: string }
+interface Rendered {
+  headers: Readonly<Record<string, string>>
+  body: string
+  /** The headers of the same answer without its body: no content-type. */
+  bodiless: Readonly<Record<string, string>>
+}
 
 /**
  * Rendered answers by content. Denials repeat (a flood of bad tokens is one answer many times), and the
@@ -49,7 +54,9 @@ function render (err: GatewayError): Rendered {
   let answer = rendered.get(key)
   if (answer === undefined) {
     if (rendered.size >= RENDERED_MAX) rendered.clear()
-    answer = { headers: Object.freeze(errorHeaders(err)), body: errorBody(err) }
+    const headers = errorHeaders(err)
+    const { 'content-type': _json, ...bodiless } = headers
+    answer = { headers: Object.freeze(headers), body: errorBody(err), bodiless: Object.freeze(bodiless) }
     rendered.set(key, answer)
   }
   return answer
@@ -58,6 +65,15 @@ function render (err: GatewayError): Rendered {
 export function sendError (reply: FastifyReply, err: GatewayError): FastifyReply {
   const { headers, body } = render(err)
   return reply.code(err.status).headers(headers).send(body)
+}
+
+/**
+ * The same answer with `Content-Length: 0`: status, challenge, `no-store` and `Retry-After`, no body. For
+ * a caller that reads the headers only and would have to throw the connection away to skip a body:
+ * nginx `auth_request` (see `forward-auth-answer.ts`, `denialWithoutBody`).
+ */
+export function sendErrorWithoutBody (reply: FastifyReply, err: GatewayError): FastifyReply {
+  return reply.code(err.status).headers(render(err).bodiless).send()
 }
 
 /** A whole HTTP/1.1 response, for errors answered on the raw socket before any request object exists. */

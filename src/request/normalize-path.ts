@@ -3,8 +3,8 @@
  * the path it forwards: if the router saw `/todos/..%2fadmin` as "under /todos" while the upstream
  * decoded it to `/admin`, every route policy could be walked around. So the raw target is turned into a
  * single canonical path here, that path is matched, and that same string goes upstream; anything that
- * has no safe canonical form (encoded `/` or `\`, NUL, a `..` above the root, malformed escapes) is
- * refused with 400 rather than guessed at.
+ * has no safe canonical form (encoded `/` or `\`, NUL, a `..` above the root, malformed escapes, a
+ * double-encoded `.`, `/` or `\` such as `%252F`) is refused with 400 rather than guessed at.
  *
  * Canonical form: only unreserved characters are decoded (decoding anything else could change how the
  * upstream splits the path), remaining escapes use upper-case hex, `;` parameters are dropped from every
@@ -55,6 +55,9 @@ for (let c = 0; c < 128; c++) {
 
 const HEX_DIGITS = '0123456789ABCDEF'
 
+/** After `%25`: the hex pairs of `.`, `/` and `\`, which a second decoding would turn into path syntax. */
+const DOUBLE_ENCODED: ReadonlySet<string> = new Set(['2e', '2f', '5c'])
+
 function hexValue (c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30
   if (c >= 0x41 && c <= 0x46) return c - 0x37
@@ -83,6 +86,9 @@ function canonicalSegment (segment: string): string {
       if (value === 0x2f) reject('encoded slash (%2F) in path')
       if (value === 0x5c) reject('encoded backslash (%5C) in path')
       if (value < 0x20 || value === 0x7f) reject('encoded NUL or control character in path')
+      // `%252F` is a literal `%2F` here, but an upstream (or a framework in it) that decodes twice reads
+      // `/`, and then `%252e%252e` climbs out of the route that was judged (Traefik GHSA-vrch-868g-9jx5).
+      if (value === 0x25 && DOUBLE_ENCODED.has(segment.slice(i + 3, i + 5).toLowerCase())) reject('double-encoded dot, slash or backslash (%252E, %252F, %255C) in path')
       out += UNRESERVED[value] === 1
         ? String.fromCharCode(value)
         : '%' + (HEX_DIGITS[hi] as string) + (HEX_DIGITS[lo] as string)

@@ -38,6 +38,7 @@ export type Reason =
   | 'token_signature_invalid'
   | 'token_expired'
   | 'token_not_yet_valid'
+  | 'token_issued_in_future'
   | 'token_claim_invalid'
   | 'token_type_invalid'
   | 'token_audience_invalid'

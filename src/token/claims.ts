@@ -1,7 +1,8 @@
 /**
  * Reads identity out of a verified payload, per the issuer's claim config: scopes as a space-delimited
  * string or an array, roles from a top-level claim whose name may contain dots and slashes or from a
- * nested path, the client id from the first present of several claims.
+ * nested path, the client id from the first present of several claims. The payload's claim types were
+ * checked first (`check-claim-types.ts`), so nothing here converts one type into another.
  */
 import type { ClaimSegments } from '../config/types.js'
 import type { JwtPayload } from './parse-jwt.js'
@@ -41,11 +42,9 @@ export function listClaim (value: unknown, delimiter: RegExp): string[] {
   return out
 }
 
-/** A string claim; numbers are accepted as their decimal text (some IdPs issue numeric subjects). */
+/** A string claim; an empty string names nothing. Never a number's text: a numeric `sub` is refused, not converted. */
 export function stringClaim (value: unknown): string | null {
-  if (typeof value === 'string') return value === '' ? null : value
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
-  return null
+  return typeof value === 'string' && value !== '' ? value : null
 }
 
 export interface ClaimConfig {

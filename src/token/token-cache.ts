@@ -57,7 +57,7 @@ export class TokenCache {
   get (key: string, valid: (hit: VerifiedToken) => boolean = () => true): VerifiedToken | undefined {
     const hit = this.lru.get(key)
     if (hit === undefined) { this.misses++; return undefined }
-    if (this.now() / 1000 > hit.expiresAt + hit.issuer.clockToleranceSec || !valid(hit)) {
+    if (this.now() / 1000 >= hit.expiresAt + hit.issuer.clockToleranceSec || !valid(hit)) {
       this.lru.delete(key)
       this.misses++
       return undefined

@@ -9,6 +9,7 @@
 import type { CompiledConfig } from '../config/types.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import type { KeyStore } from '../keys/key-store.js'
+import { checkClaimTypes } from './check-claim-types.js'
 import { Interner, identityClaims } from './claims.js'
 import { parseJwt, type JwtPayload } from './parse-jwt.js'
 import type { FailureCache, TokenCache } from './token-cache.js'
@@ -120,8 +121,10 @@ export class TokenVerifier implements Verifier {
     if (typeof alg !== 'string' || !issuer.algorithms.has(alg)) {
       throw deny.invalidToken('token_algorithm_not_allowed', 'the token algorithm is not allowed', `alg ${JSON.stringify(alg)} not pinned for ${issuer.id}`)
     }
-    // RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
+    // RFC 7515 §4.1.11: extensions we do not understand must not be ignored. `b64` (RFC 7797) changes what
+    // the signature covers, so it is refused even without the `crit` it requires.
     if (header.crit !== undefined) throw deny.invalidToken('token_malformed', 'the token uses unsupported header extensions', 'crit header present')
+    if (header.b64 !== undefined) throw deny.invalidToken('token_malformed', 'the token uses unsupported header extensions', 'b64 header present')
     if (header.kid !== undefined && typeof header.kid !== 'string') throw deny.invalidToken('token_malformed', 'the token is not a well-formed JWT', 'kid is not a string')
     if (issuer.requireTyp && !(typeof header.typ === 'string' && AT_JWT.has(header.typ.toLowerCase()))) {
       throw deny.invalidToken('token_type_invalid', 'the token is not an access token (typ at+jwt)', `typ ${JSON.stringify(header.typ)}`)
@@ -138,15 +141,18 @@ export class TokenVerifier implements Verifier {
         `issuer ${issuer.id} kid ${JSON.stringify(kid)} (${candidates.length} candidate key${candidates.length === 1 ? '' : 's'})`)
     }
 
+    const { exp, nbf, iat } = checkClaimTypes(payload, issuer, this.config)
     const now = this.now() / 1000
     const tolerance = issuer.clockToleranceSec
-    const { exp, nbf, iat } = payload
-    if (typeof exp !== 'number' || !Number.isFinite(exp)) throw deny.invalidToken('token_claim_invalid', 'the token has no valid exp claim')
-    if (now > exp + tolerance) throw deny.invalidToken('token_expired', 'the token has expired', `exp ${exp}, now ${Math.floor(now)}`)
-    if (nbf !== undefined && (typeof nbf !== 'number' || now + tolerance < nbf)) {
-      throw deny.invalidToken('token_not_yet_valid', 'the token is not valid yet', `nbf ${String(nbf)}, now ${Math.floor(now)}`)
+    // RFC 7519 §4.1.4: the current time MUST be before exp, so a token is refused at exp + tolerance itself.
+    if (now >= exp + tolerance) throw deny.invalidToken('token_expired', 'the token has expired', `exp ${exp}, now ${Math.floor(now)}`)
+    if (nbf !== undefined && now + tolerance < nbf) {
+      throw deny.invalidToken('token_not_yet_valid', 'the token is not valid yet', `nbf ${nbf}, now ${Math.floor(now)}`)
     }
-    if (iat !== undefined && typeof iat !== 'number') throw deny.invalidToken('token_claim_invalid', 'the token has an invalid iat claim')
+    // RFC 7519 §4.1.6 leaves iat unchecked, but a token issued in the future is a broken or forged clock.
+    if (iat !== undefined && iat > now + tolerance) {
+      throw deny.invalidToken('token_issued_in_future', 'the token was issued in the future', `iat ${iat}, now ${Math.floor(now)}`)
+    }
 
     const identity = identityClaims(payload, issuer.claims, this.shared)
     // An empty `aud` list names no audience: like a missing `aud`, it is left to the route's audience policy.

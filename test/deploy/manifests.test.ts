@@ -392,6 +392,7 @@ t.test('ingress examples call the standalone Service\'s admin port at /decisions
   const cacheKey = annotations['nginx.ingress.kubernetes.io/auth-cache-key'] ?? ''
   for (const part of ['$http_authorization', '$request_method', '$request_uri']) t.ok(cacheKey.includes(part), `auth-cache-key includes ${part}`)
   t.match(cacheKey, /^[A-Za-z0-9\-_${}]*$/, 'auth-cache-key uses only characters ingress-nginx accepts')
+  t.ok(Number(annotations['nginx.ingress.kubernetes.io/auth-keepalive']) > 0, 'auth-keepalive: decisions reuse connections to scopegate')
 
   const f5 = ofKind('Policy', 'f5-nginx-ingress')[0]?.obj.spec.externalAuth as Obj
   t.equal(f5.authServiceName, `${service.metadata.namespace as string}/${service.metadata.name as string}`, 'F5 NGINX: the scopegate Service')

@@ -175,7 +175,8 @@ t.test('responses: every row of the contract table', async (t) => {
   })
 
   t.test('the right typ passes where the issuer requires at+jwt', async (t) => {
-    const res = await send(gw.proxyUrl, '/todos', { headers: bearer(remember(await mintToken(key, claims({ iss: TYPED_ISS }), { header: { typ: 'at+jwt' } }))) })
+    // That issuer is the RFC 9068 profile: every claim of §2.2 is required, jti included.
+    const res = await send(gw.proxyUrl, '/todos', { headers: bearer(remember(await mintToken(key, claims({ iss: TYPED_ISS, jti: 'j1' }), { header: { typ: 'at+jwt' } }))) })
     t.equal(res.status, 200)
   })
 

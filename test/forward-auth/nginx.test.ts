@@ -26,8 +26,21 @@ function copyIdentity (): string {
   }).join('\n')
 }
 
-/** One nginx server in front of `upstream`, asking scopegate at `admin`; `cacheKey` turns on decision caching. */
-function server (port: number, admin: string, upstream: string, cacheKey?: string): string {
+/**
+ * The upstream block for scopegate, as docs/ingress-nginx.md has it: kept-alive connections, so that a
+ * decision does not cost nginx a TCP connection (with `proxy_http_version 1.1` and an empty `Connection`
+ * in the auth location).
+ */
+function scopegateUpstream (admin: string): string {
+  return `
+  upstream scopegate {
+    server ${new URL(admin).host};
+    keepalive 16;
+  }`
+}
+
+/** One nginx server in front of `upstream`, asking scopegate (the upstream block); `cacheKey` turns on decision caching. */
+function server (port: number, upstream: string, cacheKey?: string): string {
   const cache = cacheKey === undefined ? '' : `\n    proxy_cache scopegate_decisions;\n    proxy_cache_key "${cacheKey}";`
   return `
   server {
@@ -44,7 +57,9 @@ function server (port: number, admin: string, upstream: string, cacheKey?: strin
 
     location = /_scopegate {
       internal;${cache}
-      proxy_pass ${admin}/decisions;
+      proxy_pass http://scopegate/decisions;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
       proxy_pass_request_body off;
       proxy_pass_request_headers off;
       proxy_set_header Content-Length "";
@@ -99,9 +114,10 @@ t.test('forward auth behind a real nginx (auth_request)', async (t) => {
   const running = await startNginx(nginx, dir, [
     `  proxy_cache_path ${dir}/decisions keys_zone=scopegate_decisions:1m;`,
     ERROR_MAP,
-    server(plain, gw.adminUrl, echo.url),
-    server(cached, gw.adminUrl, echo.url, '$http_authorization$request_method$request_uri'),
-    server(weak, gw.adminUrl, echo.url, '$request_method$request_uri')
+    scopegateUpstream(gw.adminUrl),
+    server(plain, echo.url),
+    server(cached, echo.url, '$http_authorization$request_method$request_uri'),
+    server(weak, echo.url, '$request_method$request_uri')
   ].join('\n'), plain)
   t.teardown(() => running.stop())
   const through = (port: number): string => `http://127.0.0.1:${port}`
@@ -217,6 +233,36 @@ t.test('forward auth behind a real nginx (auth_request)', async (t) => {
     t.equal(b.seen?.headers['x-auth-subject'], 'bob', 'bob does not get alice\'s cached allow')
     t.equal(none.res.status, 401, 'no token does not get a cached allow')
     t.equal(none.seen, undefined)
+  })
+
+  t.test('denials and allows alike leave nginx\'s connection to scopegate reusable: a few connections, not one per call', async (t) => {
+    // nginx reuses a kept-alive upstream connection after an auth_request subrequest only when the
+    // answer has no body to skip (it reads headers only): a denial with a body cost one TCP connection.
+    const admin = gw.gateway.admin
+    if (admin === null) throw new Error('no admin listener')
+    let accepted = 0
+    const onConnection = (): void => { accepted++ }
+    admin.server.on('connection', onConnection)
+    t.teardown(() => { admin.server.off('connection', onConnection) })
+    const bad = `Bearer ${alice.slice(0, -4)}AAAA`
+    const upstreamBefore = echo.received.length
+    const decisionsBefore = gw.decisions().length
+    const CALLS = 200
+    for (let i = 0; i < CALLS; i++) {
+      const res = await send(through(plain), `/todos/${i}`, { headers: { authorization: bad } })
+      if (res.status !== 401 || res.json?.error !== 'invalid_token') throw new Error(`denial ${i}: ${res.status} ${res.body}`)
+    }
+    t.equal(echo.received.length, upstreamBefore, `${CALLS} denials: the upstream received nothing`)
+    t.ok(accepted <= 3, `${CALLS} denials through nginx took ${accepted} connection(s) to scopegate`)
+    const afterDenials = accepted
+    for (let i = 0; i < CALLS; i++) {
+      const res = await send(through(plain), `/todos/${i}`, { headers: { authorization: `Bearer ${alice}` } })
+      if (res.status !== 200) throw new Error(`allow ${i}: ${res.status} ${res.body}`)
+    }
+    t.equal(echo.received.length, upstreamBefore + CALLS, `${CALLS} allows: the upstream received each`)
+    t.equal(echo.received.at(-1)?.headers['x-auth-subject'], 'alice')
+    t.ok(accepted - afterDenials <= 3, `${CALLS} allows through nginx took ${accepted - afterDenials} more connection(s) to scopegate`)
+    t.equal(gw.decisions().length - decisionsBefore, 2 * CALLS, 'every call was decided by scopegate')
   })
 
   t.test('nginx logged no errors', async (t) => {

@@ -164,7 +164,7 @@ t.test('client: allow, deny and denyMissing, with the client id from client_id o
     ['denyMissing: a null client_id is missing', requireClient, { client_id: null }, missing],
     ['denyMissing: an empty client_id is missing', requireClient, { client_id: '' }, missing],
     ['denyMissing: any client id', requireClient, { azp: 'x' }, 'pass'],
-    ['denyMissing: a numeric client id', requireClient, { client_id: 1234 }, 'pass'],
+    ['denyMissing: a numeric client id is not converted (the verifier refuses it before)', requireClient, { client_id: 1234 }, missing],
     ['case matters', seed, { client_id: 'client_id' }, 'pass']
   ]
   for (const [name, policy, claims, expected] of cases) {
