@@ -122,3 +122,29 @@ t.test('the input is not modified', async (t) => {
   forwardingHeaders(request, { ...DEFAULTS, forwarded: true, clientIpHeaders: ['x-real-ip'] }, trusted)
   t.same(request, snapshot)
 })
+
+t.test('the worked example in docs/proxying.md, under each setting', async (t) => {
+  const lb = compileIpMatcher(['10.0.0.0/8'])
+  const request = input('10.0.0.2', { 'x-forwarded-for': '6.6.6.6, 1.2.3.4', 'x-forwarded-proto': 'https' })
+  const on = { ...DEFAULTS, forwarded: true, clientIpHeaders: ['x-real-ip'] }
+  t.same(forwardingHeaders(request, on, lb), {
+    'x-forwarded-for': '1.2.3.4, 10.0.0.2',
+    'x-real-ip': '1.2.3.4',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'api.example.com',
+    'x-forwarded-port': '443',
+    forwarded: 'for=1.2.3.4;host=api.example.com;proto=https, for=10.0.0.2'
+  })
+  const cases: Array<[name: string, options: RawForwarding, trust: typeof lb | null, xff: string | undefined, forwarded: string | undefined, realIp: string]> = [
+    ['append', { ...DEFAULTS, clientIpHeaders: ['x-real-ip'] }, lb, '1.2.3.4, 10.0.0.2', undefined, '1.2.3.4'],
+    ['replace', { ...on, xForwardedFor: 'replace' }, lb, '1.2.3.4', 'for=1.2.3.4;host=api.example.com;proto=https', '1.2.3.4'],
+    ['remove', { ...on, xForwardedFor: 'remove' }, lb, undefined, 'for=1.2.3.4;host=api.example.com;proto=https, for=10.0.0.2', '1.2.3.4'],
+    ['balancer not trusted', on, null, '10.0.0.2', 'for=10.0.0.2;host=api.example.com;proto=http', '10.0.0.2']
+  ]
+  for (const [name, options, trust, xff, forwarded, realIp] of cases) {
+    const out = forwardingHeaders(request, options, trust)
+    t.same([out['x-forwarded-for'], out.forwarded, out['x-real-ip']], [xff, forwarded, realIp], name)
+  }
+  const untrusted = forwardingHeaders(request, on, null)
+  t.same([untrusted['x-forwarded-proto'], untrusted['x-forwarded-port']], ['http', '80'], 'the connection scopegate saw')
+})
