@@ -52,7 +52,8 @@ export function upstreamHeaders (headers: IncomingHttpHeaders, connection: strin
   const drop = named.length === 0 ? null : new Set(named)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || isStrippedHeader(name, options.stripHeaders, options.identityHeaders) || (drop !== null && drop.has(name) && name !== 'host')) continue
+    if (HOP_BY_HOP.has(name) || isStrippedHeader(name, options.stripHeaders, options.identityHeaders)) continue
+    if (drop !== null && drop.has(name) && name !== 'host') continue
     out[name] = headers[name]
   }
   if (options.authorization === 'strip') delete out.authorization

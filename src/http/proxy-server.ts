@@ -109,8 +109,11 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
           const { config } = request.engine ?? engine()
           const raw = request.raw
           // Read from the request as received: reply-from has already removed what the client named in Connection.
-          const forwarding = forwardingHeaders({ remoteAddress: raw.socket.remoteAddress, headers: raw.headers, encrypted: 'encrypted' in raw.socket },
-            config.server.forwarded, config.server.trustProxy)
+          const forwarding = forwardingHeaders(
+            { remoteAddress: raw.socket.remoteAddress, headers: raw.headers, encrypted: 'encrypted' in raw.socket },
+            config.server.forwarded,
+            config.server.trustProxy
+          )
           return upstreamHeaders(headers, raw.headers.connection, {
             identityHeaders: config.identityHeaders,
             stripHeaders: route.forward.stripHeaders,
