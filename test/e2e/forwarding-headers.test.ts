@@ -7,7 +7,7 @@
  */
 import t from 'tap'
 import type { Received } from '../helpers/echo-upstream.js'
-import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
+import { compileTestConfig, issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { mintToken } from '../helpers/jwks-server.js'
 import { rawRequest } from '../helpers/raw-http.js'
 
@@ -191,5 +191,19 @@ t.test('what the upstream receives', async (t) => {
     t.same(all(echo.received.at(-1), 'host'), ['public.example'])
     await rawRequest(gw.proxyUrl, ['GET /site HTTP/1.0'])
     t.same(all(echo.received.at(-1), 'host'), [new URL(echo.url).host], 'no client Host (HTTP/1.0): the upstream\'s')
+  })
+
+  t.test('a reload changes what the upstream receives at once', async (t) => {
+    const config = (forwarded: Record<string, unknown>, preserveHost: boolean): Record<string, unknown> =>
+      ({ server: { forwarded }, upstreams: { echo: { url: echo.url, preserveHost } }, routes: [{ id: 'open', match: { path: '/' }, upstream: 'echo', auth: 'none' }] })
+    const own = await startGateway(config({}, false))
+    t.teardown(() => own.close())
+    await rawRequest(own.proxyUrl, ['GET / HTTP/1.1', 'Host: public.example'])
+    let seen = echo.received.at(-1)
+    t.same([all(seen, 'x-forwarded-for'), all(seen, 'x-real-ip'), all(seen, 'host')], [['127.0.0.1'], [], [new URL(echo.url).host]])
+    t.ok(await own.gateway.reload(compileTestConfig(config({ xForwardedFor: 'remove', clientIpHeaders: ['X-Real-IP'] }, true))))
+    await rawRequest(own.proxyUrl, ['GET / HTTP/1.1', 'Host: public.example'])
+    seen = echo.received.at(-1)
+    t.same([all(seen, 'x-forwarded-for'), all(seen, 'x-real-ip'), all(seen, 'host')], [[], ['127.0.0.1'], ['public.example']])
   })
 })
