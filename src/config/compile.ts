@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os'
 import { parseDuration } from '../shared/duration.js'
 import { compileIpMatcher, type IpMatcher } from '../net/ip-matcher.js'
 import { normalizeTarget } from '../request/normalize-path.js'
+import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
 import { ConfigError, type ConfigProblem } from './load.js'
 import type {
@@ -24,7 +25,7 @@ export const IDENTITY_HEADERS = [
 const RESERVED_HEADERS = new Set([
   'authorization', 'host', 'connection', 'content-length', 'content-type', 'transfer-encoding', 'te',
   'trailer', 'upgrade', 'keep-alive', 'proxy-connection', 'cookie', 'expect', 'forwarded', 'x-forwarded-for',
-  'x-forwarded-proto', 'x-forwarded-host'
+  'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port'
 ])
 
 class Problems {
@@ -186,7 +187,9 @@ function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, Comp
       base: origin + basePath,
       origin,
       basePath,
-      timeoutMs: duration(problems, `${path}.timeout`, upstream.timeout)
+      timeoutMs: duration(problems, `${path}.timeout`, upstream.timeout),
+      host: url === null ? '' : url.host,
+      preserveHost: upstream.preserveHost
     })
   }
   return upstreams
@@ -236,7 +239,7 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       path: route.match.path,
       prefix: route.match.prefix,
       methods: route.match.methods === undefined ? null : new Set(route.match.methods.map((m) => m.toUpperCase())),
-      upstream: upstream ?? { id: route.upstream, base: '', origin: '', basePath: '', timeoutMs: 0 },
+      upstream: upstream ?? { id: route.upstream, base: '', origin: '', basePath: '', timeoutMs: 0, host: '', preserveHost: false },
       stripPrefix: route.stripPrefix,
       auth: route.auth,
       mode: route.mode,
@@ -244,7 +247,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       forward: {
         authorization: route.forward.authorization,
         audience: route.forward.audience ?? upstream?.base ?? '',
-        claims
+        claims,
+        stripHeaders: compileStrippedHeaders(route.forward.stripHeaders)
       }
     }
   })
@@ -277,6 +281,13 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     ? compileIpMatcher(['0.0.0.0/0', '::/0'])
     : trust === false ? null : ipMatcher(problems, 'server.trustProxy', trust)
 
+  raw.server.forwarded.clientIpHeaders.forEach((header, i) => {
+    const name = header.toLowerCase()
+    if (RESERVED_HEADERS.has(name) || name.startsWith('x-auth-') || claimHeaders.has(name)) {
+      problems.add(`server.forwarded.clientIpHeaders[${i}]`, `"${header}" is a header scopegate cannot set to the client address`)
+    }
+  })
+
   // Re-issued tokens count exp in whole seconds: a shorter ttl would sign tokens already expired.
   if (raw.reissue !== undefined && duration(problems, 'reissue.ttl', raw.reissue.ttl) < 1000) problems.add('reissue.ttl', 'must be at least 1s')
   // Without key files each worker would generate its own key, and the JWKS would differ from worker to worker.
@@ -296,7 +307,8 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
       requestTimeoutMs: parseDuration(raw.server.requestTimeout),
       shutdownTimeoutMs: parseDuration(raw.server.shutdownTimeout),
       maxHeaderSize: raw.server.maxHeaderSize,
-      logLevel: raw.server.logLevel
+      logLevel: raw.server.logLevel,
+      forwarded: { ...raw.server.forwarded, clientIpHeaders: raw.server.forwarded.clientIpHeaders.map((name) => name.toLowerCase()) }
     },
     issuersByIss: new Map([...issuersById.values()].map((issuer) => [issuer.issuer, issuer])),
     issuersById,

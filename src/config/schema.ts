@@ -120,7 +120,15 @@ const server: Schema = object({
   requestTimeout: withDefault(duration, '30s'),
   shutdownTimeout: withDefault(duration, '10s'),
   maxHeaderSize: { type: 'integer', minimum: 1024, default: 16384 },
-  logLevel: { type: 'string', enum: LOG_LEVELS, default: 'info' }
+  logLevel: { type: 'string', enum: LOG_LEVELS, default: 'info' },
+  forwarded: object({
+    xForwardedFor: { type: 'string', enum: ['append', 'replace', 'remove'], default: 'append' },
+    xForwardedProto: { type: 'boolean', default: true },
+    xForwardedHost: { type: 'boolean', default: true },
+    xForwardedPort: { type: 'boolean', default: true },
+    forwarded: { type: 'boolean', default: false },
+    clientIpHeaders: { type: 'array', items: headerName, uniqueItems: true, default: [] }
+  }, { default: {} })
 }, { default: {} })
 
 /* ------------------------------------------------------------------ issuers ------------------------------------------------------------------ */
@@ -164,7 +172,8 @@ const issuer: Schema = object({
 
 const upstream: Schema = object({
   url: upstreamUrl,
-  timeout: withDefault(duration, '30s')
+  timeout: withDefault(duration, '30s'),
+  preserveHost: { type: 'boolean', default: false }
 }, { required: ['url'] })
 
 const reissue: Schema = object({
@@ -214,7 +223,8 @@ const match: Schema = object({
 const forward: Schema = object({
   authorization: { type: 'string', enum: ['keep', 'strip', 'reissue'], default: 'keep' },
   audience: nonEmptyString,
-  claims: mapOf(claimPath, { propertyNames: headerName })
+  claims: mapOf(claimPath, { propertyNames: headerName }),
+  stripHeaders: { type: 'array', items: headerName, default: [] }
 }, { default: {} })
 
 const route: Schema = object({

@@ -23,6 +23,20 @@ export interface RawServer {
   shutdownTimeout: DurationText
   maxHeaderSize: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  forwarded: RawForwarding
+}
+
+/** The forwarding headers sent upstream (see docs/proxying.md, "Forwarding headers and trust"). */
+export interface RawForwarding {
+  /** `append`: the trusted part of the client's chain, then the socket peer; `replace`: the client address alone. */
+  xForwardedFor: 'append' | 'replace' | 'remove'
+  xForwardedProto: boolean
+  xForwardedHost: boolean
+  xForwardedPort: boolean
+  /** RFC 7239 `Forwarded`, built from the same addresses. */
+  forwarded: boolean
+  /** Headers set to the decided client address, e.g. `X-Real-IP`. */
+  clientIpHeaders: string[]
 }
 
 export interface RawJwksOptions {
@@ -54,7 +68,12 @@ export interface RawIssuer {
   jwks: RawJwksOptions
 }
 
-export interface RawUpstream { url: string, timeout: DurationText }
+export interface RawUpstream {
+  url: string
+  timeout: DurationText
+  /** Send the client's Host upstream rather than the upstream URL's. */
+  preserveHost: boolean
+}
 
 export interface RawPolicy {
   issuers?: string[]
@@ -70,6 +89,8 @@ export interface RawForward {
   authorization: 'keep' | 'strip' | 'reissue'
   audience?: string
   claims?: Record<string, ClaimPath>
+  /** Client headers removed on this route, besides the built-in list. */
+  stripHeaders: string[]
 }
 
 export interface RawRoute {
@@ -142,6 +163,9 @@ export interface CompiledUpstream {
   origin: string
   basePath: string
   timeoutMs: number
+  /** The upstream URL's host (and port, when not the scheme's default): the Host sent unless `preserveHost`. */
+  host: string
+  preserveHost: boolean
 }
 
 /** A grant set: `all` when the map entry holds `"*"`. */
@@ -176,6 +200,8 @@ export interface CompiledRoute {
     audience: string
     /** Lower-case header name to claim location. */
     claims: ReadonlyMap<string, ClaimSegments>
+    /** Lower-case client header names never sent upstream: the built-in list and the route's own. */
+    stripHeaders: ReadonlySet<string>
   }
 }
 
@@ -189,6 +215,8 @@ export interface CompiledServer {
   shutdownTimeoutMs: number
   maxHeaderSize: number
   logLevel: RawServer['logLevel']
+  /** As in the file, with `clientIpHeaders` lower-cased. */
+  forwarded: Readonly<RawForwarding>
 }
 
 export interface CompiledConfig {

@@ -1,11 +1,14 @@
 /**
  * The request headers sent upstream. Strip before adding: every client copy of a header scopegate sets
- * (any `x-auth-*`, and each `forward.claims` header) is removed whatever its case, and so is every header
- * the client named in `Connection` — otherwise a client could list `x-auth-subject` there and have a
- * hop-by-hop-aware proxy drop the header scopegate added. Hop-by-hop headers (RFC 9110 §7.6.1) never
- * travel further. Only then are the identity headers added.
+ * (any `x-auth-*`, each `forward.claims` header, the forwarding headers) is removed whatever its case or
+ * underscore spelling, and so are the headers upstreams obey as instructions (`strip-headers.ts`) and
+ * every header the client named in `Connection` — otherwise a client could list `x-auth-subject` there
+ * and have a hop-by-hop-aware proxy drop the header scopegate added. Hop-by-hop headers (RFC 9110
+ * §7.6.1) never travel further. Only then are the Host, the forwarding headers and the identity headers
+ * set. See docs/proxying.md, "What the upstream receives".
  */
 import type { IncomingHttpHeaders } from 'node:http'
+import { isStrippedHeader } from './strip-headers.js'
 
 // `expect` is an expectation between the client and scopegate, which answers it itself (docs/proxying.md).
 const HOP_BY_HOP = new Set(['connection', 'expect', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
@@ -13,6 +16,12 @@ const HOP_BY_HOP = new Set(['connection', 'expect', 'keep-alive', 'proxy-connect
 export interface UpstreamHeaderOptions {
   /** Lower-case names scopegate sets; their client copies are removed. */
   identityHeaders: ReadonlySet<string>
+  /** The route's compiled `forward.stripHeaders` (the built-in list and its own). */
+  stripHeaders: ReadonlySet<string>
+  /** The Host to send; undefined keeps the one in `headers`. */
+  host?: string
+  /** Forwarding headers (`forwardingHeaders`), set before the identity headers. */
+  forwarding?: Readonly<Record<string, string>>
   /** What to add, lower-case names. */
   add: Readonly<Record<string, string>>
   authorization: 'keep' | 'strip' | 'reissue'
@@ -44,7 +53,8 @@ export function upstreamHeaders (headers: IncomingHttpHeaders, connection: strin
   const drop = named.length === 0 ? null : new Set(named)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || name.startsWith('x-auth-') || options.identityHeaders.has(name) || (drop !== null && drop.has(name) && name !== 'host')) continue
+    if (HOP_BY_HOP.has(name) || isStrippedHeader(name, options.stripHeaders, options.identityHeaders)) continue
+    if (drop !== null && drop.has(name) && name !== 'host') continue
     out[name] = headers[name]
   }
   if (options.authorization === 'strip') delete out.authorization
@@ -52,6 +62,8 @@ export function upstreamHeaders (headers: IncomingHttpHeaders, connection: strin
     if (options.reissued === undefined) delete out.authorization
     else out.authorization = `Bearer ${options.reissued}`
   }
+  if (options.host !== undefined) out.host = options.host
+  if (options.forwarding !== undefined) for (const name in options.forwarding) out[name] = options.forwarding[name]
   for (const name in options.add) out[name] = options.add[name]
   return out
 }

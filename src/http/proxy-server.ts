@@ -19,6 +19,7 @@ import type { CompiledRoute } from '../config/types.js'
 import { PendingDecision, decideKnown, decidePending, type Allow, type Decision } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
+import { forwardingHeaders } from '../forward/forwarding-headers.js'
 import { upstreamHeaders } from '../forward/upstream-headers.js'
 import { clientIp } from '../request/client-ip.js'
 import { checkHost } from '../request/check-host.js'
@@ -158,12 +159,25 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
         retryDelay: () => null,
         queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
-        rewriteRequestHeaders: (request, headers) => upstreamHeaders(headers, request.raw.headers.connection, {
-          identityHeaders: (request.engine ?? engine()).config.identityHeaders,
-          add: (request.decision as Allow).headers,
-          authorization: route.forward.authorization,
-          reissued: request.reissued
-        }),
+        rewriteRequestHeaders: (request, headers) => {
+          const { config } = request.engine ?? engine()
+          const raw = request.raw
+          // Read from the request as received: reply-from has already removed what the client named in Connection.
+          const forwarding = forwardingHeaders(
+            { remoteAddress: raw.socket.remoteAddress, headers: raw.headers, encrypted: 'encrypted' in raw.socket },
+            config.server.forwarded,
+            config.server.trustProxy
+          )
+          return upstreamHeaders(headers, raw.headers.connection, {
+            identityHeaders: config.identityHeaders,
+            stripHeaders: route.forward.stripHeaders,
+            host: route.upstream.preserveHost && raw.headers.host !== undefined ? raw.headers.host : route.upstream.host,
+            forwarding,
+            add: (request.decision as Allow).headers,
+            authorization: route.forward.authorization,
+            reissued: request.reissued
+          })
+        },
         onError: (errorReply, { error }) => {
           const failed = errorReply as unknown as FastifyReply
           // The request body's own refusal (a token found in a long form body) aborted the upstream request.

@@ -1,9 +1,10 @@
 /**
- * The client address that network rules are decided on (docs/config.md, `server.trustProxy`: `X-Forwarded-For` is believed only
- * from `trustProxy` addresses). Anyone can write an X-Forwarded-For header, so an entry counts only if
- * a trusted hop appended it: the list is read from the right, past our own trusted proxies, and the
- * first address that is not one of them is the client, the same rule as nginx's realip module with
- * `real_ip_recursive on`. Taking the leftmost entry instead would let any client pick its own address.
+ * The client address that network rules are decided on (`X-Forwarded-For` is believed only from
+ * `trustProxy` addresses; see docs/proxying.md). Anyone can write an X-Forwarded-For header, so an entry
+ * counts only if a trusted hop appended it: the list is read from the right, past our own trusted
+ * proxies, and the first address that is not one of them is the client, the same rule as nginx's realip
+ * module with `real_ip_recursive on`. Taking the leftmost entry instead would let any client pick its
+ * own address.
  */
 import { isIP, isIPv4, isIPv6 } from 'node:net'
 import { type IpMatcher, unmapIPv4 } from '../net/ip-matcher.js'
@@ -60,4 +61,33 @@ export function clientIp (
     if (!trusted.has(hop)) return hop
   }
   return hop
+}
+
+/**
+ * The hops the upstream may believe, client first: the client address `clientIp` decides on, the
+ * trusted proxies' entries to its right, and the socket peer last. Whatever a client wrote to the left
+ * of its own address is dropped, so the list sent upstream never presents a forged entry as a hop.
+ * Addresses are normalized as `clientIp` gives them (ports and brackets removed, IPv4-mapped as IPv4).
+ *
+ * @returns `[peer]` when the peer is not trusted; `[]` when the socket has no address (already closed).
+ */
+export function forwardedChain (
+  remoteAddress: string | undefined,
+  forwardedFor: string | string[] | undefined,
+  trusted: IpMatcher | null
+): string[] {
+  if (remoteAddress === undefined) return []
+  const peer = unmapIPv4(remoteAddress)
+  if (trusted === null || forwardedFor === undefined || !trusted.has(peer)) return [peer]
+  const entries = (typeof forwardedFor === 'string' ? forwardedFor : forwardedFor.join(',')).split(',')
+  const chain = [peer]
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const entry = (entries[i] as string).trim()
+    if (entry === '') continue
+    const address = hopAddress(entry)
+    if (address === null) break
+    chain.push(address)
+    if (!trusted.has(address)) break
+  }
+  return chain.reverse()
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { compileIpMatcher } from '../../src/net/ip-matcher.js'
-import { clientIp } from '../../src/request/client-ip.js'
+import { clientIp, forwardedChain } from '../../src/request/client-ip.js'
 
 // Our own load balancers: 10.0.0.0/8 and 2001:db8::/32.
 const trusted = compileIpMatcher(['10.0.0.0/8', '2001:db8::/32'])
@@ -61,4 +61,34 @@ t.test('trusting everyone believes the leftmost address', async (t) => {
   const everyone = compileIpMatcher(['0.0.0.0/0', '::/0'])
   t.equal(clientIp('10.0.0.1', '1.2.3.4, 5.6.7.8', everyone), '1.2.3.4')
   t.equal(clientIp('::1', '2606:4700::1111, ::ffff:5.6.7.8', everyone), '2606:4700::1111')
+})
+
+t.test('forwardedChain: the client address first, the trusted hops, the peer last', async (t) => {
+  const cases: Array<[name: string, peer: string | undefined, xff: string | string[] | undefined, expected: string[]]> = [
+    ['no socket address: nothing', undefined, '1.2.3.4', []],
+    ['untrusted peer: the peer alone', '203.0.113.9', '10.0.0.1', ['203.0.113.9']],
+    ['untrusted mapped peer as IPv4', '::ffff:203.0.113.9', '10.0.0.1', ['203.0.113.9']],
+    ['trusted peer, no header', '10.0.0.1', undefined, ['10.0.0.1']],
+    ['trusted peer, empty header', '10.0.0.1', ' , ', ['10.0.0.1']],
+    ['one hop', '10.0.0.1', '1.2.3.4', ['1.2.3.4', '10.0.0.1']],
+    ['forged entries left of the client are dropped', '10.0.0.1', '6.6.6.6, 1.2.3.4, 10.0.0.2', ['1.2.3.4', '10.0.0.2', '10.0.0.1']],
+    ['several headers', '10.0.0.1', ['6.6.6.6', '1.2.3.4', '10.0.0.2'], ['1.2.3.4', '10.0.0.2', '10.0.0.1']],
+    ['all trusted', '10.0.0.1', '10.0.0.5, 10.0.0.2', ['10.0.0.5', '10.0.0.2', '10.0.0.1']],
+    ['normalized entries', '10.0.0.1', '[2606:4700::1111]:443, ::ffff:10.0.0.9, 10.0.0.3:80', ['2606:4700::1111', '10.0.0.9', '10.0.0.3', '10.0.0.1']],
+    ['garbage stops the walk', '10.0.0.1', '1.2.3.4, unknown, 10.0.0.2', ['10.0.0.2', '10.0.0.1']],
+    ['garbage right behind the peer', '10.0.0.1', '1.2.3.4, unknown', ['10.0.0.1']]
+  ]
+  for (const [name, peer, xff, expected] of cases) t.same(forwardedChain(peer, xff, trusted), expected, name)
+  t.same(forwardedChain('10.0.0.1', '1.2.3.4', null), ['10.0.0.1'], 'no trustProxy')
+})
+
+t.test('forwardedChain starts with the address clientIp decides on', async (t) => {
+  const peers = [undefined, '10.0.0.1', '203.0.113.9', '::ffff:10.0.0.1', '2001:db8::1']
+  const headers = [undefined, '', '1.2.3.4', '6.6.6.6, 1.2.3.4, 10.0.0.2', '10.0.0.5, 10.0.0.2', 'unknown, 10.0.0.2', '1.2.3.4, unknown',
+    ['6.6.6.6', '2606:4700::1, 2001:db8::2'], '[2606:4700::1111]:443', 'evil.example']
+  for (const peer of peers) {
+    for (const xff of headers) {
+      t.equal(forwardedChain(peer, xff, trusted)[0] ?? '', clientIp(peer, xff, trusted), `${String(peer)} / ${JSON.stringify(xff)}`)
+    }
+  }
 })

@@ -327,10 +327,43 @@ t.test('durations compile to milliseconds and seconds', async (t) => {
   t.equal(compiled.issuersById.get('auth0')?.clockToleranceSec, 90)
   t.equal(compiled.issuersById.get('auth0')?.jwks.cooldownMs, 250)
   t.equal(compiled.issuersById.get('auth0')?.jwks.refreshIntervalMs, 600_000, 'defaults filled in')
-  t.same(compiled.upstreams.get('todo'), { id: 'todo', base: 'http://todo-api:3000/base', origin: 'http://todo-api:3000', basePath: '/base', timeoutMs: 5000 }, 'base without trailing slash')
+  t.same(compiled.upstreams.get('todo'), { id: 'todo', base: 'http://todo-api:3000/base', origin: 'http://todo-api:3000', basePath: '/base', timeoutMs: 5000, host: 'todo-api:3000', preserveHost: false }, 'base without trailing slash')
 })
 
 t.test('a route that needs a token needs an issuer', async (t) => {
   t.same(problemsOf(config({ issuers: [] })), [{ path: 'routes[0].auth', message: 'needs at least one issuer' }])
   t.doesNotThrow(() => compileTestConfig(config({ issuers: [], routes: [{ id: 'open', match: { path: '/' }, upstream: 'todo', auth: 'none' }] })))
+})
+
+t.test('forwarding: defaults, lower-cased clientIpHeaders, refused names', async (t) => {
+  t.same(compileTestConfig(config()).server.forwarded,
+    { xForwardedFor: 'append', xForwardedProto: true, xForwardedHost: true, xForwardedPort: true, forwarded: false, clientIpHeaders: [] })
+  const compiled = compileTestConfig(config({ server: { forwarded: { xForwardedFor: 'replace', clientIpHeaders: ['X-Real-IP'] } } }))
+  t.equal(compiled.server.forwarded.xForwardedFor, 'replace')
+  t.same(compiled.server.forwarded.clientIpHeaders, ['x-real-ip'])
+  t.same(problemsOf(config({
+    server: { forwarded: { clientIpHeaders: ['X-Forwarded-For', 'Host', 'x-auth-subject', 'X-Tenant'] } },
+    routes: [{ id: 'todos', match: { path: '/todos' }, upstream: 'todo', forward: { claims: { 'x-tenant': 'tenant' } } }]
+  })).map((p) => p.path), [0, 1, 2, 3].map((i) => `server.forwarded.clientIpHeaders[${i}]`))
+  t.same(problemsOf(config({ server: { forwarded: { xForwardedFor: 'keep' } } })).map((p) => p.path), ['server.forwarded.xForwardedFor'],
+    'passing the client\'s chain through unchanged is not a mode')
+})
+
+t.test('an upstream sends its own host unless preserveHost; a route strips the built-in list and its own', async (t) => {
+  const compiled = compileTestConfig(config({
+    upstreams: { todo: { url: 'http://todo-api:3000/base' }, web: { url: 'https://web.internal', preserveHost: true } },
+    routes: [
+      { id: 'todos', match: { path: '/todos' }, upstream: 'todo', forward: { stripHeaders: ['X-Debug-User'] } },
+      { id: 'web', match: { path: '/web' }, upstream: 'web' }
+    ]
+  }))
+  t.same([compiled.upstreams.get('todo')?.host, compiled.upstreams.get('todo')?.preserveHost], ['todo-api:3000', false])
+  t.same([compiled.upstreams.get('web')?.host, compiled.upstreams.get('web')?.preserveHost], ['web.internal', true], 'the default port is not written')
+  const [todos, web] = compiled.routes
+  t.ok(todos?.forward.stripHeaders.has('x-debug-user'), 'lower-cased')
+  t.ok(todos?.forward.stripHeaders.has('x-http-method-override'), 'the built-in list too')
+  t.notOk(web?.forward.stripHeaders.has('x-debug-user'), 'only on the route that names it')
+  t.ok(web?.forward.stripHeaders.has('x-original-url'))
+  t.same(problemsOf(config({ routes: [{ id: 'todos', match: { path: '/todos' }, upstream: 'todo', forward: { stripHeaders: ['bad header'] } }] }))
+    .map((p) => p.path), ['routes[0].forward.stripHeaders[0]'])
 })

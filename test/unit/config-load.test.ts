@@ -77,7 +77,8 @@ const DEFAULT_SERVER: RawConfig['server'] = {
   requestTimeout: '30s',
   shutdownTimeout: '10s',
   maxHeaderSize: 16384,
-  logLevel: 'info'
+  logLevel: 'info',
+  forwarded: { xForwardedFor: 'append', xForwardedProto: true, xForwardedHost: true, xForwardedPort: true, forwarded: false, clientIpHeaders: [] }
 }
 
 const DEFAULT_ISSUER_PARTS: Pick<RawIssuer, 'clockTolerance' | 'requireTyp' | 'claims' | 'jwks'> = {
@@ -92,7 +93,7 @@ const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'pol
   auth: 'required',
   mode: 'enforce',
   policy: {},
-  forward: { authorization: 'keep' }
+  forward: { authorization: 'keep', stripHeaders: [] }
 }
 
 /** The smallest valid config, as plain values: tests change one thing in a copy. */
@@ -141,7 +142,7 @@ t.test('the contract example loads as written, with the unset defaults filled in
       ...DEFAULT_ISSUER_PARTS,
       claims: { ...DEFAULT_ISSUER_PARTS.claims, roles: 'https://example.com/roles' }
     }],
-    upstreams: { todo: { url: 'http://todo-api:3000', timeout: '30s' } },
+    upstreams: { todo: { url: 'http://todo-api:3000', timeout: '30s', preserveHost: false } },
     reissue: { issuer: 'https://scopegate.internal', ttl: '60s', algorithm: 'ES256', keys: [{ file: '/etc/scopegate/keys/current.jwk.json' }] },
     defaults: { policy: { audience: { denyMissing: true } } },
     routes: [{
@@ -163,7 +164,7 @@ t.test('the contract example loads as written, with the unset defaults filled in
         scopes: { require: ['read:todos'], match: 'all' },
         denyStatus: { policy: 401, scope: 403 }
       },
-      forward: { authorization: 'keep', audience: 'https://todo.internal', claims: { 'x-tenant-id': 'tenant' } }
+      forward: { authorization: 'keep', audience: 'https://todo.internal', claims: { 'x-tenant-id': 'tenant' }, stripHeaders: [] }
     }]
   } satisfies RawConfig)
 })
@@ -171,7 +172,7 @@ t.test('the contract example loads as written, with the unset defaults filled in
 t.test('a minimal config gets every default', async (t) => {
   const config = parseConfigText(JSON.stringify(withIssuer({})), 'test.json', {})
   t.strictSame(config, {
-    upstreams: { todo: { url: 'http://todo:3000', timeout: '30s' } },
+    upstreams: { todo: { url: 'http://todo:3000', timeout: '30s', preserveHost: false } },
     routes: [{ id: 'r0', match: { path: '/todos', prefix: false }, upstream: 'todo', ...DEFAULT_ROUTE_PARTS }],
     issuers: [{ id: 'idp', issuer: 'https://idp/', discovery: true, algorithms: ['RS256'], audiences: ['api'], ...DEFAULT_ISSUER_PARTS }],
     server: DEFAULT_SERVER,

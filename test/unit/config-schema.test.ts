@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawConfig, RawForward, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream } from '../../src/config/types.js'
+import type { RawConfig, RawForward, RawForwarding, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -26,7 +26,8 @@ const everyField: RawConfig = {
     requestTimeout: '15s',
     shutdownTimeout: '2500ms',
     maxHeaderSize: 32768,
-    logLevel: 'debug'
+    logLevel: 'debug',
+    forwarded: { xForwardedFor: 'replace', xForwardedProto: false, xForwardedHost: false, xForwardedPort: false, forwarded: true, clientIpHeaders: ['X-Real-IP'] }
   },
   issuers: [
     {
@@ -59,8 +60,8 @@ const everyField: RawConfig = {
     }
   ],
   upstreams: {
-    todo: { url: 'http://todo-api:3000', timeout: '45s' },
-    'billing.v2': { url: 'https://billing.internal/api/v2', timeout: '30s' }
+    todo: { url: 'http://todo-api:3000', timeout: '45s', preserveHost: true },
+    'billing.v2': { url: 'https://billing.internal/api/v2', timeout: '30s', preserveHost: false }
   },
   reissue: {
     issuer: 'https://scopegate.internal',
@@ -81,7 +82,8 @@ const everyField: RawConfig = {
       forward: {
         authorization: 'reissue',
         audience: 'https://todo.internal',
-        claims: { 'x-tenant-id': 'tenant', 'X-Org': ['org', 'id'] }
+        claims: { 'x-tenant-id': 'tenant', 'X-Org': ['org', 'id'] },
+        stripHeaders: ['X-Debug-User']
       }
     }
   ]
@@ -148,8 +150,17 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     requestTimeout: 'default',
     shutdownTimeout: 'default',
     maxHeaderSize: 'default',
-    logLevel: 'default'
+    logLevel: 'default',
+    forwarded: 'default'
   } satisfies Presence<RawServer>],
+  ['RawForwarding', ['server', 'forwarded'], {
+    xForwardedFor: 'default',
+    xForwardedProto: 'default',
+    xForwardedHost: 'default',
+    xForwardedPort: 'default',
+    forwarded: 'default',
+    clientIpHeaders: 'default'
+  } satisfies Presence<RawForwarding>],
   ['RawListener (proxy)', ['server', 'proxy'], listener],
   ['RawListener (admin)', ['server', 'admin'], listener],
   ['RawIssuer', ['issuers', '[]'], {
@@ -170,7 +181,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
   ['RawJwksOptions', ['issuers', '[]', 'jwks'], {
     refreshInterval: 'default', cooldown: 'default', timeout: 'default', maxStale: 'default', maxBytes: 'default'
   } satisfies Presence<RawJwksOptions>],
-  ['RawUpstream', ['upstreams', '{}'], { url: 'required', timeout: 'default' } satisfies Presence<RawUpstream>],
+  ['RawUpstream', ['upstreams', '{}'], { url: 'required', timeout: 'default', preserveHost: 'default' } satisfies Presence<RawUpstream>],
   ['RawReissue', ['reissue'], {
     issuer: 'required', ttl: 'default', algorithm: 'default', jwksUri: 'optional', keys: 'optional'
   } satisfies Presence<RawReissue>],
@@ -206,7 +217,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     path: 'required', prefix: 'default', methods: 'optional'
   } satisfies Presence<RawRoute['match']>],
   ['RawForward', ['routes', '[]', 'forward'], {
-    authorization: 'default', audience: 'optional', claims: 'optional'
+    authorization: 'default', audience: 'optional', claims: 'optional', stripHeaders: 'default'
   } satisfies Presence<RawForward>]
 ]
 
@@ -228,6 +239,7 @@ const enums: Array<[string, string[], string[]]> = [
   ['reissue.algorithm', ['reissue', 'algorithm'], membersOf<RawReissue['algorithm']>({ ES256: true, EdDSA: true, RS256: true, PS256: true })],
   ['route auth', ['routes', '[]', 'auth'], membersOf<RawRoute['auth']>({ required: true, optional: true, none: true })],
   ['route mode', ['routes', '[]', 'mode'], membersOf<RawRoute['mode']>({ enforce: true, audit: true })],
+  ['server.forwarded.xForwardedFor', ['server', 'forwarded', 'xForwardedFor'], membersOf<RawForwarding['xForwardedFor']>({ append: true, replace: true, remove: true })],
   ['forward.authorization', ['routes', '[]', 'forward', 'authorization'], membersOf<RawForward['authorization']>({ keep: true, strip: true, reissue: true })],
   ['scopes.match', ['routes', '[]', 'policy', 'scopes', 'match'], membersOf<NonNullable<NonNullable<RawPolicy['scopes']>['match']>>({ all: true, any: true })],
   ['denyStatus.policy', ['routes', '[]', 'policy', 'denyStatus', 'policy'], membersOf<NonNullable<NonNullable<RawPolicy['denyStatus']>['policy']>>({ 401: true, 403: true })]

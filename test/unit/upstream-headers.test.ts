@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import t from 'tap'
 import { connectionNames, upstreamHeaders, type UpstreamHeaderOptions } from '../../src/forward/upstream-headers.js'
+import { compileStrippedHeaders, DEFAULT_STRIPPED_HEADERS, isStrippedHeader } from '../../src/forward/strip-headers.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 // The identity headers of a config with a forward.claims header, as the proxy passes them.
@@ -13,7 +14,7 @@ const { identityHeaders } = compileTestConfig({
 const ADD = { 'x-auth-route': 'todos', 'x-auth-subject': 'alice', 'x-auth-scopes': 'read:todos', 'x-tenant-id': 't1' }
 
 function options (over: Partial<UpstreamHeaderOptions> = {}): UpstreamHeaderOptions {
-  return { identityHeaders, add: ADD, authorization: 'keep', ...over }
+  return { identityHeaders, stripHeaders: compileStrippedHeaders(), add: ADD, authorization: 'keep', ...over }
 }
 
 // Node lower-cases every header name it parses, so a client's `X-AUTH-Subject` arrives as `x-auth-subject`.
@@ -130,4 +131,56 @@ t.test('the input is not modified', async (t) => {
   t.same(headers, snapshot)
   t.not(out, headers, 'a new object')
   t.same(out['set-cookie'], ['a=1', 'b=2'], 'multi-value headers pass as lists')
+})
+
+t.test('headers upstreams obey as instructions are removed, whatever their case', async (t) => {
+  const instructions = [
+    'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-override-url', 'x-http-destinationurl', 'x-proxy-url',
+    'x-forwarded-prefix', 'x-forwarded-path', 'x-forwarded-uri', 'x-forwarded-server', 'x-forwarded-ssl', 'x-forwarded-scheme',
+    'x-accel-redirect', 'x-accel-buffering', 'x-envoy-original-path', 'x-envoy-retry-on',
+    'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-method',
+    'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-client-ip', 'x-cluster-client-ip', 'forwarded',
+    'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port'
+  ]
+  const headers: IncomingHttpHeaders = { ...client }
+  for (const name of instructions) headers[name] = 'forged'
+  const out = upstreamHeaders(headers, undefined, options({ add: {} }))
+  t.same(Object.keys(out).sort(), Object.keys(client).sort(), 'only the ordinary headers are left')
+  for (const name of DEFAULT_STRIPPED_HEADERS) t.ok(isStrippedHeader(name, compileStrippedHeaders(), identityHeaders), name)
+})
+
+t.test('an underscore spelling of a stripped or identity header is removed (CGI reads `_` as `-`)', async (t) => {
+  const disguised = [
+    'x_auth_subject', 'x-auth_scopes', 'x_auth-roles', 'x_auth_anything', 'x_tenant_id', 'x_tenant-id',
+    'x_forwarded_for', 'x-forwarded_host', 'x_real_ip', 'true_client_ip', 'x_original_url', 'x_http_method_override', 'x_accel_redirect'
+  ]
+  const headers: IncomingHttpHeaders = { ...client, x_request_id: 'kept', my_header: 'kept' }
+  for (const name of disguised) headers[name] = 'forged'
+  const out = upstreamHeaders(headers, undefined, options({ add: {} }))
+  for (const name of disguised) t.equal(out[name], undefined, name)
+  t.equal(out.x_request_id, 'kept', 'an underscore name that folds to nothing special passes')
+  t.equal(out.my_header, 'kept')
+})
+
+t.test('a route\'s forward.stripHeaders adds to the built-in list', async (t) => {
+  const stripHeaders = compileStrippedHeaders(['X-Debug-User', 'x-internal-token'])
+  const headers = { ...client, 'x-debug-user': 'root', x_debug_user: 'root', 'x-internal-token': 's', 'x-real-ip': '10.0.0.1' }
+  const out = upstreamHeaders(headers, undefined, options({ add: {}, stripHeaders }))
+  t.same(Object.keys(out).sort(), Object.keys(client).sort())
+  t.equal(upstreamHeaders(headers, undefined, options({ add: {} }))['x-debug-user'], 'root', 'other routes keep it')
+})
+
+t.test('the Host is set when given, else kept', async (t) => {
+  t.equal(upstreamHeaders(client, undefined, options({ host: 'todo-api:3000' })).host, 'todo-api:3000')
+  t.equal(upstreamHeaders(client, undefined, options()).host, 'api.example.com')
+})
+
+t.test('forwarding headers are set after stripping, and identity headers after them', async (t) => {
+  const headers = { ...client, 'x-forwarded-for': '10.0.0.1', 'x-real-ip': '10.0.0.1', connection: 'x-forwarded-for' }
+  const out = upstreamHeaders(headers, headers.connection, options({
+    forwarding: { 'x-forwarded-for': '203.0.113.9', 'x-real-ip': '203.0.113.9', 'x-auth-subject': 'not-from-here' }
+  }))
+  t.equal(out['x-forwarded-for'], '203.0.113.9', 'naming it in Connection does not remove scopegate\'s copy')
+  t.equal(out['x-real-ip'], '203.0.113.9')
+  t.equal(out['x-auth-subject'], 'alice', 'identity headers win')
 })
