@@ -245,7 +245,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
         authorization: route.forward.authorization,
         audience: route.forward.audience ?? upstream?.base ?? '',
         claims
-      }
+      },
+      websocket: { ...route.websocket }
     }
   })
 }

@@ -72,6 +72,18 @@ export interface RawForward {
   claims?: Record<string, ClaimPath>
 }
 
+/** A route's WebSocket settings (docs/proxying.md, "WebSockets and Upgrade"). */
+export interface RawWebsocket {
+  /** Accept `Upgrade: websocket` on this route; otherwise an upgrade is refused with 400. */
+  enabled: boolean
+  /** Also accept the token as a `base64url.bearer.authorization.k8s.io.<token>` subprotocol (browsers). */
+  subprotocolToken: boolean
+  /** Close an open WebSocket (1008) when its token expires. */
+  closeOnExpiry: boolean
+  /** Re-decide open WebSockets on a config reload; close (1008) those the new config denies. */
+  closeOnReload: boolean
+}
+
 export interface RawRoute {
   id: string
   match: { path: string, prefix: boolean, methods?: string[] }
@@ -81,6 +93,7 @@ export interface RawRoute {
   mode: 'enforce' | 'audit'
   policy: RawPolicy
   forward: RawForward
+  websocket: RawWebsocket
 }
 
 export interface RawReissue {
@@ -175,6 +188,8 @@ export interface CompiledRoute {
     /** Lower-case header name to claim location. */
     claims: ReadonlyMap<string, ClaimSegments>
   }
+  /** As configured; `enabled: false` refuses every upgrade on the route. */
+  websocket: Readonly<RawWebsocket>
 }
 
 export interface CompiledServer {

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawConfig, RawForward, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream } from '../../src/config/types.js'
+import type { RawConfig, RawForward, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -82,7 +82,8 @@ const everyField: RawConfig = {
         authorization: 'reissue',
         audience: 'https://todo.internal',
         claims: { 'x-tenant-id': 'tenant', 'X-Org': ['org', 'id'] }
-      }
+      },
+      websocket: { enabled: true, subprotocolToken: true, closeOnExpiry: false, closeOnReload: false }
     }
   ]
 }
@@ -200,14 +201,18 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     auth: 'default',
     mode: 'default',
     policy: 'default',
-    forward: 'default'
+    forward: 'default',
+    websocket: 'default'
   } satisfies Presence<RawRoute>],
   ['RawRoute.match', ['routes', '[]', 'match'], {
     path: 'required', prefix: 'default', methods: 'optional'
   } satisfies Presence<RawRoute['match']>],
   ['RawForward', ['routes', '[]', 'forward'], {
     authorization: 'default', audience: 'optional', claims: 'optional'
-  } satisfies Presence<RawForward>]
+  } satisfies Presence<RawForward>],
+  ['RawWebsocket', ['routes', '[]', 'websocket'], {
+    enabled: 'default', subprotocolToken: 'default', closeOnExpiry: 'default', closeOnReload: 'default'
+  } satisfies Presence<RawWebsocket>]
 ]
 
 for (const [name, path, keys] of objects) {
