@@ -7,7 +7,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+/** Also what `http/upgrade.ts` drops from a non-101 answer to a handshake. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 export interface UpstreamHeaderOptions {
   /** Lower-case names scopegate sets; their client copies are removed. */

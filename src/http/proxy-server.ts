@@ -41,7 +41,8 @@ export interface ProxyServerOptions {
   reissue: (decision: Allow) => Promise<string> | undefined
 }
 
-function upstreamError (err: Error & { statusCode?: number, code?: string, cause?: unknown }, upstream: string): GatewayError {
+/** An upstream that could not be reached or did not answer in time, as a 502 or 504 (also used by `upgrade.ts`). */
+export function upstreamError (err: Error & { statusCode?: number, code?: string, cause?: unknown }, upstream: string): GatewayError {
   const cause = err.cause as { code?: string } | undefined
   const code = cause?.code ?? err.code ?? 'unknown'
   if (err.statusCode === 504 || /TIMEOUT/i.test(code)) {

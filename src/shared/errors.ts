@@ -46,6 +46,8 @@ export type Reason =
   | 'scope_insufficient'
   | 'headers_too_large'
   | 'request_malformed'
+  | 'upgrade_not_allowed'
+  | 'authorization_conflict'
   | 'upstream_refused'
   | 'upstream_reset'
   | 'upstream_timeout'
