@@ -40,6 +40,7 @@ export class OpenWebSockets {
   private readonly open = new Set<OpenWebSocket>()
   private readonly logger: Logger
   private readonly now: () => number
+  private shuttingDown = false
 
   constructor (options: OpenWebSocketsOptions) {
     this.logger = options.logger
@@ -62,6 +63,7 @@ export class OpenWebSockets {
       if (entry.timer !== null) clearTimeout(entry.timer)
       this.open.delete(entry)
     })
+    if (this.shuttingDown) this.close(entry, CLOSE_GOING_AWAY, 'gateway shutting down', 'shutdown')
   }
 
   /** Decides every open WebSocket again under `engine` (just swapped in by a reload). */
@@ -78,14 +80,22 @@ export class OpenWebSockets {
     }
   }
 
-  /** Closes every open WebSocket (1001) and resolves when all are closed, or after the tunnels' grace. */
-  async closeAll (): Promise<void> {
+  /**
+   * Closes every open WebSocket (1001), and any opened from now on. Resolves when all are closed, or at
+   * `deadline` (milliseconds since the epoch, on the wall clock), when those left are cut.
+   */
+  async closeAll (deadline: number): Promise<void> {
+    this.shuttingDown = true
     const done: Array<Promise<void>> = []
     for (const entry of this.open) {
       this.close(entry, CLOSE_GOING_AWAY, 'gateway shutting down', 'shutdown')
       done.push(entry.tunnel.done)
     }
-    await Promise.all(done)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.max(0, deadline - Date.now())) })
+    await Promise.race([Promise.all(done), late])
+    clearTimeout(timer)
+    for (const entry of this.open) entry.tunnel.destroy()
   }
 
   private expireAt (entry: OpenWebSocket, at: number): void {

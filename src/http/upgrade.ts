@@ -173,7 +173,7 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
       })
       let settled = false
       upstreamRequest.on('timeout', () => {
-        upstreamRequest.destroy(Object.assign(new Error('upstream timeout'), { code: 'ETIMEDOUT' }))
+        upstreamRequest.destroy(Object.assign(new Error('upstream timeout'), { code: 'HANDSHAKE_TIMEOUT', statusCode: 504 }))
       })
       upstreamRequest.on('error', (err) => {
         if (settled) return

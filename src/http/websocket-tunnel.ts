@@ -125,12 +125,15 @@ export class WebSocketTunnel {
     this.armGrace()
   }
 
+  /** Cuts both sockets at once, without close frames. */
+  destroy (): void {
+    this.client.destroy()
+    this.upstream.destroy()
+  }
+
   private armGrace (): void {
     if (this.grace !== null) return
-    this.grace = setTimeout(() => {
-      this.client.destroy()
-      this.upstream.destroy()
-    }, CLOSE_GRACE_MS)
+    this.grace = setTimeout(() => { this.destroy() }, CLOSE_GRACE_MS)
     this.grace.unref()
   }
 }

@@ -149,7 +149,7 @@ export class Gateway {
     this.closing = true
     const deadline = Date.now() + this.engine.config.server.shutdownTimeoutMs
     // Upgraded sockets are no longer the HTTP server's to close: each WebSocket is closed (1001) first.
-    await this.websockets.closeAll()
+    await this.websockets.closeAll(deadline)
     await closeWithin(this.proxy, deadline)
     await closeWithin(this.admin, deadline)
   }

@@ -5,10 +5,12 @@
  * with scopegate's identity headers, and frames flow both ways until either side closes. The gateway
  * closes a WebSocket itself (1008) when its token expires or a reload denies it.
  */
+import http from 'node:http'
 import t, { type Test } from 'tap'
 import type { WebSocket } from 'ws'
-import { closedPort } from '../helpers/echo-upstream.js'
+import { closeServer, closedPort, listenLocal, trackSockets } from '../helpers/echo-upstream.js'
 import { compileTestConfig, startGateway } from '../helpers/gateway.js'
+import { send } from '../helpers/http.js'
 import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
 import { closed, nextMessage, openWs, startWsUpstream, type Opened, type WsUpstream } from '../helpers/ws-upstream.js'
 
@@ -51,6 +53,13 @@ t.test('WebSockets on the proxy listener', async (t) => {
   t.teardown(() => refusing.close())
 
   const down = await closedPort()
+  // An upstream that takes the handshake and never answers it.
+  const hanging = http.createServer()
+  let hangingHandshakes = 0
+  hanging.on('upgrade', () => { hangingHandshakes++ })
+  const hangingSockets = trackSockets(hanging)
+  const hangingPort = await listenLocal(hanging)
+  t.teardown(() => closeServer(hanging, hangingSockets))
   const routes = (chatScope: string): Array<Record<string, unknown>> => [
     {
       id: 'chat',
@@ -69,14 +78,16 @@ t.test('WebSockets on the proxy listener', async (t) => {
     },
     { id: 'plain', match: { path: '/plain', prefix: true }, upstream: 'chat' },
     { id: 'refusing', match: { path: '/refusing', prefix: true }, upstream: 'refusing', websocket: { enabled: true } },
-    { id: 'down', match: { path: '/down', prefix: true }, upstream: 'down', websocket: { enabled: true } }
+    { id: 'down', match: { path: '/down', prefix: true }, upstream: 'down', websocket: { enabled: true } },
+    { id: 'hanging', match: { path: '/hanging', prefix: true }, upstream: 'hanging', websocket: { enabled: true } }
   ]
   const config = (chatScope: string): Record<string, unknown> => ({
     issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API], clockTolerance: '0s' }],
     upstreams: {
       chat: { url: `${upstream.url}/base` },
       refusing: { url: refusing.url },
-      down: { url: down }
+      down: { url: down },
+      hanging: { url: `http://127.0.0.1:${hangingPort}`, timeout: '300ms' }
     },
     routes: routes(chatScope)
   })
@@ -183,6 +194,28 @@ t.test('WebSockets on the proxy listener', async (t) => {
     t.equal(answer.status, 403)
     t.equal(refusing.handshakes.length, 1, 'the upstream was asked')
     t.equal(answer.headers['www-authenticate'], undefined, 'the upstream\'s answer, not a scopegate denial')
+    t.equal(answer.body, 'refused by the upstream', 'with its body')
+  })
+
+  t.test('an upstream that does not answer the handshake in time is 504 gateway_timeout', async (t) => {
+    const answer = refused(t, await within(openWs(`${ws}/hanging/x`, { headers: auth(token) }), 10_000, 'handshake'))
+    t.equal(answer.status, 504)
+    t.equal(answer.json?.error, 'gateway_timeout')
+    t.equal(hangingHandshakes, 1, 'the upstream was asked')
+  })
+
+  t.test('an upgrade to anything but websocket is 400 invalid_request, even on a WebSocket route', async (t) => {
+    const before = upstream.handshakes.length
+    const res = await send(gw.proxyUrl, '/chat/room', { headers: { ...auth(token), connection: 'Upgrade', upgrade: 'h2c' } })
+    t.equal(res.status, 400)
+    t.equal(res.json?.error, 'invalid_request')
+    t.equal(upstream.handshakes.length, before, 'the upstream received nothing')
+  })
+
+  t.test('handshakes are counted in the metrics like any request', async (t) => {
+    const metrics = await send(gw.adminUrl, '/metrics')
+    t.match(metrics.body, /route="chat",decision="allow",reason="allowed"/)
+    t.match(metrics.body, /route="plain",decision="deny",reason="upgrade_not_allowed"/)
   })
 
   t.test('an upstream that cannot be reached is 502 bad_gateway', async (t) => {
@@ -260,5 +293,14 @@ t.test('WebSockets on the proxy listener', async (t) => {
     t.equal(seen.reason, 'authorization revoked')
     kept.send('still here')
     t.equal((await within(nextMessage(kept), 10_000, 'echo after reload')).data.toString('utf8'), 'still here')
+  })
+
+  t.test('shutdown closes open WebSockets with 1001, on both sides', async (t) => {
+    const socket = opened(t, await within(openWs(`${ws}/browser/feed`, { headers: auth(token) }), 10_000, 'handshake'))
+    const upstreamClosed = upstream.nextClose()
+    const clientClosed = closed(socket)
+    await within(gw.close(), 10_000, 'gateway close')
+    t.equal((await within(clientClosed, 10_000, 'client close')).code, 1001)
+    t.equal((await within(upstreamClosed, 10_000, 'upstream close')).code, 1001)
   })
 })
