@@ -5,8 +5,9 @@
  * token, policy), and answered on the socket. A denial is the usual JSON error response, with the same
  * status, headers and body, and the socket is closed: never a 101, nothing sent upstream.
  *
- * An allowed handshake needs a route that opted in (`websocket.enabled`) and `Upgrade: websocket`; other
- * upgrades (h2c and the like) are refused 400 `invalid_request`. It is sent to the route's upstream at
+ * An allowed handshake needs a route that opted in (`websocket.enabled`) and `Upgrade: websocket`. Any other
+ * upgrade (`h2c`…) is served as plain HTTP with the upgrade ignored, or, if it has a body (which Node's
+ * parser does not read for an upgrade), refused 400 `invalid_request`. It is sent to the route's upstream at
  * the normalized path, with the identity headers of `upstreamHeaders` and the handshake's own
  * (`Upgrade`, `Connection`, `Sec-WebSocket-*`), which are hop-by-hop for every other request. The
  * upstream's answer is relayed: a 101 opens a tunnel (`websocket-tunnel.ts`) watched by
@@ -15,7 +16,7 @@
  * A route may also take the token from `Sec-WebSocket-Protocol` (`websocket.subprotocolToken`, see
  * `subprotocol-token.ts`), for browsers, which cannot set `Authorization` on a WebSocket.
  */
-import http, { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import http, { STATUS_CODES, ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
 import type { Duplex } from 'node:stream'
 import type { CompiledRoute } from '../config/types.js'
@@ -39,6 +40,8 @@ export interface UpgradeOptions {
   /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
   reissue: (decision: Allow) => Promise<string> | undefined
   websockets: OpenWebSockets
+  /** Serves a request as plain HTTP: the proxy server's own request listener. */
+  serveHttp: (request: IncomingMessage, response: ServerResponse) => void
 }
 
 export const upgradeNotAllowed = (): GatewayError =>
@@ -53,6 +56,29 @@ const tokensDiffer = (): GatewayError =>
 /** True for `Upgrade: websocket`, the one protocol the proxy listener switches to. */
 function isWebSocket (upgrade: string | undefined): boolean {
   return upgrade !== undefined && upgrade.trim().toLowerCase() === 'websocket'
+}
+
+/** True when a request announces a body, which an upgrade request's parser leaves unread. */
+function hasBody (request: IncomingMessage): boolean {
+  const length = request.headers['content-length']
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
+/**
+ * Serves an upgrade request that asks for another protocol (`h2c`, which curl and Java's HttpClient offer
+ * on `http://` URLs) as the plain HTTP request it also is, ignoring the upgrade as RFC 9110 §7.8 lets a
+ * server do. Node has already detached its parser, so the response is written on the socket by a
+ * ServerResponse of our own, and the connection closes after it.
+ */
+function serveAsHttp (request: IncomingMessage, socket: Duplex, serveHttp: UpgradeOptions['serveHttp']): void {
+  const response = new ServerResponse(request)
+  response.shouldKeepAlive = false
+  response.assignSocket(socket as Parameters<ServerResponse['assignSocket']>[0])
+  response.on('finish', () => {
+    response.detachSocket(socket as Parameters<ServerResponse['detachSocket']>[0])
+    endWith(socket)
+  })
+  serveHttp(request, response)
 }
 
 /** The route a target goes to, to know where its token may come from; null when `decide()` will refuse it. */
@@ -112,6 +138,10 @@ function relayResponse (socket: Duplex, response: IncomingMessage): void {
 export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { decisions, websockets } = options
   return (request, socket, head) => {
+    if (!isWebSocket(request.headers.upgrade) && !hasBody(request)) {
+      serveAsHttp(request, socket, options.serveHttp)
+      return
+    }
     const startedAt = process.hrtime.bigint()
     const method = request.method ?? 'GET'
     // Nothing is read until the tunnel is open: what the client sends early waits in the socket.

@@ -109,7 +109,10 @@ export class Gateway {
     await this.reissue.start(this.engine.config)
     const reissue = (decision: Allow): Promise<string> | undefined => this.reissue.forDecision(decision)
     this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue })
-    this.proxy.server.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets }))
+    const proxyServer = this.proxy.server
+    proxyServer.on('upgrade', handleUpgrade({
+      engine, decisions, reissue, websockets: this.websockets, serveHttp: (req, res) => proxyServer.emit('request', req, res)
+    }))
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,

@@ -8,7 +8,7 @@
 import http from 'node:http'
 import t, { type Test } from 'tap'
 import type { WebSocket } from 'ws'
-import { closeServer, closedPort, listenLocal, trackSockets } from '../helpers/echo-upstream.js'
+import { closeServer, closedPort, listenLocal, startEcho, trackSockets } from '../helpers/echo-upstream.js'
 import { compileTestConfig, startGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
@@ -52,6 +52,8 @@ t.test('WebSockets on the proxy listener', async (t) => {
   refusing.refuseWith = 403
   t.teardown(() => refusing.close())
 
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
   const down = await closedPort()
   // An upstream that takes the handshake and never answers it.
   const hanging = http.createServer()
@@ -76,7 +78,7 @@ t.test('WebSockets on the proxy listener', async (t) => {
       forward: { authorization: 'strip' },
       websocket: { enabled: true, subprotocolToken: true }
     },
-    { id: 'plain', match: { path: '/plain', prefix: true }, upstream: 'chat' },
+    { id: 'plain', match: { path: '/plain', prefix: true }, upstream: 'echo' },
     { id: 'refusing', match: { path: '/refusing', prefix: true }, upstream: 'refusing', websocket: { enabled: true } },
     { id: 'down', match: { path: '/down', prefix: true }, upstream: 'down', websocket: { enabled: true } },
     { id: 'hanging', match: { path: '/hanging', prefix: true }, upstream: 'hanging', websocket: { enabled: true } }
@@ -86,6 +88,7 @@ t.test('WebSockets on the proxy listener', async (t) => {
     upstreams: {
       chat: { url: `${upstream.url}/base` },
       refusing: { url: refusing.url },
+      echo: { url: echo.url },
       down: { url: down },
       hanging: { url: `http://127.0.0.1:${hangingPort}`, timeout: '300ms' }
     },
@@ -112,6 +115,7 @@ t.test('WebSockets on the proxy listener', async (t) => {
   for (const [name, path, headers, status, error] of denials) {
     t.test(`denied: ${name} is ${status} ${error}, never a 101, and the upstream sees nothing`, async (t) => {
       const before = upstream.handshakes.length
+      const plainBefore = echo.received.length
       const answer = refused(t, await within(openWs(ws + path, { headers }), 10_000, 'handshake'))
       t.equal(answer.status, status)
       t.equal(answer.json?.error, error)
@@ -120,6 +124,7 @@ t.test('WebSockets on the proxy listener', async (t) => {
       t.equal(answer.headers['cache-control'], 'no-store')
       if (status === 401 || status === 403) t.match(answer.headers['www-authenticate'], /^Bearer realm="scopegate"/)
       t.equal(upstream.handshakes.length, before, 'the upstream received no handshake')
+      t.equal(echo.received.length, plainBefore, 'nor any request')
     })
   }
 
@@ -204,12 +209,26 @@ t.test('WebSockets on the proxy listener', async (t) => {
     t.equal(hangingHandshakes, 1, 'the upstream was asked')
   })
 
-  t.test('an upgrade to anything but websocket is 400 invalid_request, even on a WebSocket route', async (t) => {
-    const before = upstream.handshakes.length
-    const res = await send(gw.proxyUrl, '/chat/room', { headers: { ...auth(token), connection: 'Upgrade', upgrade: 'h2c' } })
-    t.equal(res.status, 400)
-    t.equal(res.json?.error, 'invalid_request')
-    t.equal(upstream.handshakes.length, before, 'the upstream received nothing')
+  t.test('an upgrade to another protocol (h2c) is served as plain HTTP, the upgrade ignored', async (t) => {
+    const h2c = { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQAoAAAAAIAAAAA' }
+    const before = echo.received.length
+    const res = await send(gw.proxyUrl, '/plain/x?q=1', { headers: { ...auth(token), ...h2c, 'x-auth-subject': 'mallory' } })
+    t.equal(res.status, 200)
+    t.equal(echo.received.length, before + 1)
+    const seen = echo.received.at(-1)
+    t.equal(seen?.url, '/plain/x?q=1')
+    t.equal(seen?.headers.upgrade, undefined, 'Upgrade is hop-by-hop')
+    t.equal(seen?.headers['http2-settings'], undefined, 'and so is what Connection names')
+    t.equal(seen?.headers['x-auth-subject'], 'alice')
+
+    const denied = await send(gw.proxyUrl, '/plain/x', { headers: h2c })
+    t.equal(denied.status, 401, 'decided like any request')
+    t.equal(denied.json?.error, 'unauthorized')
+
+    const withBody = await send(gw.proxyUrl, '/plain/x', { method: 'POST', headers: { ...auth(token), ...h2c }, body: 'hello' })
+    t.equal(withBody.status, 400, 'with a body, which an upgrade request leaves unread: refused')
+    t.equal(withBody.json?.error, 'invalid_request')
+    t.equal(echo.received.length, before + 1, 'the upstream saw neither')
   })
 
   t.test('handshakes are counted in the metrics like any request', async (t) => {
