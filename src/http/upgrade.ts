@@ -44,8 +44,8 @@ export interface UpgradeOptions {
   serveHttp: (request: IncomingMessage, response: ServerResponse) => void
 }
 
-export const upgradeNotAllowed = (): GatewayError =>
-  deny.badRequest('upgrade_not_allowed', 'this route does not accept a WebSocket upgrade')
+const upgradeNotAllowed = (): GatewayError =>
+  deny.badRequest('upgrade_not_allowed', 'the protocol upgrade is not accepted on this route')
 
 const subprotocolTokenRefused = (): GatewayError =>
   deny.badRequest('authorization_malformed', 'this route does not accept a token in Sec-WebSocket-Protocol')
@@ -138,6 +138,8 @@ function relayResponse (socket: Duplex, response: IncomingMessage): void {
 export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { decisions, websockets } = options
   return (request, socket, head) => {
+    // Node removed its own listeners when it handed the socket over: an error left unheard would be fatal.
+    socket.on('error', () => { socket.destroy() })
     if (!isWebSocket(request.headers.upgrade) && !hasBody(request)) {
       serveAsHttp(request, socket, options.serveHttp)
       return
@@ -146,7 +148,6 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
     const method = request.method ?? 'GET'
     // Nothing is read until the tunnel is open: what the client sends early waits in the socket.
     socket.pause()
-    socket.on('error', () => { socket.destroy() })
     const record = (upgrade: Omit<UpgradeRecord, 'method' | 'startedAt'>): void => {
       decisions.recordUpgrade({ ...upgrade, method, startedAt })
     }

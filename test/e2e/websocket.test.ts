@@ -6,6 +6,7 @@
  * closes a WebSocket itself (1008) when its token expires or a reload denies it.
  */
 import http from 'node:http'
+import net from 'node:net'
 import t, { type Test } from 'tap'
 import type { WebSocket } from 'ws'
 import { closeServer, closedPort, listenLocal, startEcho, trackSockets } from '../helpers/echo-upstream.js'
@@ -229,6 +230,31 @@ t.test('WebSockets on the proxy listener', async (t) => {
     t.equal(withBody.status, 400, 'with a body, which an upgrade request leaves unread: refused')
     t.equal(withBody.json?.error, 'invalid_request')
     t.equal(echo.received.length, before + 1, 'the upstream saw neither')
+  })
+
+  t.test('hostile sockets: no Host, or a client that resets mid-handshake, never reach the upstream or break the gateway', async (t) => {
+    const { port } = new URL(gw.proxyUrl)
+    const raw = (request: string, reset: boolean): Promise<string> => new Promise((resolve) => {
+      const socket = net.connect(Number(port), '127.0.0.1')
+      const chunks: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+      socket.on('error', () => {})
+      socket.on('close', () => { resolve(Buffer.concat(chunks).toString('latin1')) })
+      socket.setTimeout(10_000, () => { socket.destroy() })
+      socket.write(request, () => { if (reset) socket.resetAndDestroy() })
+    })
+    const handshake = 'GET /chat/room HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n' +
+      `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${token}\r\n`
+    const before = upstream.handshakes.length
+    const noHost = await within(raw(`${handshake}\r\n`, false), 10_000, 'no Host')
+    t.match(noHost, /^HTTP\/1\.1 400 /, 'no Host: 400')
+    t.match(noHost, /"error":"invalid_request"/)
+    t.equal(upstream.handshakes.length, before)
+    for (let i = 0; i < 5; i++) await within(raw(`${handshake}Host: x\r\n\r\n`, true), 10_000, 'reset')
+    const socket = opened(t, await within(openWs(`${ws}/browser/feed`, { headers: auth(token) }), 10_000, 'handshake after resets'))
+    socket.send('alive')
+    t.equal((await within(nextMessage(socket), 10_000, 'echo')).data.toString('utf8'), 'alive')
+    socket.close()
   })
 
   t.test('handshakes are counted in the metrics like any request', async (t) => {
