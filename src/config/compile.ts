@@ -249,7 +249,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
         audience: route.forward.audience ?? upstream?.base ?? '',
         claims,
         stripHeaders: compileStrippedHeaders(route.forward.stripHeaders)
-      }
+      },
+      websocket: { ...route.websocket }
     }
   })
 }

@@ -227,6 +227,14 @@ const forward: Schema = object({
   stripHeaders: { type: 'array', items: headerName, default: [] }
 }, { default: {} })
 
+/** WebSocket upgrades on a route (docs/proxying.md, "WebSockets and Upgrade"): refused unless enabled. */
+const websocket: Schema = object({
+  enabled: { type: 'boolean', default: false },
+  subprotocolToken: { type: 'boolean', default: false },
+  closeOnExpiry: { type: 'boolean', default: true },
+  closeOnReload: { type: 'boolean', default: true }
+}, { default: {} })
+
 const route: Schema = object({
   id: idName,
   match,
@@ -235,7 +243,8 @@ const route: Schema = object({
   auth: { type: 'string', enum: ['required', 'optional', 'none'], default: 'required' },
   mode: { type: 'string', enum: ['enforce', 'audit'], default: 'enforce' },
   policy: withDefault(policy, {}),
-  forward
+  forward,
+  websocket
 }, { required: ['id', 'match', 'upstream'] })
 
 /* ------------------------------------------------------------------ the whole file ------------------------------------------------------------------ */

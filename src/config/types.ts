@@ -93,6 +93,18 @@ export interface RawForward {
   stripHeaders: string[]
 }
 
+/** A route's WebSocket settings (docs/proxying.md, "WebSockets and Upgrade"). */
+export interface RawWebsocket {
+  /** Accept `Upgrade: websocket` on this route; otherwise an upgrade is refused with 400. */
+  enabled: boolean
+  /** Also accept the token as a `base64url.bearer.authorization.k8s.io.<token>` subprotocol (browsers). */
+  subprotocolToken: boolean
+  /** Close an open WebSocket (1008) when its token expires. */
+  closeOnExpiry: boolean
+  /** Re-decide open WebSockets on a config reload; close (1008) those the new config denies. */
+  closeOnReload: boolean
+}
+
 export interface RawRoute {
   id: string
   match: { path: string, prefix: boolean, methods?: string[] }
@@ -102,6 +114,7 @@ export interface RawRoute {
   mode: 'enforce' | 'audit'
   policy: RawPolicy
   forward: RawForward
+  websocket: RawWebsocket
 }
 
 export interface RawReissue {
@@ -203,6 +216,8 @@ export interface CompiledRoute {
     /** Lower-case client header names never sent upstream: the built-in list and the route's own. */
     stripHeaders: ReadonlySet<string>
   }
+  /** As configured; `enabled: false` refuses every upgrade on the route. */
+  websocket: Readonly<RawWebsocket>
 }
 
 export interface CompiledServer {

@@ -11,7 +11,8 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { isStrippedHeader } from './strip-headers.js'
 
 // `expect` is an expectation between the client and scopegate, which answers it itself (docs/proxying.md).
-const HOP_BY_HOP = new Set(['connection', 'expect', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+/** Also what `http/upgrade.ts` drops from a non-101 answer to a handshake. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'expect', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 export interface UpstreamHeaderOptions {
   /** Lower-case names scopegate sets; their client copies are removed. */

@@ -11,6 +11,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { pino, type Logger } from 'pino'
+import type { Decision } from '../decision/decide.js'
 import type { GatewayError } from '../shared/errors.js'
 
 export interface DecisionRecord {
@@ -35,6 +36,23 @@ export interface DecisionLog {
   /** `method`: the method decided on, when it is not the request's own (forward auth names the original). */
   record (request: FastifyRequest, reply: FastifyReply, method?: string): void
   upstreamFailed (request: FastifyRequest, error: GatewayError): void
+  /** A WebSocket/Upgrade handshake, answered on the raw socket with no Fastify request (see `upgrade.ts`). */
+  recordUpgrade (upgrade: UpgradeRecord): void
+}
+
+/** What the decision line of an upgrade handshake is made of. */
+export interface UpgradeRecord {
+  /** null: refused before a decision (no Host header, a conflicting subprotocol token). */
+  decision: Decision | null
+  method: string
+  /** The status the client got (101 when the upstream switched protocols). */
+  status: number
+  /** `process.hrtime.bigint()` when the handshake arrived. */
+  startedAt: bigint
+  /** The upstream failure that answered 502/504, if any. */
+  failure?: GatewayError
+  /** The refusal made before or after the decision (route not open to upgrades), if any. */
+  refusal?: GatewayError
 }
 
 /** Called with every finished decision, e.g. to count it in metrics. */
@@ -60,39 +78,53 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
   return {
     upstreamFailed (request, error) { upstreamFailures.set(request, error) },
     record (request, reply, method = request.method) {
-      const decision = request.decision
-      const latencyMs = request.startedAt === 0n ? 0 : Number(process.hrtime.bigint() - request.startedAt) / 1e6
-      const failure = upstreamFailures.get(request)
-      let record: DecisionRecord
-      if (decision === null) {
-        // Answered before a decision was made (framework-level errors).
-        record = {
-          route: null, method, path: null, decision: 'deny', reason: reply.statusCode === 404 ? 'no_route' : 'request_malformed',
-          upstream: null, status: reply.statusCode, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
-        }
-      } else {
-        const token = decision.token
-        const error = decision.allowed ? decision.audit : decision.error
-        record = {
-          route: decision.route?.id ?? null,
-          method,
-          path: decision.path,
-          decision: decision.allowed ? (decision.audit === null ? 'allow' : 'audit_deny') : 'deny',
-          reason: failure?.reason ?? error?.reason ?? 'allowed',
-          upstream: decision.route?.upstream.id ?? null,
-          status: reply.statusCode,
-          upstreamStatus: decision.allowed && failure === undefined ? reply.statusCode : null,
-          sub: token?.subject ?? null,
-          clientId: token?.clientId ?? null,
-          scopes: decision.scopes.join(' '),
-          latencyMs: Math.round(latencyMs * 1000) / 1000
-        }
-        const detail = failure?.detail ?? error?.detail
-        if (detail !== undefined) record.detail = detail
+      write(recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request)))
+    },
+    recordUpgrade ({ decision, method, status, startedAt, failure, refusal }) {
+      const record = recordOf(decision, method, status, startedAt, failure ?? refusal)
+      if (refusal !== undefined) {
+        // Allowed by the policy, refused as an upgrade: a denial all the same.
+        record.decision = 'deny'
+        record.upstreamStatus = null
       }
-      for (const listener of listeners) listener(record)
-      const level = record.decision === 'allow' ? INFO : WARN
-      if (level >= logger.levelVal && stream !== undefined) stream.write(decisionLine(level, Date.now(), bindings, record))
+      write(record)
     }
   }
+
+  function write (record: DecisionRecord): void {
+    for (const listener of listeners) listener(record)
+    const level = record.decision === 'allow' ? INFO : WARN
+    if (level >= logger.levelVal && stream !== undefined) stream.write(decisionLine(level, Date.now(), bindings, record))
+  }
+}
+
+/** The record of a finished decision; `failure` (an upstream failure or a later refusal) overrides the reason. */
+function recordOf (decision: Decision | null, method: string, status: number, startedAt: bigint, failure: GatewayError | undefined): DecisionRecord {
+  const latencyMs = startedAt === 0n ? 0 : Number(process.hrtime.bigint() - startedAt) / 1e6
+  if (decision === null) {
+    // Answered before a decision was made (framework-level errors).
+    const reason = failure?.reason ?? (status === 404 ? 'no_route' : 'request_malformed')
+    return {
+      route: null, method, path: null, decision: 'deny', reason, upstream: null, status, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
+    }
+  }
+  const token = decision.token
+  const error = decision.allowed ? decision.audit : decision.error
+  const record: DecisionRecord = {
+    route: decision.route?.id ?? null,
+    method,
+    path: decision.path,
+    decision: decision.allowed ? (decision.audit === null ? 'allow' : 'audit_deny') : 'deny',
+    reason: failure?.reason ?? error?.reason ?? 'allowed',
+    upstream: decision.route?.upstream.id ?? null,
+    status,
+    upstreamStatus: decision.allowed && failure === undefined ? status : null,
+    sub: token?.subject ?? null,
+    clientId: token?.clientId ?? null,
+    scopes: decision.scopes.join(' '),
+    latencyMs: Math.round(latencyMs * 1000) / 1000
+  }
+  const detail = failure?.detail ?? error?.detail
+  if (detail !== undefined) record.detail = detail
+  return record
 }

@@ -19,14 +19,13 @@ import type { CompiledRoute } from '../config/types.js'
 import { PendingDecision, decideKnown, decidePending, type Allow, type Decision } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
-import { forwardingHeaders } from '../forward/forwarding-headers.js'
-import { upstreamHeaders } from '../forward/upstream-headers.js'
 import { clientIp } from '../request/client-ip.js'
 import { checkHost } from '../request/check-host.js'
 import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
 import { expectationFailed, handleClientError } from './client-errors.js'
 import { checkFormBody } from './form-body.js'
+import { proxiedHeaders } from './proxied-headers.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
 
@@ -51,7 +50,8 @@ export interface ProxyServerOptions {
   reissue: (decision: Allow) => Promise<string> | undefined
 }
 
-function upstreamError (err: Error & { statusCode?: number, code?: string, cause?: unknown }, upstream: string): GatewayError {
+/** An upstream that could not be reached or did not answer in time, as a 502 or 504 (also used by `upgrade.ts`). */
+export function upstreamError (err: Error & { statusCode?: number, code?: string, cause?: unknown }, upstream: string): GatewayError {
   const cause = err.cause as { code?: string } | undefined
   const code = cause?.code ?? err.code ?? 'unknown'
   if (err.statusCode === 504 || /TIMEOUT/i.test(code)) {
@@ -159,25 +159,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
         retryDelay: () => null,
         queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
-        rewriteRequestHeaders: (request, headers) => {
-          const { config } = request.engine ?? engine()
-          const raw = request.raw
-          // Read from the request as received: reply-from has already removed what the client named in Connection.
-          const forwarding = forwardingHeaders(
-            { remoteAddress: raw.socket.remoteAddress, headers: raw.headers, encrypted: 'encrypted' in raw.socket },
-            config.server.forwarded,
-            config.server.trustProxy
-          )
-          return upstreamHeaders(headers, raw.headers.connection, {
-            identityHeaders: config.identityHeaders,
-            stripHeaders: route.forward.stripHeaders,
-            host: route.upstream.preserveHost && raw.headers.host !== undefined ? raw.headers.host : route.upstream.host,
-            forwarding,
-            add: (request.decision as Allow).headers,
-            authorization: route.forward.authorization,
-            reissued: request.reissued
-          })
-        },
+        rewriteRequestHeaders: (request, headers) =>
+          proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued),
         onError: (errorReply, { error }) => {
           const failed = errorReply as unknown as FastifyReply
           // The request body's own refusal (a token found in a long form body) aborted the upstream request.

@@ -13,6 +13,8 @@ import { createDecisionLog, type DecisionListener } from '../http/decision-log.j
 import { forwardAuth } from '../http/forward-auth.js'
 import { closeWithin } from '../http/drain.js'
 import { buildProxyServer } from '../http/proxy-server.js'
+import { OpenWebSockets } from '../http/open-websockets.js'
+import { handleUpgrade } from '../http/upgrade.js'
 import { createLogger } from '../observability/logger.js'
 import { GatewayMetrics, metricsRoute } from '../observability/metrics.js'
 import type { Allow } from '../decision/decide.js'
@@ -53,6 +55,8 @@ export class Gateway {
   readonly metrics: GatewayMetrics
   /** Signs and caches re-issued tokens; its keys are read at start and on each reload. */
   readonly reissue: Reissuer
+  /** WebSockets open on the proxy listener: closed at token expiry, re-decided on reload, closed on shutdown. */
+  readonly websockets: OpenWebSockets
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
 
@@ -75,6 +79,7 @@ export class Gateway {
     this.decisionListeners = [this.metrics.onDecision, ...(options.decisionListeners ?? [])]
     this.engine = buildEngine(options.config, null, this.engineOptions)
     this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
+    this.websockets = new OpenWebSockets({ logger: this.logger, now: options.now })
   }
 
   /** The engine in force: read once per request, so a request finishes under the config it started with. */
@@ -92,6 +97,7 @@ export class Gateway {
       if (config.server.logLevel !== this.engine.config.server.logLevel) this.logger.level = config.server.logLevel
       this.engine = buildEngine(config, this.engine, this.engineOptions)
       void loadKeys(this.engine)
+      this.websockets.recheck(this.engine)
     })
   }
 
@@ -103,6 +109,10 @@ export class Gateway {
     await this.reissue.start(this.engine.config)
     const reissue = (decision: Allow): Promise<string> | undefined => this.reissue.forDecision(decision)
     this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue })
+    const proxyServer = this.proxy.server
+    proxyServer.on('upgrade', handleUpgrade({
+      engine, decisions, reissue, websockets: this.websockets, serveHttp: (req, res) => proxyServer.emit('request', req, res)
+    }))
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,
@@ -141,6 +151,8 @@ export class Gateway {
   private async drain (): Promise<void> {
     this.closing = true
     const deadline = Date.now() + this.engine.config.server.shutdownTimeoutMs
+    // Upgraded sockets are no longer the HTTP server's to close: each WebSocket is closed (1001) first.
+    await this.websockets.closeAll(deadline)
     await closeWithin(this.proxy, deadline)
     await closeWithin(this.admin, deadline)
   }

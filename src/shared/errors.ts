@@ -52,6 +52,8 @@ export type Reason =
   | 'headers_too_large'
   | 'request_malformed'
   | 'expectation_unsupported'
+  | 'upgrade_not_allowed'
+  | 'authorization_conflict'
   | 'upstream_refused'
   | 'upstream_reset'
   | 'upstream_timeout'

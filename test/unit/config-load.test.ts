@@ -88,12 +88,13 @@ const DEFAULT_ISSUER_PARTS: Pick<RawIssuer, 'clockTolerance' | 'requireTyp' | 'c
   jwks: { refreshInterval: '10m', cooldown: '30s', timeout: '5s', maxStale: '24h', maxBytes: 1048576 }
 }
 
-const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'policy' | 'forward'> = {
+const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'policy' | 'forward' | 'websocket'> = {
   stripPrefix: false,
   auth: 'required',
   mode: 'enforce',
   policy: {},
-  forward: { authorization: 'keep', stripHeaders: [] }
+  forward: { authorization: 'keep', stripHeaders: [] },
+  websocket: { enabled: false, subprotocolToken: false, closeOnExpiry: true, closeOnReload: true }
 }
 
 /** The smallest valid config, as plain values: tests change one thing in a copy. */
@@ -164,7 +165,8 @@ t.test('the contract example loads as written, with the unset defaults filled in
         scopes: { require: ['read:todos'], match: 'all' },
         denyStatus: { policy: 401, scope: 403 }
       },
-      forward: { authorization: 'keep', audience: 'https://todo.internal', claims: { 'x-tenant-id': 'tenant' }, stripHeaders: [] }
+      forward: { authorization: 'keep', audience: 'https://todo.internal', claims: { 'x-tenant-id': 'tenant' }, stripHeaders: [] },
+      websocket: { enabled: false, subprotocolToken: false, closeOnExpiry: true, closeOnReload: true }
     }]
   } satisfies RawConfig)
 })

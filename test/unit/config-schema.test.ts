@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawConfig, RawForward, RawForwarding, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream } from '../../src/config/types.js'
+import type { RawConfig, RawForward, RawForwarding, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -84,7 +84,8 @@ const everyField: RawConfig = {
         audience: 'https://todo.internal',
         claims: { 'x-tenant-id': 'tenant', 'X-Org': ['org', 'id'] },
         stripHeaders: ['X-Debug-User']
-      }
+      },
+      websocket: { enabled: true, subprotocolToken: true, closeOnExpiry: false, closeOnReload: false }
     }
   ]
 }
@@ -211,14 +212,18 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     auth: 'default',
     mode: 'default',
     policy: 'default',
-    forward: 'default'
+    forward: 'default',
+    websocket: 'default'
   } satisfies Presence<RawRoute>],
   ['RawRoute.match', ['routes', '[]', 'match'], {
     path: 'required', prefix: 'default', methods: 'optional'
   } satisfies Presence<RawRoute['match']>],
   ['RawForward', ['routes', '[]', 'forward'], {
     authorization: 'default', audience: 'optional', claims: 'optional', stripHeaders: 'default'
-  } satisfies Presence<RawForward>]
+  } satisfies Presence<RawForward>],
+  ['RawWebsocket', ['routes', '[]', 'websocket'], {
+    enabled: 'default', subprotocolToken: 'default', closeOnExpiry: 'default', closeOnReload: 'default'
+  } satisfies Presence<RawWebsocket>]
 ]
 
 for (const [name, path, keys] of objects) {
