@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { parseDuration } from '../shared/duration.js'
+import { isPlainObject } from '../shared/is-plain-object.js'
 import { compileIpMatcher, type IpMatcher } from '../net/ip-matcher.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 import { findAmbiguities } from '../routing/route-table.js'
@@ -90,10 +91,6 @@ export function mergePolicy (defaults: RawPolicy, route: RawPolicy): RawPolicy {
       : value
   }
   return merged as RawPolicy
-}
-
-function isPlainObject (v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
 function compilePolicy (problems: Problems, path: string, raw: RawPolicy, issuerIds: ReadonlySet<string>): CompiledPolicy {

@@ -15,18 +15,12 @@
  */
 import { Ajv, type ValidateFunction } from 'ajv'
 import { DURATION_MESSAGE, DURATION_PATTERN } from '../shared/duration.js'
+import { JWS_ALGORITHMS, REFUSED_ALGORITHMS, REISSUE_ALGORITHMS } from '../token/algorithms.js'
 
 type Schema = Record<string, unknown>
 
-/** The JWS algorithms an issuer may pin: asymmetric only. */
-export const JWS_ALGORITHMS = [
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'
-] as const
-
-/** Refused with their own message: a gateway that pins these would accept forged or unsigned tokens. */
-export const REFUSED_ALGORITHMS = ['none', 'HS256', 'HS384', 'HS512'] as const
-
-export const REISSUE_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
+// The algorithm lists live beside the verifier, which they must match; re-exported for the schema's readers.
+export { JWS_ALGORITHMS, REFUSED_ALGORITHMS, REISSUE_ALGORITHMS } from '../token/algorithms.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
