@@ -10,7 +10,7 @@ import { isPlainObject } from '../shared/is-plain-object.js'
 import { compileIpMatcher, type IpMatcher } from '../net/ip-matcher.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 import { findAmbiguities } from '../routing/route-table.js'
-import { ConfigError, type ConfigProblem } from './load.js'
+import { ConfigError, type ConfigProblem } from './problems.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
   Grant, RawConfig, RawPolicy

@@ -15,7 +15,7 @@
  * string (a numeric client id, say).
  */
 import { isScalar, parseDocument } from 'yaml'
-import type { ConfigProblem } from './load.js'
+import type { ConfigProblem } from './problems.js'
 import { isPlainObject } from '../shared/is-plain-object.js'
 
 export interface Interpolated {

@@ -2,11 +2,11 @@
  * The JSON Schema (draft-07) of the config file: the contract's section 4, written as small named parts.
  *
  * Validation fills in every default (`useDefaults`), so a config that passes is a complete `RawConfig`
- * (after `load.ts` turns a bare-string `scope` or `clientId` into a one-item list).
+ * (after `parse.ts` turns a bare-string `scope` or `clientId` into a one-item list).
  * `test/unit/config-schema.test.ts` pins this schema to the `RawConfig` type.
  *
  * Unions are written as `type: [a, b]` with keywords that apply to one type only, never as `anyOf`:
- * that keeps every error about one value, so `load.ts` can word it for an operator. Where the stock
+ * that keeps every error about one value, so `schema-problems.ts` can word it for an operator. Where the stock
  * wording would be cryptic, an `x-message` annotation gives the message to print, per keyword;
  * `{value}` in it stands for the offending value.
  *
@@ -243,14 +243,14 @@ export const ajv = new Ajv({
   strict: true,
   allowUnionTypes: true,
   coerceTypes: false,
-  // errors carry the value and the schema object, so `load.ts` can word them and read `x-message`
+  // errors carry the value and the schema object, so `schema-problems.ts` can word them and read `x-message`
   verbose: true
 })
 ajv.addKeyword({ keyword: 'x-message', schemaType: 'object' })
 
 /**
  * Validates a parsed, interpolated config in place, filling in every default. On success the value is a
- * `RawConfig` except that `claims.scope` and `claims.clientId` may still be bare strings (see `load.ts`).
- * Errors are Ajv's; `load.ts` turns them into problems.
+ * `RawConfig` except that `claims.scope` and `claims.clientId` may still be bare strings (see `parse.ts`).
+ * Errors are Ajv's; `schema-problems.ts` turns them into problems.
  */
 export const validateConfig: ValidateFunction = ajv.compile(configSchema)

@@ -8,7 +8,7 @@
 import cluster from 'node:cluster'
 import type { Logger } from 'pino'
 import { WORKER_ENV, WorkerLink, runPrimary } from './cluster.js'
-import { ConfigError } from '../config/load.js'
+import { ConfigError } from '../config/problems.js'
 import { ConfigReloader } from '../config/reload.js'
 import type { CompiledConfig } from '../config/types.js'
 import { watchConfigFile } from '../config/watch.js'

@@ -12,7 +12,7 @@ import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } fr
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose'
-import { ConfigError, type ConfigProblem } from '../config/load.js'
+import { ConfigError, type ConfigProblem } from '../config/problems.js'
 import type { CompiledConfig, RawReissue } from '../config/types.js'
 import { PUBLISHABLE_ALGORITHMS, keyFitsAlgorithm } from '../token/algorithms.js'
 
