@@ -12,19 +12,29 @@ import { requireScopes } from './require-scopes.js'
 
 export type PolicyCheck = (input: PolicyInput) => void
 
-/** The checks run before narrowing, in order. Anonymous requests (token null) pass the token checks. */
-export const POLICY_CHECKS: ReadonlyArray<readonly [name: string, check: PolicyCheck]> = [
-  ['network', checkNetwork],
+type NamedChecks = ReadonlyArray<readonly [name: string, check: PolicyCheck]>
+
+/** The checks that depend on where the request came from: their answer can change with every request. */
+export const NETWORK_CHECKS: NamedChecks = [
+  ['network', checkNetwork]
+]
+
+/**
+ * The checks that depend on the route and the token alone, run after the network checks and before
+ * narrowing. Anonymous requests (token null) pass them.
+ */
+export const TOKEN_CHECKS: NamedChecks = [
   ['issuer', checkIssuer],
   ['audience', checkAudience],
   ['client', checkClient]
 ]
 
-const TOKEN_CHECKS = POLICY_CHECKS.filter(([name]) => name !== 'network').map(([, check]) => check)
+/** Every check run before narrowing, in order (what `explain` shows, step by step). */
+export const POLICY_CHECKS: NamedChecks = [...NETWORK_CHECKS, ...TOKEN_CHECKS]
 
 /** Runs the policy; returns the effective (narrowed) scopes. */
 export function applyPolicy (input: PolicyInput): readonly string[] {
-  checkNetwork(input)
+  for (const [, check] of NETWORK_CHECKS) check(input)
   return applyTokenPolicy(input)
 }
 
@@ -33,7 +43,7 @@ export function applyPolicy (input: PolicyInput): readonly string[] {
  * its answer holds for every request that carries the same token to the same route (see decide.ts).
  */
 export function applyTokenPolicy (input: PolicyInput): readonly string[] {
-  for (const check of TOKEN_CHECKS) check(input)
+  for (const [, check] of TOKEN_CHECKS) check(input)
   if (input.token === null) return []
   const effective = narrowScopes(input)
   requireScopes(input.policy, effective)
