@@ -8,6 +8,12 @@
  * straight to the logger's destination in pino's own layout (level, time, the logger's bindings, the
  * fields, msg): pino's generic path (hooks, redaction, a serializer per value) cost about a third more.
  * The logger's level still decides, read on every line, so a reload that changes it applies at once.
+ * The destination is looked up once, through `pino.symbols` (pino's exported handles on a logger's
+ * stream and bindings); a logger without one is refused when the log is created, since a decision line
+ * that cannot be written is an audit trail that silently stops.
+ *
+ * Answers written straight to the socket, before any request object exists (`client-errors.ts`), are
+ * decisions too: `answeredOnSocket` gives each its line, with route and path null.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { pino, type Logger } from 'pino'
@@ -15,7 +21,8 @@ import type { GatewayError } from '../shared/errors.js'
 
 export interface DecisionRecord {
   route: string | null
-  method: string
+  /** null when the request was not read far enough to have one (an answer written on the socket). */
+  method: string | null
   path: string | null
   decision: 'allow' | 'deny' | 'audit_deny'
   reason: string
@@ -35,6 +42,8 @@ export interface DecisionLog {
   /** `method`: the method decided on, when it is not the request's own (forward auth names the original). */
   record (request: FastifyRequest, reply: FastifyReply, method?: string): void
   upstreamFailed (request: FastifyRequest, error: GatewayError): void
+  /** A denial written straight to the socket, before a request object existed (431, unparseable HTTP). */
+  answeredOnSocket (error: GatewayError): void
 }
 
 /** Called with every finished decision, e.g. to count it in metrics. */
@@ -53,46 +62,64 @@ export function decisionLine (level: number, time: number, bindings: string, r: 
     `,"latencyMs":${r.latencyMs}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`},"msg":"decision"}\n`
 }
 
+type Destination = { write: (line: string) => unknown }
+
+/** The logger's destination stream, through pino's exported symbols. Throws if it has none. */
+function destinationOf (logger: Logger): Destination {
+  const stream = (logger as unknown as Record<symbol, Partial<Destination> | undefined>)[pino.symbols.streamSym]
+  if (typeof stream?.write !== 'function') throw new Error('the logger has no destination stream: decision lines could not be written')
+  return stream as Destination
+}
+
+/** A request answered before any decision was made: no route, no token, nothing sent upstream. */
+function undecided (method: string | null, reason: string, status: number, latencyMs: number): DecisionRecord {
+  return {
+    route: null, method, path: null, decision: 'deny', reason, upstream: null, status, upstreamStatus: null,
+    sub: null, clientId: null, scopes: '', latencyMs
+  }
+}
+
+/** @throws Error at once if `logger` has no destination stream to write decision lines to. */
 export function createDecisionLog (logger: Logger, listeners: DecisionListener[] = []): DecisionLog {
-  const stream = (logger as unknown as Record<symbol, { write (line: string): unknown }>)[pino.symbols.streamSym]
-  const bindings = (logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] ?? ''
+  const stream = destinationOf(logger)
+  const bindings = (logger as unknown as Record<symbol, string | undefined>)[pino.symbols.chindingsSym] ?? ''
   const upstreamFailures = new WeakMap<FastifyRequest, GatewayError>()
+  const emit = (record: DecisionRecord): void => {
+    for (const listener of listeners) listener(record)
+    const level = record.decision === 'allow' ? INFO : WARN
+    if (level >= logger.levelVal) stream.write(decisionLine(level, Date.now(), bindings, record))
+  }
   return {
     upstreamFailed (request, error) { upstreamFailures.set(request, error) },
+    answeredOnSocket (error) { emit(undecided(null, error.reason, error.status, 0)) },
     record (request, reply, method = request.method) {
       const decision = request.decision
       const latencyMs = request.startedAt === 0n ? 0 : Number(process.hrtime.bigint() - request.startedAt) / 1e6
-      const failure = upstreamFailures.get(request)
-      let record: DecisionRecord
       if (decision === null) {
         // Answered before a decision was made (framework-level errors).
-        record = {
-          route: null, method, path: null, decision: 'deny', reason: reply.statusCode === 404 ? 'no_route' : 'request_malformed',
-          upstream: null, status: reply.statusCode, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
-        }
-      } else {
-        const token = decision.token
-        const error = decision.allowed ? decision.audit : decision.error
-        record = {
-          route: decision.route?.id ?? null,
-          method,
-          path: decision.path,
-          decision: decision.allowed ? (decision.audit === null ? 'allow' : 'audit_deny') : 'deny',
-          reason: failure?.reason ?? error?.reason ?? 'allowed',
-          upstream: decision.route?.upstream.id ?? null,
-          status: reply.statusCode,
-          upstreamStatus: decision.allowed && failure === undefined ? reply.statusCode : null,
-          sub: token?.subject ?? null,
-          clientId: token?.clientId ?? null,
-          scopes: decision.scopes.join(' '),
-          latencyMs: Math.round(latencyMs * 1000) / 1000
-        }
-        const detail = failure?.detail ?? error?.detail
-        if (detail !== undefined) record.detail = detail
+        emit(undecided(method, reply.statusCode === 404 ? 'no_route' : 'request_malformed', reply.statusCode, latencyMs))
+        return
       }
-      for (const listener of listeners) listener(record)
-      const level = record.decision === 'allow' ? INFO : WARN
-      if (level >= logger.levelVal && stream !== undefined) stream.write(decisionLine(level, Date.now(), bindings, record))
+      const failure = upstreamFailures.get(request)
+      const token = decision.token
+      const error = decision.allowed ? decision.audit : decision.error
+      const record: DecisionRecord = {
+        route: decision.route?.id ?? null,
+        method,
+        path: decision.path,
+        decision: decision.allowed ? (decision.audit === null ? 'allow' : 'audit_deny') : 'deny',
+        reason: failure?.reason ?? error?.reason ?? 'allowed',
+        upstream: decision.route?.upstream.id ?? null,
+        status: reply.statusCode,
+        upstreamStatus: decision.allowed && failure === undefined ? reply.statusCode : null,
+        sub: token?.subject ?? null,
+        clientId: token?.clientId ?? null,
+        scopes: decision.scopes.join(' '),
+        latencyMs: Math.round(latencyMs * 1000) / 1000
+      }
+      const detail = failure?.detail ?? error?.detail
+      if (detail !== undefined) record.detail = detail
+      emit(record)
     }
   }
 }

@@ -16,7 +16,7 @@ import { upstreamHeaders } from '../forward/upstream-headers.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
-import { handleClientError } from './client-errors.js'
+import { clientErrorHandler } from './client-errors.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
 
@@ -69,7 +69,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     requestTimeout: config.server.requestTimeoutMs,
     // requireHostHeader off: Node would answer a missing Host with its own bare 400; onRequest answers it as JSON.
     http: { maxHeaderSize: config.server.maxHeaderSize, requireHostHeader: false },
-    clientErrorHandler: handleClientError,
+    clientErrorHandler: clientErrorHandler(decisions),
     frameworkErrors: (err, _request, reply) => { sendError(reply, frameworkErrorToGatewayError(err)) },
     return503OnClosing: false,
     forceCloseConnections: 'idle'
