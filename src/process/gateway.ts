@@ -90,7 +90,9 @@ export class Gateway {
     // Re-issue key files are read first: a config whose keys cannot be used is refused, the old one stays.
     return this.reissue.reload(config, () => {
       if (config.server.logLevel !== this.engine.config.server.logLevel) this.logger.level = config.server.logLevel
-      this.engine = buildEngine(config, this.engine, this.engineOptions)
+      const previous = this.engine
+      this.engine = buildEngine(config, previous, this.engineOptions)
+      this.metrics.engineReplaced(previous)
       void loadKeys(this.engine)
     })
   }
