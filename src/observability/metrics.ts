@@ -23,6 +23,7 @@ import {
 } from 'prom-client'
 import type { Engine } from '../decision/engine.js'
 import type { DecisionRecord } from '../http/decision-log.js'
+import type { KeyStoreStatus } from '../keys/key-store.js'
 import type { TokenCache } from '../token/token-cache.js'
 
 export const METRIC_PREFIX = 'scopegate_'
@@ -72,28 +73,10 @@ export class GatewayMetrics {
       labelNames: ['issuer', 'result'] as const,
       registers
     })
-    new Gauge({
-      name: name('jwks_keys'),
-      help: 'Usable signing keys held per issuer id.',
-      labelNames: ['issuer'] as const,
-      aggregator: 'max',
-      registers,
-      collect () {
-        this.reset()
-        for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, store.status().keys)
-      }
-    })
-    new Gauge({
-      name: name('jwks_stale_seconds'),
-      help: 'Seconds the issuer has been failing since its last successful JWKS fetch (0 while healthy): how long stale keys have been in use. They are dropped at jwks.maxStale.',
-      labelNames: ['issuer'] as const,
-      aggregator: 'max',
-      registers,
-      collect () {
-        this.reset()
-        for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, store.status().failingForSeconds ?? 0)
-      }
-    })
+    keyStoreGauge(name('jwks_keys'), 'Usable signing keys held per issuer id.', (status) => status.keys, engine, registers)
+    keyStoreGauge(name('jwks_stale_seconds'),
+      'Seconds the issuer has been failing since its last successful JWKS fetch (0 while healthy): how long stale keys have been in use. They are dropped at jwks.maxStale.',
+      (status) => status.failingForSeconds ?? 0, engine, registers)
     this.cacheCounters = [
       cacheCounter(name('token_cache_hits_total'), 'Verified-token cache hits: tokens accepted without a signature check.', (cache) => cache.hits, engine, registers),
       cacheCounter(name('token_cache_misses_total'), 'Verified-token cache misses: tokens verified afresh, or refused from the cache of settled failures.', (cache) => cache.misses, engine, registers)
@@ -265,6 +248,25 @@ class DecisionDurations extends Histogram<'route' | 'decision'> {
     // prom-client's constructor calls reset() before this class has set its fields.
     ;(this.counts as DecisionCounts | undefined)?.clear()
   }
+}
+
+/**
+ * A gauge per issuer, read at scrape time from the key stores of the engine in force. Across workers it
+ * takes the largest value, since every worker holds the same keys.
+ */
+function keyStoreGauge (name: string, help: string, read: (status: KeyStoreStatus) => number,
+  engine: () => Engine | null, registers: Registry[]): void {
+  new Gauge({
+    name,
+    help,
+    labelNames: ['issuer'] as const,
+    aggregator: 'max',
+    registers,
+    collect () {
+      this.reset()
+      for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, read(store.status()))
+    }
+  })
 }
 
 interface CacheCounter {
