@@ -8,26 +8,39 @@ import { readFile } from 'node:fs/promises'
 import type { ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
 import { formatPath, interpolate } from './interpolate.js'
+import { normalize } from './normalize.js'
 import { ConfigError, dedupe, type ConfigProblem } from './problems.js'
 import { pointerSegments, schemaProblems } from './schema-problems.js'
 import { validateConfig } from './schema.js'
 import type { RawConfig } from './types.js'
 
 /**
+ * What `checkConfigText` makes of config text: the validated config, or every problem found and, when
+ * the text parsed, the tree the schema saw (defaults filled in) with the schema's errors, so the meaning
+ * of the parts it accepted can still be checked (see `valid-parts.ts`).
+ */
+export type CheckedText =
+  | { ok: true, config: RawConfig }
+  | { ok: false, problems: ConfigProblem[], tree: unknown, errors: ErrorObject[] }
+
+/**
  * Parses, interpolates and validates config text. `source` names it in messages and picks the format:
  * a name ending in `.json` is JSON, anything else YAML. `env` defaults to `process.env`.
  * @throws ConfigError with every problem found.
  */
-export function parseConfigText (
-  text: string,
-  source: string,
-  env: Record<string, string | undefined> = process.env
-): RawConfig {
+export function parseConfigText (text: string, source: string, env: Record<string, string | undefined> = process.env): RawConfig {
+  const checked = checkConfigText(text, source, env)
+  if (!checked.ok) throw new ConfigError(source, checked.problems)
+  return checked.config
+}
+
+/** `parseConfigText`, returning its problems instead of throwing them. */
+export function checkConfigText (text: string, source: string, env: Record<string, string | undefined> = process.env): CheckedText {
   const body = text.startsWith('\uFEFF') ? text.slice(1) : text
   const parsed = /\.json$/i.test(source) ? parseJson(body) : parseYaml(body)
-  if (!parsed.ok) throw new ConfigError(source, parsed.problems)
+  if (!parsed.ok) return { ok: false, problems: parsed.problems, tree: undefined, errors: [] }
   if (parsed.tree === null || parsed.tree === undefined) {
-    throw new ConfigError(source, [{ path: '', message: 'the config is empty' }])
+    return { ok: false, problems: [{ path: '', message: 'the config is empty' }], tree: undefined, errors: [] }
   }
 
   const interpolated = interpolate(parsed.tree, env)
@@ -35,30 +48,35 @@ export function parseConfigText (
   const problems = [...interpolated.problems]
   let valid = validateConfig(tree)
   if (!valid && restoreStrings(validateConfig.errors ?? [], tree, interpolated.retyped)) valid = validateConfig(tree)
-  if (!valid) {
-    // A value whose variable is unset is empty now; what the schema says about it would only repeat that.
-    const unset = new Set(problems.map((problem) => problem.path))
-    for (const problem of schemaProblems(validateConfig.errors ?? [], tree)) {
-      if (!unset.has(problem.path)) problems.push(problem)
-    }
+  const errors = valid ? [] : [...(validateConfig.errors ?? [])]
+  // A value whose variable is unset is empty now; what the schema says about it would only repeat that.
+  const unset = new Set(problems.map((problem) => problem.path))
+  for (const problem of schemaProblems(errors, tree)) {
+    if (!unset.has(problem.path)) problems.push(problem)
   }
-  if (problems.length > 0) throw new ConfigError(source, dedupe(problems))
-  return normalize(tree as RawConfig)
+  if (problems.length > 0) return { ok: false, problems: dedupe(problems), tree, errors }
+  return { ok: true, config: normalize(tree as RawConfig) }
 }
 
 /**
- * Reads and parses a config file (see `parseConfigText`).
- * @throws ConfigError, also when the file cannot be read (`cannot read config file: ENOENT`).
+ * Reads a config file's text.
+ * @throws ConfigError when the file cannot be read (`cannot read config file: ENOENT`).
  */
-export async function readConfigFile (file: string, env?: Record<string, string | undefined>): Promise<RawConfig> {
-  let text: string
+export async function readConfigText (file: string): Promise<string> {
   try {
-    text = await readFile(file, 'utf8')
+    return await readFile(file, 'utf8')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err))
     throw new ConfigError(file, [{ path: '', message: `cannot read config file: ${code}` }])
   }
-  return parseConfigText(text, file, env)
+}
+
+/**
+ * Reads and parses a config file (see `parseConfigText`).
+ * @throws ConfigError, also when the file cannot be read.
+ */
+export async function readConfigFile (file: string, env?: Record<string, string | undefined>): Promise<RawConfig> {
+  return parseConfigText(await readConfigText(file), file, env)
 }
 
 /**
@@ -139,16 +157,4 @@ function parseJson (text: string): Parsed {
     const reason = message.replace(/ in JSON at position \d+.*$/, '')
     return { ok: false, problems: [{ path: '', message: `JSON syntax error at line ${line}, column ${col}: ${reason}` }] }
   }
-}
-
-/* ------------------------------------------------------------------ normalization ------------------------------------------------------------------ */
-
-/** Bare-string `scope` / `clientId` claim alternatives become one-item lists, as `RawConfig` says. */
-function normalize (config: RawConfig): RawConfig {
-  for (const issuer of config.issuers) {
-    const claims = issuer.claims as { scope: unknown, clientId: unknown }
-    if (typeof claims.scope === 'string') claims.scope = [claims.scope]
-    if (typeof claims.clientId === 'string') claims.clientId = [claims.clientId]
-  }
-  return config
 }
