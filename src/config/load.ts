@@ -20,6 +20,9 @@ export function configPath (flag: string | undefined, env: NodeJS.ProcessEnv = p
  */
 export async function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env): Promise<CompiledConfig> {
   const checked = checkConfigText(await readConfigText(file), file, env)
-  if (!checked.ok) throw new ConfigError(file, dedupe([...checked.problems, ...meaningProblems(checked.tree, checked.errors, checked.problems)]))
+  if (!checked.ok) {
+    const meaning = meaningProblems(checked.tree, checked.errors, checked.problems)
+    throw new ConfigError(file, dedupe([...checked.problems, ...meaning]))
+  }
   return compileConfig(checked.config, file)
 }

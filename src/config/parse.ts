@@ -35,7 +35,11 @@ export function parseConfigText (text: string, source: string, env: Record<strin
 }
 
 /** `parseConfigText`, returning its problems instead of throwing them. */
-export function checkConfigText (text: string, source: string, env: Record<string, string | undefined> = process.env): CheckedText {
+export function checkConfigText (
+  text: string,
+  source: string,
+  env: Record<string, string | undefined> = process.env
+): CheckedText {
   const body = text.startsWith('\uFEFF') ? text.slice(1) : text
   const parsed = /\.json$/i.test(source) ? parseJson(body) : parseYaml(body)
   if (!parsed.ok) return { ok: false, problems: parsed.problems, tree: undefined, errors: [] }

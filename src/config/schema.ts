@@ -1,5 +1,5 @@
 /**
- * The JSON Schema (draft-07) of the config file: the contract's section 4, written as small named parts.
+ * The JSON Schema (draft-07) of the config file (docs/config.md), written as small named parts.
  *
  * Validation fills in every default (`useDefaults`), so a config that passes is a complete `RawConfig`
  * (after `parse.ts` turns a bare-string `scope` or `clientId` into a one-item list).

@@ -1,8 +1,8 @@
 /**
- * One JSON log line per decision (contract §8): route, method, normalized path, decision, reason, the
- * principal, the effective scopes, the upstream id, the status, upstream status and latency. Tokens and
- * Authorization headers are never part of the record, so they cannot be logged. The listeners (metrics
- * among them, see `metrics.ts`) get the same record.
+ * One JSON log line per decision (docs/operations.md, Decision logs): route, method, normalized path,
+ * decision, reason, the principal, the effective scopes, the upstream id, the status, upstream status and
+ * latency. Tokens and Authorization headers are never part of the record, so they cannot be logged. The
+ * listeners (metrics among them, see `metrics.ts`) get the same record.
  *
  * This is the one line written on every request, so it is serialized here, field by field, and written
  * straight to the logger's destination in pino's own layout (level, time, the logger's bindings, the

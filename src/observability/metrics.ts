@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (contract §8), served by the admin listener at `GET /metrics`.
+ * Prometheus metrics (docs/operations.md, Metrics), served by the admin listener at `GET /metrics`.
  *
  * Each Gateway owns one Registry (never prom-client's global one), so several gateways in one process,
  * as in the tests, never share a counter. Nothing on the request path calls into this module directly:

@@ -1,6 +1,7 @@
 /**
- * A route's policy, in the contract's order: network, issuer, audience, client, then scope narrowing and
- * required scopes. Each check is a plain function that passes or throws a GatewayError.
+ * A route's policy, in the documented order (README.md, How a request is decided): network, issuer,
+ * audience, client, then scope narrowing and required scopes. Each check is a plain function that passes
+ * or throws a GatewayError.
  */
 import { checkAudience } from './check-audience.js'
 import { checkClient } from './check-client.js'

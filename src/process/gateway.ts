@@ -54,7 +54,7 @@ export class Gateway {
   private closing = false
   private closed: Promise<void> | null = null
   private readonly group: ProcessGroup | undefined
-  /** This gateway's Prometheus registry (contract §8), served at the admin listener's /metrics. */
+  /** This gateway's Prometheus registry (docs/operations.md, Metrics), served at the admin listener's /metrics. */
   readonly metrics: GatewayMetrics
   /** Signs and caches re-issued tokens; its keys are read at start and on each reload. */
   readonly reissue: Reissuer

@@ -9,6 +9,7 @@ import cluster from 'node:cluster'
 import type { Logger } from 'pino'
 import { ConfigError } from '../config/problems.js'
 import type { ReloaderOptions } from '../config/reload.js'
+import type { ReloadResult } from '../observability/metrics.js'
 import type { CompiledConfig } from '../config/types.js'
 import { localReadiness } from '../http/admin-server.js'
 import { createLogger } from '../observability/logger.js'
@@ -61,7 +62,8 @@ function gatewayReload (file: string, logger: Logger, gateway: Gateway): Reloade
 async function runSingle (file: string, config: CompiledConfig): Promise<void> {
   const logger = processLogger(config)
   const gateway = new Gateway({ config, logger })
-  const triggers = reloadOnTriggers({ ...gatewayReload(file, logger, gateway), count: (result) => { gateway.metrics.reloaded(result) } }, true)
+  const count = (result: ReloadResult): void => { gateway.metrics.reloaded(result) }
+  const triggers = reloadOnTriggers({ ...gatewayReload(file, logger, gateway), count }, true)
   exitOnStop(logger, async () => {
     triggers.close()
     await gateway.close()

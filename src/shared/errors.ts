@@ -1,11 +1,12 @@
 /**
  * The one error type of the request path. Every denial and every failure a client can cause or see is a
- * `GatewayError`: a stable `code` (the OAuth `error` value of the contract), the HTTP status, a stable
- * `reason` for logs and metrics, a public description that is safe to send, and a log-only detail.
+ * `GatewayError`: a stable `code` (the OAuth `error` value of README.md's response table), the HTTP
+ * status, a stable `reason` for logs and metrics, a public description that is safe to send, and a
+ * log-only detail.
  * Nothing else reaches a client: see `http/reply-error.ts`, the one place that turns it into a reply.
  */
 
-/** The public `error` values of the contract (section 5). */
+/** The public `error` values (README.md, Responses). */
 export type ErrorCode =
   | 'unauthorized'
   | 'invalid_request'
@@ -97,7 +98,7 @@ export class GatewayError extends StacklessError {
   }
 }
 
-/** Constructors for each row of the contract's response table, so call sites read as the table does. */
+/** Constructors for each row of the response table (README.md, Responses), so call sites read as the table does. */
 export const deny = {
   tokenMissing: () =>
     new GatewayError(401, 'unauthorized', 'token_missing', 'a bearer token is required'),
