@@ -99,25 +99,12 @@ routes:
 /** Schema problems (issuers[0], routes[1]) beside meaning problems in the parts the schema accepts (routes[0], routes[2]). */
 const BOTH_ERRORS = `
 issuers:
-  - id: auth0
-    issuer: https://tenant.example.com/
-    jwksUri: https://tenant.example.com/jwks
-    algorithms: [HS256]
-    audiences: [https://todo.api]
-upstreams:
-  todo: { url: "http://todo-api:3000" }
+  - { id: auth0, issuer: "https://tenant.example.com/", jwksUri: "https://tenant.example.com/jwks", algorithms: [HS256], audiences: [todo] }
+upstreams: { todo: { url: "http://todo-api:3000" } }
 routes:
-  - id: todos
-    match: { path: /todos }
-    upstream: nowhere
-    policy: { issuers: [auth0] }
-  - id: admin
-    match: { path: /admin }
-    upstream: todo
-    auth: maybe
-  - id: todos
-    match: { path: /other }
-    upstream: todo
+  - { id: todos, match: { path: /todos }, upstream: nowhere, policy: { issuers: [auth0] } }
+  - { id: admin, match: { path: /admin }, upstream: todo, auth: maybe }
+  - { id: todos, match: { path: /other }, upstream: todo }
 `
 
 const ALICE = {
