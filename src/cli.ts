@@ -5,8 +5,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { configPath, loadConfig } from './config/read.js'
-import { ConfigError, formatProblems } from './config/load.js'
+import { configPath, loadConfig } from './config/load.js'
+import { ConfigError, formatProblems } from './config/problems.js'
 import type { CompiledConfig } from './config/types.js'
 import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'

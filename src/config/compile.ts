@@ -6,11 +6,12 @@
  */
 import { availableParallelism } from 'node:os'
 import { parseDuration } from '../shared/duration.js'
+import { isPlainObject } from '../shared/is-plain-object.js'
 import { compileIpMatcher, type IpMatcher } from '../net/ip-matcher.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
-import { ConfigError, type ConfigProblem } from './load.js'
+import { ConfigError, type ConfigProblem } from './problems.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
   Grant, RawConfig, RawPolicy
@@ -91,10 +92,6 @@ export function mergePolicy (defaults: RawPolicy, route: RawPolicy): RawPolicy {
       : value
   }
   return merged as RawPolicy
-}
-
-function isPlainObject (v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
 function compilePolicy (problems: Problems, path: string, raw: RawPolicy, issuerIds: ReadonlySet<string>): CompiledPolicy {

@@ -15,7 +15,8 @@
  * string (a numeric client id, say).
  */
 import { isScalar, parseDocument } from 'yaml'
-import type { ConfigProblem } from './load.js'
+import type { ConfigProblem } from './problems.js'
+import { isPlainObject } from '../shared/is-plain-object.js'
 
 export interface Interpolated {
   value: unknown
@@ -118,12 +119,6 @@ function retype (text: string): unknown {
   if (typeof value === 'boolean') return value
   if (typeof value === 'number' && Number.isFinite(value)) return value
   return text
-}
-
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) return false
-  const proto: unknown = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
 }
 
 const BARE_KEY = /^[A-Za-z_$][A-Za-z0-9_$-]*$/

@@ -8,8 +8,8 @@
  */
 import type { Logger } from 'pino'
 import type { ReloadResult } from '../observability/metrics.js'
-import { problemsOf } from './load.js'
-import { loadConfig } from './read.js'
+import { problemsOf } from './problems.js'
+import { loadConfig } from './load.js'
 import type { CompiledConfig } from './types.js'
 
 export interface ReloaderOptions {

@@ -2,11 +2,11 @@
  * The JSON Schema (draft-07) of the config file, written as small named parts; docs/config.md documents each key.
  *
  * Validation fills in every default (`useDefaults`), so a config that passes is a complete `RawConfig`
- * (after `load.ts` turns a bare-string `scope` or `clientId` into a one-item list).
+ * (after `parse.ts` turns a bare-string `scope` or `clientId` into a one-item list).
  * `test/unit/config-schema.test.ts` pins this schema to the `RawConfig` type.
  *
  * Unions are written as `type: [a, b]` with keywords that apply to one type only, never as `anyOf`:
- * that keeps every error about one value, so `load.ts` can word it for an operator. Where the stock
+ * that keeps every error about one value, so `schema-problems.ts` can word it for an operator. Where the stock
  * wording would be cryptic, an `x-message` annotation gives the message to print, per keyword;
  * `{value}` in it stands for the offending value.
  *
@@ -15,18 +15,12 @@
  */
 import { Ajv, type ValidateFunction } from 'ajv'
 import { DURATION_MESSAGE, DURATION_PATTERN } from '../shared/duration.js'
+import { JWS_ALGORITHMS, REFUSED_ALGORITHMS, REISSUE_ALGORITHMS } from '../token/algorithms.js'
 
 type Schema = Record<string, unknown>
 
-/** The JWS algorithms an issuer may pin: asymmetric only. */
-export const JWS_ALGORITHMS = [
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'
-] as const
-
-/** Refused with their own message: a gateway that pins these would accept forged or unsigned tokens. */
-export const REFUSED_ALGORITHMS = ['none', 'HS256', 'HS384', 'HS512'] as const
-
-export const REISSUE_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
+// The algorithm lists live beside the verifier, which they must match; re-exported for the schema's readers.
+export { JWS_ALGORITHMS, REFUSED_ALGORITHMS, REISSUE_ALGORITHMS } from '../token/algorithms.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -270,14 +264,14 @@ export const ajv = new Ajv({
   strict: true,
   allowUnionTypes: true,
   coerceTypes: false,
-  // errors carry the value and the schema object, so `load.ts` can word them and read `x-message`
+  // errors carry the value and the schema object, so `schema-problems.ts` can word them and read `x-message`
   verbose: true
 })
 ajv.addKeyword({ keyword: 'x-message', schemaType: 'object' })
 
 /**
  * Validates a parsed, interpolated config in place, filling in every default. On success the value is a
- * `RawConfig` except that `claims.scope` and `claims.clientId` may still be bare strings (see `load.ts`).
- * Errors are Ajv's; `load.ts` turns them into problems.
+ * `RawConfig` except that `claims.scope` and `claims.clientId` may still be bare strings (see `parse.ts`).
+ * Errors are Ajv's; `schema-problems.ts` turns them into problems.
  */
 export const validateConfig: ValidateFunction = ajv.compile(configSchema)

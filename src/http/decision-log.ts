@@ -1,13 +1,19 @@
 /**
- * One JSON log line per decision (docs/operations.md#decision-logs): route, method, normalized path, decision, reason, the
- * principal, the effective scopes, the upstream id, the status, upstream status and latency. Tokens and
- * Authorization headers are never part of the record, so they cannot be logged. The listeners (metrics
- * among them, see `metrics.ts`) get the same record.
+ * One JSON log line per decision (docs/operations.md, Decision logs): route, method, normalized path,
+ * decision, reason, the principal, the effective scopes, the upstream id, the status, upstream status and
+ * latency. Tokens and Authorization headers are never part of the record, so they cannot be logged. The
+ * listeners (metrics among them, see `metrics.ts`) get the same record.
  *
  * This is the one line written on every request, so it is serialized here, field by field, and written
  * straight to the logger's destination in pino's own layout (level, time, the logger's bindings, the
  * fields, msg): pino's generic path (hooks, redaction, a serializer per value) cost about a third more.
  * The logger's level still decides, read on every line, so a reload that changes it applies at once.
+ * The destination is looked up once, through `pino.symbols` (pino's exported handles on a logger's
+ * stream and bindings); a logger without one is refused when the log is created, since a decision line
+ * that cannot be written is an audit trail that silently stops.
+ *
+ * Answers written straight to the socket, before any request object exists (`client-errors.ts`), are
+ * decisions too: `answeredOnSocket` gives each its line, with route and path null.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { pino, type Logger } from 'pino'
@@ -16,7 +22,8 @@ import type { GatewayError } from '../shared/errors.js'
 
 export interface DecisionRecord {
   route: string | null
-  method: string
+  /** null when the request was not read far enough to have one (an answer written on the socket). */
+  method: string | null
   path: string | null
   decision: 'allow' | 'deny' | 'audit_deny'
   reason: string
@@ -36,6 +43,8 @@ export interface DecisionLog {
   /** `method`: the method decided on, when it is not the request's own (forward auth names the original). */
   record (request: FastifyRequest, reply: FastifyReply, method?: string): void
   upstreamFailed (request: FastifyRequest, error: GatewayError): void
+  /** A denial written straight to the socket, before a request object existed (431, unparseable HTTP). */
+  answeredOnSocket (error: GatewayError): void
   /** A WebSocket/Upgrade handshake, answered on the raw socket with no Fastify request (see `upgrade.ts`). */
   recordUpgrade (upgrade: UpgradeRecord): void
 }
@@ -71,14 +80,38 @@ export function decisionLine (level: number, time: number, bindings: string, r: 
     `,"latencyMs":${r.latencyMs}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`},"msg":"decision"}\n`
 }
 
+type Destination = { write: (line: string) => unknown }
+
+/** The logger's destination stream, through pino's exported symbols. Throws if it has none. */
+function destinationOf (logger: Logger): Destination {
+  const stream = (logger as unknown as Record<symbol, Partial<Destination> | undefined>)[pino.symbols.streamSym]
+  if (typeof stream?.write !== 'function') throw new Error('the logger has no destination stream: decision lines could not be written')
+  return stream as Destination
+}
+
+/** A request answered before any decision was made: no route, no token, nothing sent upstream. */
+function undecided (method: string | null, reason: string, status: number, latencyMs: number): DecisionRecord {
+  return {
+    route: null, method, path: null, decision: 'deny', reason, upstream: null, status, upstreamStatus: null,
+    sub: null, clientId: null, scopes: '', latencyMs
+  }
+}
+
+/** @throws Error at once if `logger` has no destination stream to write decision lines to. */
 export function createDecisionLog (logger: Logger, listeners: DecisionListener[] = []): DecisionLog {
-  const stream = (logger as unknown as Record<symbol, { write (line: string): unknown }>)[pino.symbols.streamSym]
-  const bindings = (logger as unknown as Record<symbol, string>)[pino.symbols.chindingsSym] ?? ''
+  const stream = destinationOf(logger)
+  const bindings = (logger as unknown as Record<symbol, string | undefined>)[pino.symbols.chindingsSym] ?? ''
   const upstreamFailures = new WeakMap<FastifyRequest, GatewayError>()
+  const emit = (record: DecisionRecord): void => {
+    for (const listener of listeners) listener(record)
+    const level = record.decision === 'allow' ? INFO : WARN
+    if (level >= logger.levelVal) stream.write(decisionLine(level, Date.now(), bindings, record))
+  }
   return {
     upstreamFailed (request, error) { upstreamFailures.set(request, error) },
+    answeredOnSocket (error) { emit(undecided(null, error.reason, error.status, 0)) },
     record (request, reply, method = request.method) {
-      write(recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request)))
+      emit(recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request)))
     },
     recordUpgrade ({ decision, method, status, startedAt, failure, refusal }) {
       const record = recordOf(decision, method, status, startedAt, failure ?? refusal)
@@ -87,14 +120,8 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
         record.decision = 'deny'
         record.upstreamStatus = null
       }
-      write(record)
+      emit(record)
     }
-  }
-
-  function write (record: DecisionRecord): void {
-    for (const listener of listeners) listener(record)
-    const level = record.decision === 'allow' ? INFO : WARN
-    if (level >= logger.levelVal && stream !== undefined) stream.write(decisionLine(level, Date.now(), bindings, record))
   }
 }
 
@@ -103,10 +130,7 @@ function recordOf (decision: Decision | null, method: string, status: number, st
   const latencyMs = startedAt === 0n ? 0 : Number(process.hrtime.bigint() - startedAt) / 1e6
   if (decision === null) {
     // Answered before a decision was made (framework-level errors).
-    const reason = failure?.reason ?? (status === 404 ? 'no_route' : 'request_malformed')
-    return {
-      route: null, method, path: null, decision: 'deny', reason, upstream: null, status, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
-    }
+    return undecided(method, failure?.reason ?? (status === 404 ? 'no_route' : 'request_malformed'), status, latencyMs)
   }
   const token = decision.token
   const error = decision.allowed ? decision.audit : decision.error

@@ -23,7 +23,7 @@ import { clientIp } from '../request/client-ip.js'
 import { checkHost } from '../request/check-host.js'
 import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
-import { expectationFailed, handleClientError } from './client-errors.js'
+import { clientErrorHandler, expectationFailed } from './client-errors.js'
 import { checkFormBody } from './form-body.js'
 import { proxiedHeaders } from './proxied-headers.js'
 import { sendError } from './reply-error.js'
@@ -88,7 +88,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     requestTimeout: config.server.requestTimeoutMs,
     // requireHostHeader off: Node would answer a missing Host with its own bare 400; onRequest answers it as JSON.
     http: { maxHeaderSize: config.server.maxHeaderSize, requireHostHeader: false },
-    clientErrorHandler: handleClientError,
+    clientErrorHandler: clientErrorHandler(decisions),
     frameworkErrors: (err, _request, reply) => { sendError(reply, frameworkErrorToGatewayError(err)) },
     return503OnClosing: false,
     forceCloseConnections: 'idle'

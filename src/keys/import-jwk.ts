@@ -4,7 +4,7 @@
  * `alg` does not fit its type. What is kept is a ready `KeyObject`, so verification does no parsing.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto'
-import { SUPPORTED_ALGORITHMS, keyFitsAlgorithm } from '../token/verify-signature.js'
+import { JWS_ALGORITHMS, MIN_RSA_BITS, keyFitsAlgorithm } from '../token/algorithms.js'
 
 export interface KeyEntry {
   /** '' when the JWK has no kid. */
@@ -15,7 +15,6 @@ export interface KeyEntry {
 }
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
-const MIN_RSA_BITS = 2048
 
 export type ImportResult = { ok: true, entry: KeyEntry } | { ok: false, reason: string }
 
@@ -29,15 +28,6 @@ export function importJwk (jwk: unknown): ImportResult {
   if (k.key_ops !== undefined && !(Array.isArray(k.key_ops) && k.key_ops.includes('verify'))) return { ok: false, reason: 'key_ops lacks verify' }
   if (PRIVATE_MEMBERS.some((m) => m in k)) return { ok: false, reason: 'has private key members' }
 
-  let algorithms: string[]
-  if (k.alg !== undefined) {
-    if (typeof k.alg !== 'string' || !keyFitsAlgorithm(k.alg, k.kty, k.crv)) return { ok: false, reason: `alg ${String(k.alg)} does not fit kty ${k.kty}` }
-    algorithms = [k.alg]
-  } else {
-    algorithms = SUPPORTED_ALGORITHMS.filter((alg) => keyFitsAlgorithm(alg, k.kty, k.crv))
-    if (algorithms.length === 0) return { ok: false, reason: `no supported algorithm for kty ${k.kty} crv ${String(k.crv)}` }
-  }
-
   let key: KeyObject
   try {
     // Only the public members are handed over, so a stray member cannot change what is imported.
@@ -48,6 +38,15 @@ export function importJwk (jwk: unknown): ImportResult {
   }
   if (k.kty === 'RSA' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) {
     return { ok: false, reason: `RSA key shorter than ${MIN_RSA_BITS} bits` }
+  }
+
+  let algorithms: string[]
+  if (k.alg !== undefined) {
+    if (typeof k.alg !== 'string' || keyFitsAlgorithm(k.alg, key) !== null) return { ok: false, reason: `alg ${String(k.alg)} does not fit kty ${k.kty}` }
+    algorithms = [k.alg]
+  } else {
+    algorithms = JWS_ALGORITHMS.filter((alg) => keyFitsAlgorithm(alg, key) === null)
+    if (algorithms.length === 0) return { ok: false, reason: `no supported algorithm for kty ${k.kty} crv ${String(k.crv)}` }
   }
   return { ok: true, entry: { kid, key, algorithms: new Set(algorithms) } }
 }

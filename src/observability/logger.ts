@@ -44,3 +44,11 @@ export function createLogger (options: LoggerOptions): Logger {
   if (options.pretty === true && !pretty && options.destination === undefined) logger.info('pino-pretty is not installed: logging JSON lines')
   return logger
 }
+
+/**
+ * Puts a reloaded config's `server.logLevel` in force on `logger` at once, if the reload changed it. A
+ * level set on the logger otherwise (a test's `silent`) is left alone while the config's stays the same.
+ */
+export function applyLogLevel (logger: Logger, before: LevelWithSilent, after: LevelWithSilent): void {
+  if (after !== before) logger.level = after
+}

@@ -17,9 +17,13 @@
  * gauges take the largest value, since every worker holds the same keys.
  */
 import type { FastifyInstance } from 'fastify'
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric, type MetricValue } from 'prom-client'
+import {
+  Counter, Gauge, Histogram, Registry, collectDefaultMetrics,
+  type CounterConfiguration, type HistogramConfiguration, type MetricObjectWithValues, type MetricValue, type MetricValueWithName
+} from 'prom-client'
 import type { Engine } from '../decision/engine.js'
 import type { DecisionRecord } from '../http/decision-log.js'
+import type { KeyStoreStatus } from '../keys/key-store.js'
 import type { TokenCache } from '../token/token-cache.js'
 
 export const METRIC_PREFIX = 'scopegate_'
@@ -42,48 +46,41 @@ export class GatewayMetrics {
   private readonly jwksFetches: Counter<'issuer' | 'result'>
   private readonly configReloads: Counter<'result'>
   private readonly upstreamErrors: Counter<'upstream' | 'kind'>
+  private readonly cacheCounters: CacheCounter[]
 
   /** @param engine the engine in force, read at scrape time; null where there is none (a cluster primary). */
   constructor (engine: () => Engine | null) {
     const registers = [this.registry]
     const name = (suffix: string): string => METRIC_PREFIX + suffix
 
-    pulled(this.registry, name('requests_total'), 'counter',
-      'Decisions made, by route id ("" when no route matched), decision (allow, deny, audit_deny) and reason code.',
-      () => this.decisions.requests(), () => { this.decisions.clear() })
-    pulled(this.registry, name('request_duration_seconds'), 'histogram',
-      'Time from the start of the decision to the end of the response, upstream time included, in seconds.',
-      () => this.decisions.durations(name('request_duration_seconds')), () => { this.decisions.clear() })
+    const decisions = this.decisions
+    new DecisionRequests(decisions, {
+      name: name('requests_total'),
+      help: 'Decisions made, by route id ("" when no route matched), decision (allow, deny, audit_deny) and reason code.',
+      labelNames: ['route', 'decision', 'reason'],
+      registers
+    })
+    new DecisionDurations(decisions, {
+      name: name('request_duration_seconds'),
+      help: 'Time from the start of the decision to the end of the response, upstream time included, in seconds.',
+      labelNames: ['route', 'decision'],
+      buckets: DURATION_BUCKETS,
+      registers
+    })
     this.jwksFetches = new Counter({
       name: name('jwks_fetches_total'),
       help: 'JWKS fetches per issuer id, by result (ok, error). A failed discovery counts as a failed fetch.',
       labelNames: ['issuer', 'result'] as const,
       registers
     })
-    new Gauge({
-      name: name('jwks_keys'),
-      help: 'Usable signing keys held per issuer id.',
-      labelNames: ['issuer'] as const,
-      aggregator: 'max',
-      registers,
-      collect () {
-        this.reset()
-        for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, store.status().keys)
-      }
-    })
-    new Gauge({
-      name: name('jwks_stale_seconds'),
-      help: 'Seconds the issuer has been failing since its last successful JWKS fetch (0 while healthy): how long stale keys have been in use. They are dropped at jwks.maxStale.',
-      labelNames: ['issuer'] as const,
-      aggregator: 'max',
-      registers,
-      collect () {
-        this.reset()
-        for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, store.status().failingForSeconds ?? 0)
-      }
-    })
-    cacheCounter(name('token_cache_hits_total'), 'Verified-token cache hits: tokens accepted without a signature check.', (cache) => cache.hits, engine, registers)
-    cacheCounter(name('token_cache_misses_total'), 'Verified-token cache misses: tokens verified afresh, or refused from the cache of settled failures.', (cache) => cache.misses, engine, registers)
+    keyStoreGauge(name('jwks_keys'), 'Usable signing keys held per issuer id.', (status) => status.keys, engine, registers)
+    keyStoreGauge(name('jwks_stale_seconds'),
+      'Seconds the issuer has been failing since its last successful JWKS fetch (0 while healthy): how long stale keys have been in use. They are dropped at jwks.maxStale.',
+      (status) => status.failingForSeconds ?? 0, engine, registers)
+    this.cacheCounters = [
+      cacheCounter(name('token_cache_hits_total'), 'Verified-token cache hits: tokens accepted without a signature check.', (cache) => cache.hits, engine, registers),
+      cacheCounter(name('token_cache_misses_total'), 'Verified-token cache misses: tokens verified afresh, or refused from the cache of settled failures.', (cache) => cache.misses, engine, registers)
+    ]
     this.configReloads = new Counter({
       name: name('config_reloads_total'),
       help: 'Config reloads (SIGHUP or file change), by result: ok (swapped in) or error (refused; the previous config stays).',
@@ -113,6 +110,14 @@ export class GatewayMetrics {
   /** For `KeyStoreEvents.fetched`: counts JWKS fetches (discovery documents are not counted apart). */
   readonly onKeysFetched = (issuerId: string, result: 'ok' | 'error', what: 'jwks' | 'discovery'): void => {
     if (what === 'jwks') this.jwksFetches.inc({ issuer: issuerId, result })
+  }
+
+  /**
+   * An engine was replaced (a reload): its token cache's counts are kept, so the cache counters never go
+   * down, however many reloads come between two scrapes.
+   */
+  engineReplaced (previous: Engine): void {
+    for (const counter of this.cacheCounters) counter.retire(previous.tokenCache)
   }
 
   /** One call per reload attempt, by whoever performs it (see `config/reload.ts`). */
@@ -173,39 +178,111 @@ export class DecisionCounts {
     return values
   }
 
-  /** A histogram's samples in prom-client's layout: cumulative `_bucket`s (`le`), then `_sum` and `_count`. */
-  durations (name: string): Array<MetricValue<string> & { metricName: string }> {
-    const values: Array<MetricValue<string> & { metricName: string }> = []
+  /**
+   * A histogram's samples in prom-client's layout: cumulative `_bucket`s (`le`), then `_sum` and `_count`;
+   * the route and decision are `sharedLabels`, as prom-client's own histogram keeps them.
+   */
+  durations (name: string): Array<MetricValueWithName<string> & { sharedLabels: object }> {
+    const values: Array<MetricValueWithName<string> & { sharedLabels: object }> = []
     for (const { labels, buckets, sum } of this.series()) {
       let count = 0
       buckets.forEach((n, i) => {
         count += n
-        values.push({ metricName: `${name}_bucket`, labels: { le: DURATION_BUCKETS[i] ?? '+Inf', ...labels }, value: count })
+        values.push({ metricName: `${name}_bucket`, labels: { le: DURATION_BUCKETS[i] ?? '+Inf' }, sharedLabels: labels, value: count })
       })
-      values.push({ metricName: `${name}_sum`, labels, value: sum }, { metricName: `${name}_count`, labels, value: count })
+      values.push({ metricName: `${name}_sum`, labels: {}, sharedLabels: labels, value: sum }, { metricName: `${name}_count`, labels: {}, sharedLabels: labels, value: count })
     }
     return values
   }
 }
 
 /**
- * A metric whose samples are read when scraped, in the shape prom-client's registry reads from its own
- * metrics (`get()`, used for the text exposition and for the cluster's `getMetricsAsJSON`). Summed
- * across workers.
+ * `requests_total`: a prom-client Counter whose samples are DecisionCounts', read when scraped. The
+ * registry reads a counter through `get()` (the text exposition and the cluster's `getMetricsAsJSON`)
+ * and clears it through `reset()`; both are served from DecisionCounts. Summed across workers.
  */
-function pulled (registry: Registry, name: string, type: 'counter' | 'histogram', help: string,
-  values: () => Array<MetricValue<string>>, reset: () => void): void {
-  const meta = { name, help, type, aggregator: 'sum' as const }
-  registry.registerMetric({ ...meta, get: async () => ({ ...meta, values: values() }), reset } as unknown as Metric)
+class DecisionRequests extends Counter<'route' | 'decision' | 'reason'> {
+  private readonly counts: DecisionCounts
+
+  constructor (counts: DecisionCounts, config: CounterConfiguration<'route' | 'decision' | 'reason'>) {
+    super(config)
+    this.counts = counts
+  }
+
+  override async get (): Promise<MetricObjectWithValues<MetricValue<'route' | 'decision' | 'reason'>>> {
+    // The Counter's own name, help, type and aggregator; it holds no samples, as nothing increments it.
+    return { ...await super.get(), values: this.counts.requests() }
+  }
+
+  override reset (): void {
+    super.reset()
+    // prom-client's constructor calls reset() before this class has set its fields.
+    ;(this.counts as DecisionCounts | undefined)?.clear()
+  }
+}
+
+/**
+ * `request_duration_seconds`: a prom-client Histogram whose samples are DecisionCounts', as above.
+ * prom-client has no public way to set a histogram's buckets, and its registry reads a histogram through
+ * `getForPromString()` (the text exposition, and `get()` for JSON adds the shared labels to each
+ * sample): that one method is replaced. `test/unit/decision-counts.test.ts` holds the result to what
+ * prom-client's own Histogram shows for the same observations, in one process and across workers.
+ */
+class DecisionDurations extends Histogram<'route' | 'decision'> {
+  private readonly counts: DecisionCounts
+  private readonly metric: { name: string, help: string }
+
+  constructor (counts: DecisionCounts, config: HistogramConfiguration<'route' | 'decision'>) {
+    super(config)
+    this.counts = counts
+    this.metric = { name: config.name, help: config.help }
+  }
+
+  async getForPromString (): Promise<{ name: string, help: string, type: 'histogram', aggregator: 'sum', values: Array<MetricValueWithName<string> & { sharedLabels: object }> }> {
+    const { name, help } = this.metric
+    return { name, help, type: 'histogram', aggregator: 'sum', values: this.counts.durations(name) }
+  }
+
+  override reset (): void {
+    super.reset()
+    // prom-client's constructor calls reset() before this class has set its fields.
+    ;(this.counts as DecisionCounts | undefined)?.clear()
+  }
+}
+
+/**
+ * A gauge per issuer, read at scrape time from the key stores of the engine in force. Across workers it
+ * takes the largest value, since every worker holds the same keys.
+ */
+function keyStoreGauge (name: string, help: string, read: (status: KeyStoreStatus) => number,
+  engine: () => Engine | null, registers: Registry[]): void {
+  new Gauge({
+    name,
+    help,
+    labelNames: ['issuer'] as const,
+    aggregator: 'max',
+    registers,
+    collect () {
+      this.reset()
+      for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, read(store.status()))
+    }
+  })
+}
+
+interface CacheCounter {
+  /** The cache of an engine just replaced: its count is kept in the total from now on. */
+  retire: (cache: TokenCache) => void
 }
 
 /**
  * A counter mirroring a token-cache counter. A reload builds a new engine with a new, empty cache; the
- * count of the cache it replaced is carried over, so the counter never goes down.
+ * count of every cache replaced is carried over (GatewayMetrics.engineReplaced), so the counter never
+ * goes down. The count is taken when the cache is replaced, and only the cache in force is read at
+ * scrape time, so no replaced cache is held on to.
  */
 function cacheCounter (name: string, help: string, read: (cache: TokenCache) => number,
-  engine: () => Engine | null, registers: Registry[]): void {
-  let current: TokenCache | null = null
+  engine: () => Engine | null, registers: Registry[]): CacheCounter {
+  const retiredCaches = new WeakSet<TokenCache>()
   let retired = 0
   let reported = 0
   new Counter({
@@ -214,17 +291,20 @@ function cacheCounter (name: string, help: string, read: (cache: TokenCache) => 
     registers,
     collect () {
       const cache = engine()?.tokenCache ?? null
-      if (cache !== current) {
-        if (current !== null) retired += read(current)
-        current = cache
-      }
-      const total = retired + (cache === null ? 0 : read(cache))
+      const total = retired + (cache === null || retiredCaches.has(cache) ? 0 : read(cache))
       if (total > reported) {
         this.inc(total - reported)
         reported = total
       }
     }
   })
+  return {
+    retire (cache) {
+      if (retiredCaches.has(cache)) return
+      retiredCaches.add(cache)
+      retired += read(cache)
+    }
+  }
 }
 
 /** The admin listener's `GET /metrics`, rendering whatever `render` returns (one process, or the group). */

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
-import { ConfigError, type ConfigProblem } from '../config/load.js'
+import { ConfigError, type ConfigProblem } from '../config/problems.js'
 
 /** One request to decide. Exactly one of `claims` and `token` carries the credential; neither is anonymous. */
 export interface CaseRequest {

@@ -4,8 +4,8 @@
  * `diff` 0 nothing widened access, 1 something did, 2 a file cannot be used.
  */
 import { parseArgs } from 'node:util'
-import { ConfigError, formatProblems } from '../config/load.js'
-import { loadConfig } from '../config/read.js'
+import { ConfigError, formatProblems } from '../config/problems.js'
+import { loadConfig } from '../config/load.js'
 import type { CompiledConfig } from '../config/types.js'
 import { readCases, type Case, type CasesFile } from './cases-file.js'
 import { diffDecisions, formatChanges, type DiffRequest } from './diff.js'

@@ -27,15 +27,25 @@ export type PolicyStep =
 /** Told each policy stage's outcome, in order; the stage that fails is the last one told. */
 export type PolicyRecorder = (step: PolicyStep) => void
 
-/** The checks run before narrowing, in order. Anonymous requests (token null) pass the token checks. */
-export const POLICY_CHECKS: ReadonlyArray<readonly [name: PolicyCheckName, check: PolicyCheck]> = [
-  ['network', checkNetwork],
+type NamedChecks = ReadonlyArray<readonly [name: PolicyCheckName, check: PolicyCheck]>
+
+/** The checks that depend on where the request came from: their answer can change with every request. */
+export const NETWORK_CHECKS: NamedChecks = [
+  ['network', checkNetwork]
+]
+
+/**
+ * The checks that depend on the route and the token alone, run after the network checks and before
+ * narrowing. Anonymous requests (token null) pass them.
+ */
+export const TOKEN_CHECKS: NamedChecks = [
   ['issuer', checkIssuer],
   ['audience', checkAudience],
   ['client', checkClient]
 ]
 
-const TOKEN_CHECKS = POLICY_CHECKS.filter(([name]) => name !== 'network')
+/** Every check run before narrowing, in order. */
+export const POLICY_CHECKS: NamedChecks = [...NETWORK_CHECKS, ...TOKEN_CHECKS]
 
 /** Runs one check; with a recorder, tells it the outcome (a failure is still thrown). */
 function run (name: PolicyCheckName, check: PolicyCheck, input: PolicyInput, record: PolicyRecorder | undefined): void {
@@ -57,7 +67,7 @@ export function applyPolicy (input: PolicyInput, record?: PolicyRecorder): reado
 
 /** The one part of the policy that depends on the request rather than the token: the client network. */
 export function applyNetworkPolicy (input: PolicyInput, record?: PolicyRecorder): void {
-  run('network', checkNetwork, input, record)
+  for (const [name, check] of NETWORK_CHECKS) run(name, check, input, record)
 }
 
 /**

@@ -7,20 +7,25 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { CompiledConfig } from '../config/types.js'
 import { buildEngine, loadKeys, type Engine, type EngineOptions } from '../decision/engine.js'
-import type { ProcessGroup } from './cluster.js'
-import { buildAdminServer } from '../http/admin-server.js'
+import { buildAdminServer, type Readiness } from '../http/admin-server.js'
 import { createDecisionLog, type DecisionListener } from '../http/decision-log.js'
 import { forwardAuth } from '../http/forward-auth.js'
 import { closeWithin } from '../http/drain.js'
 import { buildProxyServer } from '../http/proxy-server.js'
 import { OpenWebSockets } from '../http/open-websockets.js'
 import { handleUpgrade } from '../http/upgrade.js'
-import { createLogger } from '../observability/logger.js'
+import { applyLogLevel, createLogger } from '../observability/logger.js'
 import { GatewayMetrics, metricsRoute } from '../observability/metrics.js'
 import type { Allow } from '../decision/decide.js'
 import { jwksRoutes } from '../http/jwks-routes.js'
 import type { ReissueCacheLimits } from '../reissue/reissue-cache.js'
 import { Reissuer } from '../reissue/reissuer.js'
+
+/** What a cluster worker's admin listener reports for the whole process group (see `worker-link.ts`). */
+export interface ProcessGroup {
+  metrics: () => Promise<{ contentType: string, body: string }>
+  readiness: () => Promise<Readiness>
+}
 
 export interface GatewayOptions extends EngineOptions {
   config: CompiledConfig
@@ -94,8 +99,10 @@ export class Gateway {
   reload (config: CompiledConfig): Promise<boolean> {
     // Re-issue key files are read first: a config whose keys cannot be used is refused, the old one stays.
     return this.reissue.reload(config, () => {
-      if (config.server.logLevel !== this.engine.config.server.logLevel) this.logger.level = config.server.logLevel
-      this.engine = buildEngine(config, this.engine, this.engineOptions)
+      applyLogLevel(this.logger, this.engine.config.server.logLevel, config.server.logLevel)
+      const previous = this.engine
+      this.engine = buildEngine(config, previous, this.engineOptions)
+      this.metrics.engineReplaced(previous)
       void loadKeys(this.engine)
       this.websockets.recheck(this.engine)
     })

@@ -1,19 +1,23 @@
 /**
  * `scopegate serve`: one process, or a cluster primary and its workers (`server.workers` above 1).
  *
- * Signals (docs/commands.md#serve): SIGHUP reloads the config, as does a change of the file; SIGTERM and SIGINT
- * shut down gracefully (see `Gateway.close`) and exit 0. In a cluster the primary takes them and passes
- * them on (see `cluster.ts`); a worker handles the same signals for itself.
+ * Signals (docs/operations.md): SIGHUP reloads the config, as does a change of the file; SIGTERM and
+ * SIGINT shut down gracefully (see `Gateway.close`) and exit 0. In a cluster the primary takes them and
+ * passes them on (see `cluster.ts`); a worker handles the same signals for itself.
  */
 import cluster from 'node:cluster'
 import type { Logger } from 'pino'
-import { WORKER_ENV, WorkerLink, runPrimary } from './cluster.js'
-import { ConfigError } from '../config/load.js'
-import { ConfigReloader } from '../config/reload.js'
+import { ConfigError } from '../config/problems.js'
+import type { ReloaderOptions } from '../config/reload.js'
 import type { CompiledConfig } from '../config/types.js'
-import { watchConfigFile } from '../config/watch.js'
-import { Gateway, type GatewayAddresses } from './gateway.js'
+import { localReadiness } from '../http/admin-server.js'
 import { createLogger } from '../observability/logger.js'
+import type { ReloadResult } from '../observability/metrics.js'
+import { runPrimary } from './cluster.js'
+import { WORKER_ENV } from './cluster-ipc.js'
+import { Gateway, type GatewayAddresses } from './gateway.js'
+import { reloadOnTriggers } from './reload-triggers.js'
+import { WorkerLink } from './worker-link.js'
 
 function processLogger (config: CompiledConfig): Logger {
   // SCOPEGATE_LOG_FORMAT=pretty: human-readable lines (needs pino-pretty, a devDependency; JSON without it).
@@ -50,23 +54,18 @@ async function startOrExit (gateway: Gateway, logger: Logger): Promise<GatewayAd
   }
 }
 
+/** How a reload reaches a gateway: `reload` swaps the checked config in. */
+function gatewayReload (file: string, logger: Logger, gateway: Gateway): ReloaderOptions {
+  return { file, logger, current: () => gateway.current().config, apply: async (next) => await gateway.reload(next) }
+}
+
 async function runSingle (file: string, config: CompiledConfig): Promise<void> {
   const logger = processLogger(config)
   const gateway = new Gateway({ config, logger })
-  const reloader = new ConfigReloader({
-    file,
-    logger,
-    current: () => gateway.current().config,
-    apply: async (next) => await gateway.reload(next),
-    count: (result) => { gateway.metrics.reloaded(result) }
-  })
-  const watcher = watchConfigFile(file, () => { void reloader.reload('file') })
-  process.on('SIGHUP', () => {
-    watcher.acknowledge()
-    void reloader.reload('SIGHUP')
-  })
+  const count = (result: ReloadResult): void => { gateway.metrics.reloaded(result) }
+  const triggers = reloadOnTriggers({ ...gatewayReload(file, logger, gateway), count }, true)
   exitOnStop(logger, async () => {
-    watcher.close()
+    triggers.close()
     await gateway.close()
   })
   const { proxyUrl, adminUrl } = await startOrExit(gateway, logger)
@@ -77,16 +76,13 @@ async function runWorker (file: string, config: CompiledConfig, slot: string): P
   const logger = processLogger(config).child({ worker: Number(slot), pid: process.pid })
   const link = new WorkerLink()
   const gateway = new Gateway({ config, logger, group: link })
-  link.attach(gateway)
-  // The primary has checked the file, counted the reload and warned about restart-only settings.
-  const reloader = new ConfigReloader({
-    file,
-    logger,
-    current: () => gateway.current().config,
-    apply: async (next) => await gateway.reload(next),
-    warnRestart: false
+  link.attach({
+    metrics: () => gateway.metrics.registry.getMetricsAsJSON(),
+    readiness: () => localReadiness(gateway.current(), gateway.shuttingDown)
   })
-  process.on('SIGHUP', () => { void reloader.reload('SIGHUP') })
+  // SIGHUP only, from the primary, which has checked the file, counted the reload and warned about
+  // restart-only settings.
+  reloadOnTriggers({ ...gatewayReload(file, logger, gateway), warnRestart: false }, false)
   exitOnStop(logger, () => gateway.close())
   link.hello()
   const { proxyUrl, adminUrl } = await startOrExit(gateway, logger)

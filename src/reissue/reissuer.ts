@@ -8,7 +8,7 @@
  * across reloads while the algorithm does not change, so a SIGHUP does not orphan the tokens it signed.
  */
 import type { Logger } from 'pino'
-import { problemsOf } from '../config/load.js'
+import { problemsOf } from '../config/problems.js'
 import type { CompiledConfig, CompiledRoute } from '../config/types.js'
 import type { Allow } from '../decision/decide.js'
 import { parseDuration } from '../shared/duration.js'

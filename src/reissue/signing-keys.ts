@@ -12,8 +12,9 @@ import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } fr
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose'
-import { ConfigError, type ConfigProblem } from '../config/load.js'
+import { ConfigError, type ConfigProblem } from '../config/problems.js'
 import type { CompiledConfig, RawReissue } from '../config/types.js'
+import { PUBLISHABLE_ALGORITHMS, keyFitsAlgorithm } from '../token/algorithms.js'
 
 export type ReissueAlgorithm = RawReissue['algorithm']
 
@@ -42,28 +43,6 @@ export interface SigningKeySet {
 
 /** Key files are a few KiB at most; anything larger is not a key. */
 const MAX_KEY_FILE_BYTES = 64 * 1024
-const MIN_RSA_BITS = 2048
-
-/** Algorithms a published-only key may declare in its JWK `alg` (e.g. while migrating from RS256 to ES256). */
-const PUBLISHABLE_ALGORITHMS = new Set(['ES256', 'ES384', 'ES512', 'EdDSA', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'])
-
-const CURVE_OF: Readonly<Record<string, string>> = { ES256: 'prime256v1', ES384: 'secp384r1', ES512: 'secp521r1' }
-
-/** Whether `key` (public or private) can sign or verify with `alg`; if not, why. */
-export function keyFitsAlgorithm (alg: string, key: KeyObject): string | null {
-  const type = key.asymmetricKeyType
-  const details = key.asymmetricKeyDetails ?? {}
-  if (alg.startsWith('ES')) {
-    return type === 'ec' && details.namedCurve === CURVE_OF[alg] ? null : `${alg} needs an EC key on curve ${CURVE_OF[alg] ?? '?'}`
-  }
-  if (alg === 'EdDSA') return type === 'ed25519' ? null : 'EdDSA needs an Ed25519 key'
-  if (alg.startsWith('RS') || alg.startsWith('PS')) {
-    if (type !== 'rsa') return `${alg} needs an RSA key${type === 'rsa-pss' ? ' without RSA-PSS parameters' : ''}`
-    return (details.modulusLength ?? 0) >= MIN_RSA_BITS ? null : `RSA keys must be at least ${MIN_RSA_BITS} bits`
-  }
-  return `algorithm ${alg} is not supported`
-}
-
 interface KeyFile {
   privateKey: KeyObject | null
   publicKey: KeyObject

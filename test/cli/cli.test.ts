@@ -75,6 +75,17 @@ routes:
       network: { allow: [10.0.0.0/8, 10.0.0.0/33] }
 `
 
+/** Schema problems (issuers[0], routes[1]) beside meaning problems in the parts the schema accepts (routes[0], routes[2]). */
+const BOTH_ERRORS = `
+issuers:
+  - { id: auth0, issuer: "https://tenant.example.com/", jwksUri: "https://tenant.example.com/jwks", algorithms: [HS256], audiences: [todo] }
+upstreams: { todo: { url: "http://todo-api:3000" } }
+routes:
+  - { id: todos, match: { path: /todos }, upstream: nowhere, policy: { issuers: [auth0] } }
+  - { id: admin, match: { path: /admin }, upstream: todo, auth: maybe }
+  - { id: todos, match: { path: /other }, upstream: todo }
+`
+
 const ALICE = {
   iss: 'https://tenant.example.com/',
   sub: 'alice',
@@ -90,6 +101,7 @@ t.test('validate', async (t) => {
     'good.yaml': CONFIG,
     'schema.yaml': SCHEMA_ERRORS,
     'compile.yaml': COMPILE_ERRORS,
+    'both.yaml': BOTH_ERRORS,
     config: { 'scopegate.yaml': CONFIG }
   })
 
@@ -130,6 +142,19 @@ t.test('validate', async (t) => {
     t.ok(lines.includes('routes[0].upstream: unknown upstream "nowhere"'))
     t.ok(lines.includes('routes[0].policy.network.allow[1]: "10.0.0.0/33" is not an IP address or CIDR'))
     t.equal(lines.length, 4)
+  })
+
+  t.test('schema and meaning problems in one pass: the parts the schema accepts are checked too', async (t) => {
+    const { code, stdout, stderr } = await run(['validate', '--config', 'both.yaml'], dir)
+    t.equal(code, 1)
+    t.equal(stdout, '')
+    t.same(stderr.trim().split('\n'), [
+      'both.yaml: invalid config',
+      'issuers[0].algorithms[0]: "HS256" is refused: symmetric and none algorithms cannot be pinned',
+      'routes[1].auth: must be one of: required, optional, none',
+      'routes[0].upstream: unknown upstream "nowhere"',
+      'routes[2].id: duplicate route id "todos"'
+    ], 'the issuer with a schema problem still counts as known (no "unknown issuer" for routes[0])')
   })
 
   t.test('re-issue key files are read: a missing or public-only signing key is reported with its path', async (t) => {

@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { parse, stringify } from 'yaml'
 import { compileConfig } from '../../src/config/compile.js'
-import { problemsOf, parseConfigText } from '../../src/config/load.js'
+import { parseConfigText } from '../../src/config/parse.js'
+import { problemsOf } from '../../src/config/problems.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 

@@ -5,7 +5,7 @@
 import { Writable } from 'node:stream'
 import type { Test } from 'tap'
 import { compileConfig } from '../../src/config/compile.js'
-import { parseConfigText } from '../../src/config/load.js'
+import { parseConfigText } from '../../src/config/parse.js'
 import type { CompiledConfig } from '../../src/config/types.js'
 import type { EngineOptions } from '../../src/decision/engine.js'
 import { Gateway } from '../../src/process/gateway.js'

@@ -2,7 +2,7 @@
  * `server.workers: 2` under node:cluster, as `scopegate serve` runs it: both workers serve, the admin
  * endpoints report for the whole group (metrics summed over the workers, readiness per worker), SIGHUP
  * reaches every worker and is counted once, a worker that dies is replaced, and SIGTERM stops them all
- * with exit code 0.
+ * with exit code 0, also when one has to be killed for not draining in time.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -94,6 +94,11 @@ t.test('two workers under node:cluster', async (t) => {
     process.kill(victim as number, 'SIGKILL')
     const exited = await served.waitForLine('the exit to be noticed', (l) => l.msg === 'worker exited; replacing it', 15_000, mark)
     t.equal(exited.signal, 'SIGKILL')
+    t.match(exited, { worker: 'primary', pid: served.child.pid, workerPid: victim }, 'the primary\'s line names the worker apart from itself')
+    const raw = served.output().split('\n').find((line) => line.includes('"msg":"worker exited; replacing it"')) ?? ''
+    for (const key of ['worker', 'pid', 'workerId', 'workerPid']) {
+      t.equal(raw.split(`"${key}":`).length - 1, 1, `"${key}" appears once in the raw line`)
+    }
     // Meanwhile the other worker serves every connection.
     t.equal((await send(proxy, '/todos/meanwhile', { headers: bearer(token) })).status, 200)
     await served.waitForLine('the replacement', (l) => l.msg === 'replacement worker listening', START_MS, mark)
@@ -104,11 +109,18 @@ t.test('two workers under node:cluster', async (t) => {
     t.notOk((ready.processes as Array<{ pid: number }>).some((p) => p.pid === victim), 'the dead worker is gone from the group')
   })
 
-  t.test('SIGTERM stops every worker; the primary exits 0', async (t) => {
-    const pids = [...workerPids()]
+  t.test('SIGTERM stops every worker, killing one that does not drain in time; the primary still exits 0', async (t) => {
+    const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+    const pids = [...workerPids()].filter(alive)
+    t.equal(pids.length, 2, 'two live workers')
+    // A stopped process cannot handle SIGTERM: the primary must kill it once shutdownTimeout + 5 s are up.
+    process.kill(pids[0] as number, 'SIGSTOP')
+    const mark = served.lines.length
     served.signal('SIGTERM')
-    t.same(await Promise.race([served.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 20_000))]), { code: 0, signal: null })
-    await waitFor('every worker to be gone', () => pids.every((pid) => { try { process.kill(pid, 0); return false } catch { return true } }), 5000)
+    t.same(await Promise.race([served.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 40_000))]), { code: 0, signal: null })
+    t.match(served.lines.slice(mark).find((l) => l.msg === 'worker did not exit in time; killing it'), { workerPid: pids[0] })
+    t.match(served.lines.slice(mark).find((l) => l.msg === 'scopegate stopped' && l.worker === 'primary'), { code: 0 })
+    await waitFor('every worker to be gone', () => pids.every((pid) => !alive(pid)), 5000)
     t.pass('no worker left behind')
   })
 })

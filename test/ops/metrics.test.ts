@@ -96,6 +96,18 @@ t.test('metrics after a known mix of allowed and denied requests', async (t) => 
     t.equal(metric(after, 'scopegate_jwks_fetches_total', { issuer: 'test', result: 'ok' }), 1, 'the reload fetched no keys')
     t.equal(jwks.fetches, 1)
   })
+
+  t.test('two reloads between scrapes: the counts of the cache in between are kept too', async (t) => {
+    for (let reload = 0; reload < 2; reload++) {
+      t.ok(await gw.gateway.reload(compileTestConfig(config)), 'reloaded')
+      await expect('/todos', bearer(reader), 200) // a miss: each new engine's cache starts empty
+      await expect('/todos', bearer(reader), 200) // a hit
+    }
+    const after = await scrape()
+    t.equal(metric(after, 'scopegate_token_cache_hits_total'), 6)
+    t.equal(metric(after, 'scopegate_token_cache_misses_total'), 5)
+    t.equal(echo.received.filter((r) => r.url === '/todos').length, 7, 'the upstream saw every allowed /todos request')
+  })
 })
 
 t.test('each gateway has its own registry: two in one process count apart', async (t) => {

@@ -3,7 +3,7 @@
  * workers would each generate their own; the ttl is at least a second.
  */
 import t from 'tap'
-import { ConfigError } from '../../src/config/load.js'
+import { ConfigError } from '../../src/config/problems.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 function withReissue (reissue: Record<string, unknown>, server: Record<string, unknown> = {}): Record<string, unknown> {

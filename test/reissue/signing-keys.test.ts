@@ -6,7 +6,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { calculateJwkThumbprint, compactVerify, createLocalJWKSet, CompactSign, exportJWK, type JWK } from 'jose'
-import { ConfigError } from '../../src/config/load.js'
+import { ConfigError } from '../../src/config/problems.js'
 import type { RawReissue } from '../../src/config/types.js'
 import { generateSigningKeys, keyBaseDir, loadSigningKeys, parseKeyFile, type SigningKeySet } from '../../src/reissue/signing-keys.js'
 

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { compileConfig, mergePolicy } from '../../src/config/compile.js'
-import { ConfigError, parseConfigText, type ConfigProblem } from '../../src/config/load.js'
+import { parseConfigText } from '../../src/config/parse.js'
+import { ConfigError, type ConfigProblem } from '../../src/config/problems.js'
 import type { RawConfig } from '../../src/config/types.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { ConfigError, formatProblems, parseConfigText, readConfigFile } from '../../src/config/load.js'
+import { parseConfigText, readConfigFile } from '../../src/config/parse.js'
+import { ConfigError, formatProblems } from '../../src/config/problems.js'
 import type { RawConfig, RawIssuer, RawRoute } from '../../src/config/types.js'
 
 /** A whole config in the shape of docs/config.md's example. */

@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import t from 'tap'
-import { decisionLine, type DecisionRecord } from '../../src/http/decision-log.js'
+import { createDecisionLog, decisionLine, type DecisionRecord } from '../../src/http/decision-log.js'
 import { createLogger } from '../../src/observability/logger.js'
 
 const base: DecisionRecord = {
@@ -16,6 +16,7 @@ const base: DecisionRecord = {
 
 const records: Array<[string, DecisionRecord]> = [
   ['an allow', base],
+  ['an answer written on the socket', { ...base, route: null, method: null, path: null, decision: 'deny', reason: 'headers_too_large', upstream: null, status: 431, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs: 0 }],
   ['a deny before any route', { ...base, route: null, path: null, decision: 'deny', reason: 'no_route', upstream: null, status: 404, upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs: 0 }],
   ['a deny with detail', { ...base, decision: 'deny', reason: 'client_denied', status: 401, upstreamStatus: null, detail: 'client_id "CLIENT_ID" is denied' }],
   ['an audit deny', { ...base, decision: 'audit_deny', reason: 'scope_insufficient' }],
@@ -50,4 +51,12 @@ t.test('each decision line is exactly the line pino would write for the same rec
     // pino writes a lone surrogate raw, so it arrives as U+FFFD; the hand-written line escapes it (\ud800).
     if (name !== 'lone surrogates') t.same(fields, parsed, `${name}: the values of pino's line`)
   }
+})
+
+t.test('a logger with no destination stream is refused when the decision log is created, not line by line', async (t) => {
+  const logger = createLogger({ level: 'info', destination: new Writable({ write (_chunk, _encoding, done) { done() } }) })
+  t.doesNotThrow(() => createDecisionLog(logger))
+  const streamless = Object.create(logger) as typeof logger
+  Object.defineProperty(streamless, pino.symbols.streamSym, { value: undefined })
+  t.throws(() => createDecisionLog(streamless), /no destination stream/)
 })

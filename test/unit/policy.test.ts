@@ -2,7 +2,7 @@ import t from 'tap'
 import type { CompiledIssuer, CompiledPolicy } from '../../src/config/types.js'
 import { GatewayError } from '../../src/shared/errors.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
-import { applyPolicy, POLICY_CHECKS } from '../../src/policy/apply-policy.js'
+import { applyPolicy, applyTokenPolicy, NETWORK_CHECKS, POLICY_CHECKS, TOKEN_CHECKS } from '../../src/policy/apply-policy.js'
 import { checkAudience } from '../../src/policy/check-audience.js'
 import { checkClient } from '../../src/policy/check-client.js'
 import { checkIssuer } from '../../src/policy/check-issuer.js'
@@ -296,6 +296,10 @@ t.test('applyPolicy runs the checks in the contract\'s order: the first failing 
     t.equal(result === 'pass' ? 'pass' : result.reason, reason, name)
   }
   t.same(POLICY_CHECKS.map(([name]) => name), ['network', 'issuer', 'audience', 'client'], 'the named order explain shows')
+  t.same(NETWORK_CHECKS.map(([name]) => name), ['network'], 'what depends on the request')
+  t.same(TOKEN_CHECKS.map(([name]) => name), ['issuer', 'audience', 'client'], 'what depends on the route and token alone')
+  const fromOutside = outcome(() => applyTokenPolicy(input(policy, tokenOf(bad, 'okta'), '11.0.0.1')))
+  t.equal(fromOutside === 'pass' ? 'pass' : fromOutside.reason, 'token_issuer_not_allowed', 'applyTokenPolicy runs no network check')
 })
 
 t.test('applyPolicy: an anonymous request passes the token checks but not the network check', async (t) => {

@@ -1,0 +1,32 @@
+/**
+ * The messages a cluster primary and its workers exchange over node:cluster's IPC channel (see
+ * `cluster.ts`). Each carries a `scopegate` field naming it, which tells them from other messages on the
+ * same channel (prom-client's).
+ */
+
+/** The environment variable that marks a process as scopegate's worker, and holds its slot number. */
+export const WORKER_ENV = 'SCOPEGATE_WORKER_ID'
+
+/** Milliseconds the primary waits for every worker's answer; a worker that misses it is left out. */
+export const GROUP_TIMEOUT_MS = 2000
+
+/** What a worker's admin listener asks the primary for, and the primary asks each worker. */
+export type Query = 'metrics' | 'readiness'
+
+/** A registry's `getMetricsAsJSON()`, as it crosses IPC. */
+export type Metrics = object[]
+
+export type ToPrimary =
+  /** The worker's signal handlers are installed: the primary may send SIGHUP from now on. */
+  | { scopegate: 'hello' }
+  | { scopegate: 'listening', proxyUrl: string, adminUrl: string }
+  | { scopegate: 'ask-group', id: number, query: Query }
+  | { scopegate: 'local-answer', id: number, result: unknown }
+
+export type ToWorker =
+  | { scopegate: 'ask-local', id: number, query: Query }
+  | { scopegate: 'group-answer', id: number, result?: unknown, error?: string }
+
+/** Whether an IPC message is one of scopegate's (its shape is then that of `T`, which the sender chose). */
+export const isMessage = <T extends { scopegate: string }>(value: unknown): value is T =>
+  typeof value === 'object' && value !== null && typeof (value as { scopegate?: unknown }).scopegate === 'string'
