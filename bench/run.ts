@@ -129,7 +129,7 @@ async function main (): Promise<void> {
       `- machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
       `- pinning: ${HAS_TASKSET ? `both proxies on core ${PROXY_CORE}; autocannon, upstream and JWKS on core ${LOAD_CORE} (taskset)` : 'none (taskset not found)'}`,
       `- load: autocannon, ${CONNECTIONS} connections; the fixed-rate scenario uses ${FIXED_RATE.connections} connections × ${FIXED_RATE.connectionRate} req/s`,
-      `- baseline: fastify 5 + @fastify/http-proxy, no auth, no logging`,
+      '- baseline: fastify 5 + @fastify/http-proxy, no auth, no logging',
       `- scopegate: \`node dist/cli.js serve\`, log level ${LOG_LEVEL}${LOG_LEVEL === 'info' ? ' (one JSON decision line per request, to /dev/null)' : ''}, metrics on; policy: audience deny + denyMissing, client deny, role and client grants, one required scope`,
       '',
       '## Targets',

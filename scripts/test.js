@@ -29,7 +29,7 @@ child.on('close', (code, signal) => {
     const failed = summary.fail || (code !== 0 ? Math.max(summary.fail, 1) : 0)
     console.log(`${summary.pass} passed, ${failed} failed${summary.skip ? `, ${summary.skip} skipped` : ''}`)
   } else {
-    console.log(`0 passed, 1 failed`)
+    console.log('0 passed, 1 failed')
   }
   process.exit(code ?? (signal ? 1 : 0))
 })

@@ -66,8 +66,10 @@ async function devIssuer (args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8081' },
-      url: { type: 'string' }, gateway: { type: 'string', default: 'http://127.0.0.1:8080' }
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8081' },
+      url: { type: 'string' },
+      gateway: { type: 'string', default: 'http://127.0.0.1:8080' }
     }
   })
   const port = Number(values.port)
@@ -94,8 +96,12 @@ async function explainCommand (args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      config: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' },
-      token: { type: 'string' }, claims: { type: 'string' }, ip: { type: 'string', default: '127.0.0.1' }
+      config: { type: 'string' },
+      method: { type: 'string' },
+      path: { type: 'string' },
+      token: { type: 'string' },
+      claims: { type: 'string' },
+      ip: { type: 'string', default: '127.0.0.1' }
     }
   })
   if (values.method === undefined || values.path === undefined || (values.token === undefined) === (values.claims === undefined)) {
@@ -124,8 +130,13 @@ async function token (args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      sub: { type: 'string' }, client: { type: 'string' }, aud: { type: 'string' }, scope: { type: 'string' },
-      roles: { type: 'string' }, exp: { type: 'string' }, key: { type: 'string', default: DEMO_KEY_FILE }
+      sub: { type: 'string' },
+      client: { type: 'string' },
+      aud: { type: 'string' },
+      scope: { type: 'string' },
+      roles: { type: 'string' },
+      exp: { type: 'string' },
+      key: { type: 'string', default: DEMO_KEY_FILE }
     }
   })
   let key: DemoKey

@@ -118,7 +118,7 @@ export async function runDemo (): Promise<void> {
   out.push(...await curlExamples(issuer.key, proxyUrl))
   out.push(`# readiness: curl ${adminUrl}/readyz`)
   out.push(`# explain the first allow, step by step: ${await explainExample(issuer.key, { issuer: issuer.url, upstream: upstream.url }, config.source)}`)
-  out.push(`# more tokens: npx scopegate token --sub alice --client todo-web --aud https://todo.api --scope "read:todos" --roles editor`)
+  out.push('# more tokens: npx scopegate token --sub alice --client todo-web --aud https://todo.api --scope "read:todos" --roles editor')
   out.push('# Ctrl-C to stop.', '')
   process.stdout.write(out.join('\n') + '\n')
 

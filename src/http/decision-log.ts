@@ -92,8 +92,18 @@ function destinationOf (logger: Logger): Destination {
 /** A request answered before any decision was made: no route, no token, nothing sent upstream. */
 function undecided (method: string | null, reason: string, status: number, latencyMs: number): DecisionRecord {
   return {
-    route: null, method, path: null, decision: 'deny', reason, upstream: null, status, upstreamStatus: null,
-    sub: null, clientId: null, scopes: '', latencyMs
+    route: null,
+    method,
+    path: null,
+    decision: 'deny',
+    reason,
+    upstream: null,
+    status,
+    upstreamStatus: null,
+    sub: null,
+    clientId: null,
+    scopes: '',
+    latencyMs
   }
 }
 

@@ -54,12 +54,14 @@ export class GatewayMetrics {
     const name = (suffix: string): string => METRIC_PREFIX + suffix
 
     const decisions = this.decisions
+    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
     new DecisionRequests(decisions, {
       name: name('requests_total'),
       help: 'Decisions made, by route id ("" when no route matched), decision (allow, deny, audit_deny) and reason code.',
       labelNames: ['route', 'decision', 'reason'],
       registers
     })
+    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
     new DecisionDurations(decisions, {
       name: name('request_duration_seconds'),
       help: 'Time from the start of the decision to the end of the response, upstream time included, in seconds.',
@@ -256,6 +258,7 @@ class DecisionDurations extends Histogram<'route' | 'decision'> {
  */
 function keyStoreGauge (name: string, help: string, read: (status: KeyStoreStatus) => number,
   engine: () => Engine | null, registers: Registry[]): void {
+  // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
   new Gauge({
     name,
     help,
@@ -285,6 +288,7 @@ function cacheCounter (name: string, help: string, read: (cache: TokenCache) => 
   const retiredCaches = new WeakSet<TokenCache>()
   let retired = 0
   let reported = 0
+  // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
   new Counter({
     name,
     help,

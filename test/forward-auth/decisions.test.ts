@@ -65,11 +65,18 @@ t.test('forward auth: /decisions', async (t) => {
     return /error="([a-z_]+)"/.exec(res.headers['www-authenticate'] ?? '')?.[1] ?? 'unauthorized'
   }
   const traefik = (uri: string, method = 'GET', auth?: string): Record<string, string> => ({
-    'x-forwarded-method': method, 'x-forwarded-uri': uri, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'api.example.com',
-    'x-forwarded-for': '203.0.113.7', ...(auth === undefined ? {} : { authorization: `Bearer ${auth}` })
+    'x-forwarded-method': method,
+    'x-forwarded-uri': uri,
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'api.example.com',
+    'x-forwarded-for': '203.0.113.7',
+    ...(auth === undefined ? {} : { authorization: `Bearer ${auth}` })
   })
   const ingressNginx = (url: string, method = 'GET', auth?: string): Record<string, string> => ({
-    'x-original-method': method, 'x-original-url': url, 'x-real-ip': '203.0.113.7', 'x-forwarded-for': '203.0.113.7',
+    'x-original-method': method,
+    'x-original-url': url,
+    'x-real-ip': '203.0.113.7',
+    'x-forwarded-for': '203.0.113.7',
     ...(auth === undefined ? {} : { authorization: `Bearer ${auth}` })
   })
 

@@ -37,7 +37,7 @@ export interface Echo {
   close(): Promise<void>
 }
 
-export function listenLocal(server: http.Server): Promise<number> {
+export function listenLocal (server: http.Server): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
@@ -54,7 +54,7 @@ const closing = new WeakMap<http.Server, Promise<void>>()
  * the server will never answer (server.close() alone would wait for them forever). Idempotent, so a
  * test may close early and still leave the close in its teardown.
  */
-export function closeServer(server: http.Server, sockets: Set<Socket>): Promise<void> {
+export function closeServer (server: http.Server, sockets: Set<Socket>): Promise<void> {
   let done = closing.get(server)
   if (!done) {
     done = new Promise((resolve, reject) => {
@@ -68,7 +68,7 @@ export function closeServer(server: http.Server, sockets: Set<Socket>): Promise<
 }
 
 /** Tracks a server's sockets, for closeServer. */
-export function trackSockets(server: http.Server): Set<Socket> {
+export function trackSockets (server: http.Server): Set<Socket> {
   const sockets = new Set<Socket>()
   server.on('connection', (socket) => {
     sockets.add(socket)
@@ -78,12 +78,12 @@ export function trackSockets(server: http.Server): Set<Socket> {
 }
 
 /** TCP RST rather than FIN, so the peer gets ECONNRESET instead of a clean end of stream. */
-export function resetSocket(socket: Socket): void {
+export function resetSocket (socket: Socket): void {
   if (socket.destroyed) return
   socket.resetAndDestroy()
 }
 
-export async function startEcho(): Promise<Echo> {
+export async function startEcho (): Promise<Echo> {
   let mode: EchoMode = 'echo'
   const received: Received[] = []
   const timers = new Set<NodeJS.Timeout>()
@@ -128,9 +128,7 @@ export async function startEcho(): Promise<Echo> {
         const digest = JSON.stringify({ bytes: record.bytes, sha256: record.sha256 })
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(digest) })
         res.end(digest)
-      }
-      else if (current === 'hang') return
-      else if (current === 'reset') resetSocket(req.socket)
+      } else if (current === 'hang') { /* never answer */ } else if (current === 'reset') resetSocket(req.socket)
       else if ('delayMs' in current) {
         const timer = setTimeout(() => {
           timers.delete(timer)
@@ -146,10 +144,10 @@ export async function startEcho(): Promise<Echo> {
   return {
     url: `http://127.0.0.1:${port}`,
     received,
-    setMode(next) {
+    setMode (next) {
       mode = next
     },
-    close() {
+    close () {
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
       return closeServer(server, sockets)
@@ -158,12 +156,12 @@ export async function startEcho(): Promise<Echo> {
 }
 
 /** A URL on 127.0.0.1 where nothing listens (connections are refused). */
-export async function closedPort(): Promise<string> {
+export async function closedPort (): Promise<string> {
   return `http://127.0.0.1:${await freePort()}`
 }
 
 /** A loopback port nothing listens on right now: listen on 0, note the port, close. */
-export async function freePort(): Promise<number> {
+export async function freePort (): Promise<number> {
   const server = http.createServer()
   const port = await listenLocal(server)
   await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))

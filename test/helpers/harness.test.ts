@@ -17,7 +17,7 @@ const ROLES = 'https://scopegate.test/roles'
 const TODO_API = 'https://todo.api'
 
 /** The `code` of a fetch failure's cause (undici wraps socket errors in TypeError('fetch failed')). */
-async function fetchErrorCode(p: Promise<unknown>): Promise<string> {
+async function fetchErrorCode (p: Promise<unknown>): Promise<string> {
   try {
     await p
   } catch (err) {
@@ -28,11 +28,11 @@ async function fetchErrorCode(p: Promise<unknown>): Promise<string> {
 }
 
 /** Polls cond every 10 ms, failing after timeoutMs. */
-async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+async function waitFor (cond: () => boolean, timeoutMs = 2000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!cond()) {
     if (Date.now() > deadline) throw new Error('waitFor: timed out')
-    await new Promise((r) => setTimeout(r, 10))
+    await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
 

@@ -86,7 +86,7 @@ interface OidcProviderModule {
  * oidc-provider v9 warns "Unsupported runtime" on import under Node 20 (it targets Node >= 22 LTS);
  * everything used here works on Node 20, so only that one line is dropped from the test output.
  */
-async function withoutRuntimeWarning<T>(load: () => Promise<T>): Promise<T> {
+async function withoutRuntimeWarning<T> (load: () => Promise<T>): Promise<T> {
   const warn = console.warn
   console.warn = (...args: unknown[]) => {
     if (typeof args[0] === 'string' && args[0].includes('oidc-provider WARNING: Unsupported runtime')) return
@@ -103,7 +103,7 @@ async function withoutRuntimeWarning<T>(load: () => Promise<T>): Promise<T> {
 // (TS7016); the shape above is checked where it is used instead.
 const OIDC_PROVIDER = 'oidc-provider'
 const { default: Provider, errors } = await withoutRuntimeWarning(
-  async () => (await import(OIDC_PROVIDER)) as OidcProviderModule,
+  async () => (await import(OIDC_PROVIDER)) as OidcProviderModule
 )
 
 /**
@@ -112,45 +112,52 @@ const { default: Provider, errors } = await withoutRuntimeWarning(
  * survive rotateKeys(), which builds a new Provider.
  */
 type Stored = Record<string, unknown>
-function mapAdapter(store: Map<string, Stored>) {
+function mapAdapter (store: Map<string, Stored>) {
   return class MapAdapter {
-    constructor(private readonly model: string) {}
-    private key(id: string): string {
+    constructor (private readonly model: string) {}
+    private key (id: string): string {
       return `${this.model}:${id}`
     }
-    async upsert(id: string, payload: Stored): Promise<void> {
+
+    async upsert (id: string, payload: Stored): Promise<void> {
       store.set(this.key(id), payload)
     }
-    async find(id: string): Promise<Stored | undefined> {
+
+    async find (id: string): Promise<Stored | undefined> {
       return store.get(this.key(id))
     }
-    async findByUid(uid: string): Promise<Stored | undefined> {
+
+    async findByUid (uid: string): Promise<Stored | undefined> {
       return [...store.values()].find((p) => p.uid === uid)
     }
-    async findByUserCode(userCode: string): Promise<Stored | undefined> {
+
+    async findByUserCode (userCode: string): Promise<Stored | undefined> {
       return [...store.values()].find((p) => p.userCode === userCode)
     }
-    async consume(id: string): Promise<void> {
+
+    async consume (id: string): Promise<void> {
       const payload = store.get(this.key(id))
       if (payload) payload.consumed = Math.floor(Date.now() / 1000)
     }
-    async destroy(id: string): Promise<void> {
+
+    async destroy (id: string): Promise<void> {
       store.delete(this.key(id))
     }
-    async revokeByGrantId(grantId: string): Promise<void> {
+
+    async revokeByGrantId (grantId: string): Promise<void> {
       for (const [k, p] of store) if (p.grantId === grantId) store.delete(k)
     }
   }
 }
 
 /** An RS256 private JWK for the provider's keystore (oidc-provider wants private JWKs, with kid/use). */
-async function newSigningJwk(): Promise<JWK> {
+async function newSigningJwk (): Promise<JWK> {
   const { privateKey } = await generateKeyPair('RS256', { extractable: true })
   const jwk = await exportJWK(privateKey)
   return { ...jwk, kid: `idp-${randomUUID()}`, alg: 'RS256', use: 'sig' }
 }
 
-export async function startIdp(opts: StartIdpOptions): Promise<Idp> {
+export async function startIdp (opts: StartIdpOptions): Promise<Idp> {
   const ttl = opts.accessTokenTtl ?? 300
   const clientsById = new Map(opts.clients.map((c) => [c.clientId, c]))
 
@@ -236,7 +243,7 @@ export async function startIdp(opts: StartIdpOptions): Promise<Idp> {
     issuer,
     jwksUri: `${issuer}/jwks`,
     tokenEndpoint,
-    async token({ clientId, resource, scope }) {
+    async token ({ clientId, resource, scope }) {
       const client = clientsById.get(clientId)
       if (!client) throw new Error(`startIdp: unknown client ${clientId}`)
       const form = new URLSearchParams({
@@ -255,7 +262,7 @@ export async function startIdp(opts: StartIdpOptions): Promise<Idp> {
       return body.access_token
     },
     currentKid: () => keys[0]?.kid ?? '',
-    async rotateKeys({ keepOld = true } = {}) {
+    async rotateKeys ({ keepOld = true } = {}) {
       const fresh = await newSigningJwk()
       keys = keepOld ? [fresh, ...keys] : [fresh]
       handler = build().callback()

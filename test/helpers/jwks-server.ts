@@ -26,7 +26,7 @@ export interface TestKey {
   publicJwk: JWK
 }
 
-export async function makeKey(alg: TestAlg = 'RS256', kid: string = `test-${randomUUID()}`): Promise<TestKey> {
+export async function makeKey (alg: TestAlg = 'RS256', kid: string = `test-${randomUUID()}`): Promise<TestKey> {
   // Public keys are always exportable; extractable lets a test also export the private key (e.g. to
   // write a key file for the gateway's own signing config).
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true })
@@ -71,11 +71,11 @@ export interface JwksServer {
 const JWKS_PATH = '/.well-known/jwks.json'
 const DISCOVERY_PATH = '/.well-known/openid-configuration'
 
-function isTestKey(key: TestKey | JWK): key is TestKey {
+function isTestKey (key: TestKey | JWK): key is TestKey {
   return 'publicJwk' in key && typeof key.publicJwk === 'object'
 }
 
-export async function startJwksServer(keys: TestKey[]): Promise<JwksServer> {
+export async function startJwksServer (keys: TestKey[]): Promise<JwksServer> {
   let published: JWK[] = keys.map((k) => k.publicJwk)
   const modes: Record<'jwks' | 'discovery', JwksMode> = { jwks: 'ok', discovery: 'ok' }
   let fetches = 0
@@ -118,8 +118,7 @@ export async function startJwksServer(keys: TestKey[]): Promise<JwksServer> {
     else if (mode === 'down') {
       res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('unavailable')
     } else if (mode === 'refuse') resetSocket(req.socket)
-    else if (mode === 'hang') return
-    else if ('delayMs' in mode) {
+    else if (mode === 'hang') { /* never answer */ } else if ('delayMs' in mode) {
       const timer = setTimeout(() => {
         timers.delete(timer)
         serve()
@@ -136,20 +135,20 @@ export async function startJwksServer(keys: TestKey[]): Promise<JwksServer> {
   return {
     url: `${issuer}${JWKS_PATH}`,
     issuer,
-    get fetches() {
+    get fetches () {
       return fetches
     },
-    get discoveryFetches() {
+    get discoveryFetches () {
       return discoveryFetches
     },
-    setKeys(next) {
+    setKeys (next) {
       published = next.map((k: TestKey | JWK) => (isTestKey(k) ? k.publicJwk : k))
     },
-    setMode(mode, target = 'jwks') {
+    setMode (mode, target = 'jwks') {
       if (target !== 'discovery') modes.jwks = mode
       if (target !== 'jwks') modes.discovery = mode
     },
-    close() {
+    close () {
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
       return closeServer(server, sockets)
@@ -172,7 +171,7 @@ export interface MintOptions {
  * Signs `claims` with `key`. `iat` and `exp` are added unless the claims carry their own (claims
  * win, so a test can set any exact value, including a wrong type).
  */
-export async function mintToken(key: TestKey, claims: Record<string, unknown>, opts: MintOptions = {}): Promise<string> {
+export async function mintToken (key: TestKey, claims: Record<string, unknown>, opts: MintOptions = {}): Promise<string> {
   const iat = opts.iat ?? Math.floor(Date.now() / 1000)
   const payload: Record<string, unknown> = {
     iat,
@@ -185,7 +184,7 @@ export async function mintToken(key: TestKey, claims: Record<string, unknown>, o
 }
 
 /** An unsecured JWT (`alg: none`, empty signature): what a verifier must always refuse. */
-export function mintUnsecuredToken(claims: Record<string, unknown>, opts: Pick<MintOptions, 'expiresIn' | 'noExp' | 'iat'> = {}): string {
+export function mintUnsecuredToken (claims: Record<string, unknown>, opts: Pick<MintOptions, 'expiresIn' | 'noExp' | 'iat'> = {}): string {
   const iat = opts.iat ?? Math.floor(Date.now() / 1000)
   return new UnsecuredJWT({ iat, ...(opts.noExp ? {} : { exp: iat + (opts.expiresIn ?? 300) }), ...claims }).encode()
 }

@@ -59,8 +59,15 @@ t.test('container files agree with the gateway', async (t) => {
   // merge: compose files share blocks with `<<: *anchor`, as this one does for the image.
   const compose = parse(read('docker-compose.yml'), { merge: true }) as {
     services: Record<string, {
-      image?: string, build?: { context: string, dockerfile: string }, command?: string[], ports?: string[], environment?: Record<string, string>,
-      volumes?: string[], network_mode?: string, depends_on?: Record<string, { condition: string }>, stop_grace_period?: string,
+      image?: string,
+      build?: { context: string, dockerfile: string },
+      command?: string[],
+      ports?: string[],
+      environment?: Record<string, string>,
+      volumes?: string[],
+      network_mode?: string,
+      depends_on?: Record<string, { condition: string }>,
+      stop_grace_period?: string,
       healthcheck?: { test: string[] }
     }>
   }

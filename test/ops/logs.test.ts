@@ -45,8 +45,19 @@ t.test('decision log lines', async (t) => {
     t.equal(res.status, 200)
     const line = gw.decisions()[before]
     t.match(line, {
-      level: 30, msg: 'decision', route: 'todos', method: 'GET', path: '/todos/1', decision: 'allow', reason: 'allowed',
-      upstream: 'todo', status: 200, upstreamStatus: 200, sub: 'alice', clientId: 'web', scopes: 'read:todos write:todos'
+      level: 30,
+      msg: 'decision',
+      route: 'todos',
+      method: 'GET',
+      path: '/todos/1',
+      decision: 'allow',
+      reason: 'allowed',
+      upstream: 'todo',
+      status: 200,
+      upstreamStatus: 200,
+      sub: 'alice',
+      clientId: 'web',
+      scopes: 'read:todos write:todos'
     })
     t.type(line?.latencyMs, 'number')
     t.equal(gw.decisions().length, before + 1, 'exactly one line for the request')

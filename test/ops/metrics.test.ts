@@ -128,7 +128,7 @@ t.test('each gateway has its own registry: two in one process count apart', asyn
 })
 
 t.test('a failing JWKS is counted, and so is the age of the stale keys', async (t) => {
-  const { key, jwks, echo } = await issuerAndEcho(t)
+  const { jwks, echo } = await issuerAndEcho(t)
   let now = Date.now()
   const gw = await startGateway({
     issuers: [{ id: 'flaky', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD], jwks: { refreshInterval: '1m', cooldown: '1s' } }],

@@ -95,7 +95,7 @@ t.test('with a configured key file', async (t) => {
     const original = await mint({ scope: 'read:todos write:todos delete:todos', [ROLES]: ['editor'] })
     const sentAt = Math.floor(Date.now() / 1000)
     const { res, seen } = await through(s, '/todos/1', bearer(original))
-    t.equal(res.status, 200, seen.error ?? "verified")
+    t.equal(res.status, 200, seen.error ?? 'verified')
     t.not(seen.authorization, `Bearer ${original}`, 'the client\'s token does not travel')
     t.same(seen.verified?.header, { alg: 'ES256', kid: 'scopegate-2025', typ: 'at+jwt' })
     const payload = seen.verified?.payload ?? {}
@@ -135,7 +135,7 @@ t.test('with a configured key file', async (t) => {
   for (const [who, asked, roles, kept] of narrowing) {
     t.test(`the re-issued token never carries a narrowed-away scope: ${who}`, async (t) => {
       const { res, seen } = await through(s, '/todos', bearer(await mint({ scope: asked, [ROLES]: roles, sub: `${who}-${asked}` })))
-      t.equal(res.status, 200, seen.error ?? "verified")
+      t.equal(res.status, 200, seen.error ?? 'verified')
       t.equal(seen.verified?.payload.scope, kept)
       const carried = String(seen.verified?.payload.scope ?? '').split(' ').filter((x) => x !== '')
       const allowed = (seen.scopes ?? '').split(' ').filter((x) => x !== '')
@@ -248,7 +248,7 @@ t.test('without a configured key: a generated one, a clear warning, and it survi
   t.match(String(warning?.msg), /replica/)
   const original = await mintToken(s.idpKey, { iss: s.idpIssuer, aud: API, sub: 'alice', scope: 'read:todos', [ROLES]: ['user'] })
   const { res, seen } = await through(s, '/todos', bearer(original))
-  t.equal(res.status, 200, seen.error ?? "verified")
+  t.equal(res.status, 200, seen.error ?? 'verified')
   t.equal(decodeProtectedHeader(seen.authorization?.slice(7) ?? '').kid, warning?.kid, 'signed by the generated key')
   t.equal(seen.verified?.header.alg, 'ES256', 'ES256 by default')
 

@@ -26,8 +26,18 @@ const observations: Observation[] = [
 
 function record ([route, decision, reason, latencyMs]: Observation): DecisionRecord {
   return {
-    route, method: 'GET', path: '/', decision, reason, upstream: route === null ? null : 'api', status: 200,
-    upstreamStatus: null, sub: null, clientId: null, scopes: '', latencyMs
+    route,
+    method: 'GET',
+    path: '/',
+    decision,
+    reason,
+    upstream: route === null ? null : 'api',
+    status: 200,
+    upstreamStatus: null,
+    sub: null,
+    clientId: null,
+    scopes: '',
+    latencyMs
   }
 }
 

@@ -10,8 +10,18 @@ import { createDecisionLog, decisionLine, type DecisionRecord } from '../../src/
 import { createLogger } from '../../src/observability/logger.js'
 
 const base: DecisionRecord = {
-  route: 'todos', method: 'GET', path: '/todos/1', decision: 'allow', reason: 'allowed', upstream: 'todo',
-  status: 200, upstreamStatus: 200, sub: 'alice', clientId: 'todo-web', scopes: 'read:todos write:todos', latencyMs: 0.412
+  route: 'todos',
+  method: 'GET',
+  path: '/todos/1',
+  decision: 'allow',
+  reason: 'allowed',
+  upstream: 'todo',
+  status: 200,
+  upstreamStatus: 200,
+  sub: 'alice',
+  clientId: 'todo-web',
+  scopes: 'read:todos write:todos',
+  latencyMs: 0.412
 }
 
 const records: Array<[string, DecisionRecord]> = [

@@ -73,6 +73,7 @@ t.test('an endless undeclared body is cut off at maxBytes: reading stops, the co
     const chunk = Buffer.alloc(16 * 1024, 0x20)
     res.on('close', () => { closed = true })
     const pump = (): void => {
+      // eslint-disable-next-line no-unmodified-loop-condition -- set by the response's close event
       while (!closed && written < 512 * 1024 * 1024) {
         written += chunk.length
         if (!res.write(chunk)) { res.once('drain', pump); return }
@@ -83,6 +84,7 @@ t.test('an endless undeclared body is cut off at maxBytes: reading stops, the co
   const err = await failure(fetchJson(`${base}/endless`, LIMITS))
   t.match(err, { kind: 'too_large', message: `body exceeds maxBytes ${LIMITS.maxBytes}` })
   const deadline = Date.now() + 2000
+  // eslint-disable-next-line no-unmodified-loop-condition -- set by the response's close event
   while (!closed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
   t.ok(closed, 'the gateway closed the connection')
   t.ok(written < 64 * 1024 * 1024, `the server could push only ${Math.round(written / 1024)} KiB (socket buffers), not the 512 MiB it wanted`)

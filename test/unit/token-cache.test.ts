@@ -27,8 +27,17 @@ const issuer = config.issuersById.get('idp') as CompiledIssuer
 
 function verified (expiresAt: number, size = 100): VerifiedToken {
   return {
-    subject: 'alice', clientId: 'app', scopes: ['read'], roles: [], audiences: [AUD],
-    issuer, claims: { exp: expiresAt }, expiresAt, key: {} as KeyEntry, size, digest: 'tok'
+    subject: 'alice',
+    clientId: 'app',
+    scopes: ['read'],
+    roles: [],
+    audiences: [AUD],
+    issuer,
+    claims: { exp: expiresAt },
+    expiresAt,
+    key: {} as KeyEntry,
+    size,
+    digest: 'tok'
   }
 }
 
