@@ -76,9 +76,8 @@ export function frameworkErrorToGatewayError (err: Error & { statusCode?: number
   return toGatewayError(err)
 }
 
-export async function buildProxyServer (options: ProxyServerOptions): Promise<FastifyInstance> {
-  const { engine, logger, decisions } = options
-  const config = engine().config
+/** Fastify set up for a proxy that never parses bodies and answers every error as the docs say. */
+async function createApp (config: Engine['config'], logger: Logger, decisions: DecisionLog): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -106,34 +105,6 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   })
   await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })
 
-  // Requests whose `Expect` is answered in onRequest: the client waits for 100 Continue, or gets 417.
-  const awaitingContinue = new WeakSet<IncomingMessage>()
-  const unmetExpectation = new WeakSet<IncomingMessage>()
-  app.server.on('checkContinue', (req: IncomingMessage, res) => {
-    awaitingContinue.add(req)
-    app.routing(req, res)
-  })
-  app.server.on('checkExpectation', (req: IncomingMessage, res) => {
-    unmetExpectation.add(req)
-    app.routing(req, res)
-  })
-
-  /**
-   * A denial. A client that waits for 100 Continue (or was refused its expectation) has sent no body and
-   * will not send it, so the connection is closed rather than kept waiting for a body to drain; Node does
-   * so itself when it answers a 100-continue request without a 100, the header says it for both. A client
-   * that sends its body unasked is already sending it: closing then would reset the connection under the
-   * answer, so Node drains it (bounded by `server.requestTimeout`) and the upstream still sees none of it.
-   */
-  const refuse = (request: FastifyRequest, reply: FastifyReply, error: GatewayError): void => {
-    // Refused before the engine decided: the decision line still names the reason.
-    request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
-    const raw = request.raw
-    const bodyWithheld = raw.headers.expect !== undefined && (awaitingContinue.has(raw) || unmetExpectation.has(raw))
-    if (bodyWithheld) reply.header('connection', 'close')
-    sendError(reply, error)
-  }
-
   app.decorateRequest('decision', null)
   app.decorateRequest('engine', null)
   app.decorateRequest('startedAt', 0n)
@@ -146,10 +117,53 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     sendError(reply, error)
   })
   app.setNotFoundHandler((_request, reply) => { sendError(reply, deny.noRoute()) })
-
   app.addHook('onResponse', (request, reply, done) => { decisions.record(request, reply); done() })
+  return app
+}
 
-  /** reply-from's options for a route, built once per route (routes are compiled objects of one engine). */
+/**
+ * Requests whose `Expect` scopegate answers itself: with these listeners Node sends no `100 Continue` on
+ * its own, so `onRequest` sends it only to an allowed request, or answers 417.
+ */
+class Expectations {
+  private readonly awaitingContinue = new WeakSet<IncomingMessage>()
+  private readonly unmet = new WeakSet<IncomingMessage>()
+
+  constructor (app: FastifyInstance) {
+    app.server.on('checkContinue', (req: IncomingMessage, res) => {
+      this.awaitingContinue.add(req)
+      app.routing(req, res)
+    })
+    app.server.on('checkExpectation', (req: IncomingMessage, res) => {
+      this.unmet.add(req)
+      app.routing(req, res)
+    })
+  }
+
+  /** The client waits for 100 Continue before it sends its body. */
+  awaiting (raw: IncomingMessage): boolean { return raw.headers.expect !== undefined && this.awaitingContinue.has(raw) }
+
+  /** The client expects something other than 100-continue. */
+  unsupported (raw: IncomingMessage): boolean { return raw.headers.expect !== undefined && this.unmet.has(raw) }
+
+  /**
+   * A denial. A client that waits for 100 Continue (or was refused its expectation) has sent no body and
+   * will not send it, so the connection is closed rather than kept waiting for a body to drain; Node does
+   * so itself when it answers a 100-continue request without a 100, the header says it for both. A client
+   * that sends its body unasked is already sending it: closing then would reset the connection under the
+   * answer, so Node drains it (bounded by `server.requestTimeout`) and the upstream still sees none of it.
+   */
+  refuse (request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
+    // Refused before the engine decided: the decision line still names the reason.
+    request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
+    if (this.awaiting(request.raw) || this.unsupported(request.raw)) reply.header('connection', 'close')
+    sendError(reply, error)
+  }
+}
+
+/** Streams an allowed request to its route's upstream, at the normalized path; reply-from's options built once per route. */
+function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (reply: FastifyReply, decision: Allow) => void {
+  // Routes are compiled objects of one engine: a reload brings new routes, and so new options.
   const forwarding = new WeakMap<CompiledRoute, ForwardOptions>()
   const optionsFor = (route: CompiledRoute): ForwardOptions => {
     let forward = forwarding.get(route)
@@ -178,52 +192,55 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     }
     return forward
   }
-
-  const forward = (reply: FastifyReply, decision: Allow): void => {
+  return (reply, decision) => {
     const { route } = decision
     // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.
     const { origin, basePath } = route.upstream
     reply.from(origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix), optionsFor(route))
   }
+}
 
-  // Both the hook and the handler are callback-style: a request whose token the caches know is decided
-  // and forwarded without a promise. Only a fresh verification or a re-issued token waits.
-  app.all('*', {
-    onRequest: (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
-      request.startedAt = process.hrtime.bigint()
-      const current = engine()
-      request.engine = current
-      const raw = request.raw
-      const expecting = raw.headers.expect !== undefined
-      if (expecting && unmetExpectation.has(raw)) {
-        refuse(request, reply, expectationFailed())
-        return
-      }
-      try {
-        checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
-      } catch (err) {
-        refuse(request, reply, toGatewayError(err))
-        return
-      }
-      const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
-      const decided = decideKnown(current, {
-        method: raw.method ?? 'GET',
-        target: raw.url ?? '',
-        authorization: authorizationValues(raw.rawHeaders),
-        clientIp: ip
-      })
-      const proceed = (decision: Decision): void => {
-        request.decision = decision
-        if (!decision.allowed) return refuse(request, reply, decision.error)
-        // Decided and allowed: now the client may send its body, which is streamed upstream.
-        if (expecting && awaitingContinue.has(raw)) reply.raw.writeContinue()
-        done()
-      }
-      // Only a token never seen before waits for its verification (decidePending never rejects).
-      if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)
-      else proceed(decided)
+/**
+ * The `onRequest` hook that decides every request before any body byte is read. Callback-style: a
+ * request whose token the caches know is decided without a promise; only a fresh verification waits.
+ */
+function decideOnRequest (engine: () => Engine, expectations: Expectations) {
+  return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
+    request.startedAt = process.hrtime.bigint()
+    const current = engine()
+    request.engine = current
+    const raw = request.raw
+    if (expectations.unsupported(raw)) return expectations.refuse(request, reply, expectationFailed())
+    try {
+      checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
+    } catch (err) {
+      return expectations.refuse(request, reply, toGatewayError(err))
     }
-  }, (request, reply) => {
+    const decided = decideKnown(current, {
+      method: raw.method ?? 'GET',
+      target: raw.url ?? '',
+      authorization: authorizationValues(raw.rawHeaders),
+      clientIp: clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
+    })
+    const proceed = (decision: Decision): void => {
+      request.decision = decision
+      if (!decision.allowed) return expectations.refuse(request, reply, decision.error)
+      // Decided and allowed: now the client may send its body, which is streamed upstream.
+      if (expectations.awaiting(raw)) reply.raw.writeContinue()
+      done()
+    }
+    // Only a token never seen before waits for its verification (decidePending never rejects).
+    if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)
+    else proceed(decided)
+  }
+}
+
+export async function buildProxyServer (options: ProxyServerOptions): Promise<FastifyInstance> {
+  const { engine, logger, decisions } = options
+  const app = await createApp(engine().config, logger, decisions)
+  const expectations = new Expectations(app)
+  const forward = upstreamForwarder(engine, decisions)
+  app.all('*', { onRequest: decideOnRequest(engine, expectations) }, (request, reply) => {
     const decision = request.decision as Allow
     const reissuing = options.reissue(decision)
     if (reissuing === undefined) return forward(reply, decision)
@@ -232,6 +249,5 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
       forward(reply, decision)
     }, (err: unknown) => { reply.send(err) })
   })
-
   return app
 }
