@@ -23,6 +23,7 @@ import type { CompiledRoute } from '../config/types.js'
 import { PendingDecision, decideKnown, decidePending, type Allow, type Decision, type DecisionInput } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { HOP_BY_HOP } from '../forward/upstream-headers.js'
+import { checkHost } from '../request/check-host.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues, extractToken } from '../request/extract-token.js'
 import { joinUpstreamPath, normalizeTarget } from '../request/normalize-path.js'
@@ -135,9 +136,113 @@ function relayResponse (socket: Duplex, response: IncomingMessage): void {
   response.on('error', () => { socket.destroy() })
 }
 
+/** A WebSocket handshake on its way: what was read of it, and how to record its answer. */
+interface Handshake {
+  request: IncomingMessage
+  socket: Duplex
+  /** The bytes the client sent after the handshake, before the tunnel opened. */
+  head: Buffer
+  engine: Engine
+  /** What the engine decides on: the Authorization values include a token taken from the subprotocol. */
+  input: DecisionInput
+  offered: SubprotocolToken
+  record: (upgrade: Omit<UpgradeRecord, 'method' | 'startedAt'>) => void
+  refuse: (error: GatewayError, decision: Decision | null) => void
+}
+
+/**
+ * Reads a handshake: its Host (checked as on every request, `check-host.ts`) and its token, from
+ * `Authorization` or, where the route takes it there, `Sec-WebSocket-Protocol`. Null: refused already.
+ */
+function readHandshake (options: UpgradeOptions, request: IncomingMessage, socket: Duplex, head: Buffer): Handshake | null {
+  const startedAt = process.hrtime.bigint()
+  const method = request.method ?? 'GET'
+  const record: Handshake['record'] = (upgrade) => { options.decisions.recordUpgrade({ ...upgrade, method, startedAt }) }
+  const refuse: Handshake['refuse'] = (error, decision) => {
+    writeError(socket, error)
+    record({ decision, status: error.status, refusal: decision?.allowed === false ? undefined : error })
+  }
+  const engine = options.engine()
+  const target = request.url ?? ''
+  let authorization = authorizationValues(request.rawHeaders)
+  let offered: SubprotocolToken
+  try {
+    checkHost(request.rawHeaders, target, request.httpVersion)
+    offered = subprotocolToken(request.headers['sec-websocket-protocol'])
+    if (offered.token !== null) authorization = withSubprotocolToken(routeOf(engine, method, target), authorization, offered.token)
+  } catch (err) {
+    refuse(toGatewayError(err), null)
+    return null
+  }
+  const clientAddress = clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy)
+  const input: DecisionInput = { method, target, authorization, clientIp: clientAddress }
+  return { request, socket, head, engine, input, offered, record, refuse }
+}
+
+/** The handshake's headers for the upstream: those of any proxied request, plus the handshake's own. */
+function handshakeHeaders (handshake: Handshake, decision: Allow, reissued: string | undefined): IncomingHttpHeaders {
+  const { request, offered, input, engine } = handshake
+  // A token from the subprotocol is the request's Authorization from here on: `forward.authorization` applies.
+  const clientHeaders: IncomingHttpHeaders = offered.token === null ? request.headers : { ...request.headers, authorization: input.authorization[0] }
+  const headers = proxiedHeaders(request, clientHeaders, engine.config, decision, reissued)
+  // Hop-by-hop for every other request, and so dropped by upstreamHeaders.
+  headers.connection = 'Upgrade'
+  headers.upgrade = request.headers.upgrade
+  if (offered.token !== null) {
+    if (offered.protocols.length === 0) delete headers['sec-websocket-protocol']
+    else headers['sec-websocket-protocol'] = offered.protocols.join(', ')
+  }
+  return headers
+}
+
+/** Sends an allowed handshake upstream and relays the answer: a 101 opens a tunnel, anything else is passed on. */
+function connectUpstream (handshake: Handshake, decision: Allow, reissued: string | undefined, websockets: OpenWebSockets): void {
+  const { socket, record, input } = handshake
+  if (socket.destroyed) return
+  const { route } = decision
+  const { origin, basePath } = route.upstream
+  const url = origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix) + decision.query
+  const upstreamRequest = (origin.startsWith('https:') ? https : http).request(url, {
+    method: input.method, headers: handshakeHeaders(handshake, decision, reissued), agent: false, timeout: route.upstream.timeoutMs
+  })
+  let settled = false
+  upstreamRequest.on('timeout', () => {
+    upstreamRequest.destroy(Object.assign(new Error('upstream timeout'), { code: 'HANDSHAKE_TIMEOUT', statusCode: 504 }))
+  })
+  upstreamRequest.on('error', (err) => {
+    if (settled) return
+    settled = true
+    const failure = upstreamError(err, route.upstream.id)
+    writeError(socket, failure)
+    record({ decision, status: failure.status, failure })
+  })
+  socket.once('close', () => {
+    if (settled) return
+    // The client left before the upstream answered.
+    settled = true
+    upstreamRequest.destroy()
+  })
+  upstreamRequest.on('response', (response) => {
+    settled = true
+    relayResponse(socket, response)
+    record({ decision, status: response.statusCode ?? 502 })
+  })
+  upstreamRequest.on('upgrade', (response, upstreamSocket, upstreamHead) => {
+    settled = true
+    upstreamSocket.setTimeout(0)
+    if (socket.destroyed) {
+      upstreamSocket.destroy()
+      return
+    }
+    socket.write(`${responseHead(response, null)}\r\n`)
+    websockets.add(new WebSocketTunnel(socket, upstreamSocket, handshake.head, upstreamHead), decision, input)
+    record({ decision, status: 101 })
+  })
+  upstreamRequest.end()
+}
+
 /** The proxy server's `upgrade` listener. */
 export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const { decisions, websockets } = options
   return (request, socket, head) => {
     // Node removed its own listeners when it handed the socket over: an error left unheard would be fatal.
     socket.on('error', () => { socket.destroy() })
@@ -145,108 +250,20 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
       serveAsHttp(request, socket, options.serveHttp)
       return
     }
-    const startedAt = process.hrtime.bigint()
-    const method = request.method ?? 'GET'
     // Nothing is read until the tunnel is open: what the client sends early waits in the socket.
     socket.pause()
-    const record = (upgrade: Omit<UpgradeRecord, 'method' | 'startedAt'>): void => {
-      decisions.recordUpgrade({ ...upgrade, method, startedAt })
-    }
-    const refuse = (error: GatewayError, decision: Decision | null): void => {
-      writeError(socket, error)
-      record({ decision, status: error.status, refusal: decision?.allowed === false ? undefined : error })
-    }
-
-    const engine = options.engine()
-    if (request.headers.host === undefined && request.httpVersion === '1.1') { // RFC 9112 §3.2: 400
-      refuse(deny.badRequest('request_malformed', 'the request has no Host header'), null)
-      return
-    }
-    const target = request.url ?? ''
-    let authorization = authorizationValues(request.rawHeaders)
-    let offered: SubprotocolToken
-    try {
-      offered = subprotocolToken(request.headers['sec-websocket-protocol'])
-      if (offered.token !== null) authorization = withSubprotocolToken(routeOf(engine, method, target), authorization, offered.token)
-    } catch (err) {
-      refuse(toGatewayError(err), null)
-      return
-    }
-    const input: DecisionInput = {
-      method,
-      target,
-      authorization,
-      clientIp: clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy)
-    }
-
-    const connect = (decision: Allow, reissued: string | undefined): void => {
-      if (socket.destroyed) return
-      const { route } = decision
-      const { origin, basePath } = route.upstream
-      // A token from the subprotocol is the request's Authorization from here on: `forward.authorization` applies.
-      const clientHeaders: IncomingHttpHeaders = offered.token === null ? request.headers : { ...request.headers, authorization: authorization[0] }
-      const headers = proxiedHeaders(request, clientHeaders, engine.config, decision, reissued)
-      // The handshake's own headers, which upstreamHeaders drops as hop-by-hop.
-      headers.connection = 'Upgrade'
-      headers.upgrade = request.headers.upgrade
-      if (offered.token !== null) {
-        if (offered.protocols.length === 0) delete headers['sec-websocket-protocol']
-        else headers['sec-websocket-protocol'] = offered.protocols.join(', ')
-      }
-      const url = origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix) + decision.query
-      const upstreamRequest = (origin.startsWith('https:') ? https : http).request(url, {
-        method, headers, agent: false, timeout: route.upstream.timeoutMs
-      })
-      let settled = false
-      upstreamRequest.on('timeout', () => {
-        upstreamRequest.destroy(Object.assign(new Error('upstream timeout'), { code: 'HANDSHAKE_TIMEOUT', statusCode: 504 }))
-      })
-      upstreamRequest.on('error', (err) => {
-        if (settled) return
-        settled = true
-        const failure = upstreamError(err, route.upstream.id)
-        writeError(socket, failure)
-        record({ decision, status: failure.status, failure })
-      })
-      socket.once('close', () => {
-        if (settled) return
-        // The client left before the upstream answered.
-        settled = true
-        upstreamRequest.destroy()
-      })
-      upstreamRequest.on('response', (response) => {
-        settled = true
-        relayResponse(socket, response)
-        record({ decision, status: response.statusCode ?? 502 })
-      })
-      upstreamRequest.on('upgrade', (response, upstreamSocket, upstreamHead) => {
-        settled = true
-        upstreamSocket.setTimeout(0)
-        if (socket.destroyed) {
-          upstreamSocket.destroy()
-          return
-        }
-        socket.write(`${responseHead(response, null)}\r\n`)
-        websockets.add(new WebSocketTunnel(socket, upstreamSocket, head, upstreamHead), decision, input)
-        record({ decision, status: 101 })
-      })
-      upstreamRequest.end()
-    }
-
+    const handshake = readHandshake(options, request, socket, head)
+    if (handshake === null) return
+    const { refuse } = handshake
     const proceed = (decision: Decision): void => {
-      if (!decision.allowed) {
-        refuse(decision.error, decision)
-        return
-      }
-      if (!decision.route.websocket.enabled || !isWebSocket(request.headers.upgrade)) {
-        refuse(upgradeNotAllowed(), decision)
-        return
-      }
+      if (!decision.allowed) return refuse(decision.error, decision)
+      if (!decision.route.websocket.enabled || !isWebSocket(request.headers.upgrade)) return refuse(upgradeNotAllowed(), decision)
       const reissuing = options.reissue(decision)
-      if (reissuing === undefined) connect(decision, undefined)
-      else reissuing.then((token) => { connect(decision, token) }, (err: unknown) => { refuse(toGatewayError(err), decision) })
+      if (reissuing === undefined) return connectUpstream(handshake, decision, undefined, options.websockets)
+      reissuing.then((token) => { connectUpstream(handshake, decision, token, options.websockets) },
+        (err: unknown) => { refuse(toGatewayError(err), decision) })
     }
-    const decided = decideKnown(engine, input)
+    const decided = decideKnown(handshake.engine, handshake.input)
     if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)
     else proceed(decided)
   }

@@ -232,7 +232,7 @@ t.test('WebSockets on the proxy listener', async (t) => {
     t.equal(echo.received.length, before + 1, 'the upstream saw neither')
   })
 
-  t.test('hostile sockets: no Host, or a client that resets mid-handshake, never reach the upstream or break the gateway', async (t) => {
+  t.test('hostile sockets: no Host, two Hosts, a Host the target contradicts, or a client that resets mid-handshake, never reach the upstream or break the gateway', async (t) => {
     const { port } = new URL(gw.proxyUrl)
     const raw = (request: string, reset: boolean): Promise<string> => new Promise((resolve) => {
       const socket = net.connect(Number(port), '127.0.0.1')
@@ -250,6 +250,15 @@ t.test('WebSockets on the proxy listener', async (t) => {
     t.match(noHost, /^HTTP\/1\.1 400 /, 'no Host: 400')
     t.match(noHost, /"error":"invalid_request"/)
     t.equal(upstream.handshakes.length, before)
+    // The same Host rules as every request (docs/proxying.md, "Request shapes refused").
+    const twoHosts = await within(raw(`${handshake}Host: a.example\r\nHost: b.example\r\n\r\n`, false), 10_000, 'two Hosts')
+    t.match(twoHosts, /^HTTP\/1\.1 400 /, 'two Host headers: 400')
+    t.match(twoHosts, /"error":"invalid_request"/)
+    const absolute = handshake.replace('GET /chat/room ', 'GET http://elsewhere.example/chat/room ')
+    const contradicted = await within(raw(`${absolute}Host: gw.example\r\n\r\n`, false), 10_000, 'host mismatch')
+    t.match(contradicted, /^HTTP\/1\.1 400 /, 'an absolute-form target another host than Host: 400')
+    t.notMatch(contradicted, /101 Switching/)
+    t.equal(upstream.handshakes.length, before, 'none of them reached the upstream')
     for (let i = 0; i < 5; i++) await within(raw(`${handshake}Host: x\r\n\r\n`, true), 10_000, 'reset')
     const socket = opened(t, await within(openWs(`${ws}/browser/feed`, { headers: auth(token) }), 10_000, 'handshake after resets'))
     socket.send('alive')
