@@ -6,9 +6,10 @@
  * real one: signature and expiry are skipped, and the output says so.
  */
 import type { CompiledConfig, CompiledRoute } from '../config/types.js'
-import { decideKnown, decidePending, PendingDecision, type Decision, type Step } from './decide.js'
+import { decideKnown, decidePending, PendingDecision, type Decision, type Recorder, type Step } from './decide.js'
 import { buildEngine, loadKeys, type Engine } from './engine.js'
-import { GatewayError } from '../shared/errors.js'
+import { GatewayError, toGatewayError } from '../shared/errors.js'
+import { checkClaimTypes } from '../token/check-claim-types.js'
 import { identityClaims } from '../token/claims.js'
 import type { JwtPayload } from '../token/parse-jwt.js'
 import { cacheKey, verifiedToken, type VerifiedToken } from '../token/verified-token.js'
@@ -48,6 +49,12 @@ function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedT
   if (chosen === undefined) {
     return new GatewayError(401, 'invalid_token', 'token_issuer_unknown', 'the token issuer is not accepted', { detail: `iss ${JSON.stringify(claims.iss)} is not configured` })
   }
+  try {
+    // The claims must have the types the gateway requires; expiry is not checked here, so `exp` may be left out.
+    checkClaimTypes({ exp: 0, ...claims }, chosen, config)
+  } catch (err) {
+    return toGatewayError(err)
+  }
   return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)))
 }
 
@@ -65,14 +72,11 @@ function describeRoute (route: CompiledRoute): string {
     `-> upstream ${route.upstream.id} ${route.upstream.base}; auth ${route.auth}, mode ${route.mode}`
 }
 
-export async function explain (config: CompiledConfig, input: ExplainInput): Promise<Explanation> {
-  const lines: string[] = []
-  const say = (step: string, text: string): void => { lines.push(`${step.padEnd(10)}${text}`) }
+/** The recorder of one explanation: one or more lines per stage, in the order the pipeline ran them. */
+function stepWriter (input: ExplainInput, say: (step: string, text: string) => void): Recorder {
   const fromClaims = input.claims !== undefined
   let route: CompiledRoute | null = null
-
-  /** The recorder: one or more lines per stage, in the order the pipeline ran them. */
-  const record = (step: Step): void => {
+  return (step: Step): void => {
     switch (step.stage) {
       case 'path': {
         say('path', step.path === input.path.split('?')[0] ? `${step.path} (already normalized)` : `normalized to ${step.path}`)
@@ -107,6 +111,12 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
       default: say(step.stage, step.failure === null ? 'pass' : denial(step.failure))
     }
   }
+}
+
+export async function explain (config: CompiledConfig, input: ExplainInput): Promise<Explanation> {
+  const lines: string[] = []
+  const say = (step: string, text: string): void => { lines.push(`${step.padEnd(10)}${text}`) }
+  const record = stepWriter(input, say)
 
   say('request', `${input.method} ${input.path} from ${input.ip}`)
   let engine: Engine = input.engine ?? buildEngine(config, null)

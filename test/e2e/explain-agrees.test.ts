@@ -120,4 +120,12 @@ t.test('explain tells the decision decide makes, and the gateway answers it', as
       t.match(failed[0], `(${row.reason ?? ''})`, `${row.name}: with its reason`)
     }
   }
+
+  // A claims file skips the signature, never the claim types: a mistyped claim is refused as the gateway refuses it.
+  const mistyped = { ...claims, sub: 42 }
+  const fromClaims = await explain(config, { method: 'GET', path: '/todos/1', ip: IP, claims: mistyped })
+  const decidedMistyped = await decide(engine, { method: 'GET', target: '/todos/1', authorization: [`Bearer ${await mintToken(key, mistyped)}`], clientIp: IP })
+  t.equal(fromClaims.allowed, false, 'explain --claims refuses a mistyped claim')
+  t.equal(decidedMistyped.allowed ? null : decidedMistyped.error.reason, 'token_claim_invalid', 'as the gateway does')
+  t.equal(fromClaims.decision.allowed ? null : fromClaims.decision.error.reason, 'token_claim_invalid', 'for the same reason')
 })
