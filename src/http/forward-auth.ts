@@ -13,6 +13,7 @@
  */
 import { METHODS, type IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { CompiledConfig } from '../config/types.js'
 import { PendingDecision, decideKnown, decidePending, type Allow, type Deny } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
@@ -68,6 +69,24 @@ export function adminFrameworkError (err: Error, request: FastifyRequest, reply:
   else sendError(reply, error)
 }
 
+/** The request the ingress asks about, named as `forward-auth-request.ts` reads it. @throws GatewayError */
+function originalOf (raw: IncomingMessage, trusted: IpMatcher | null): OriginalRequest {
+  return originalRequest({
+    method: raw.method ?? 'GET',
+    url: raw.url ?? '',
+    rawHeaders: raw.rawHeaders,
+    peerTrusted: trusted !== null && trusted.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
+  })
+}
+
+/** An allow: 200, the identity headers for the ingress to copy, and how long it may cache the answer. */
+function sendAllow (reply: FastifyReply, decision: Allow, config: CompiledConfig, reissued: string | undefined, nowMs: number): FastifyReply {
+  const caching = cacheControl(decision, nowMs)
+  reply.code(200).headers(allowHeaders(decision, config, reissued)).header('cache-control', caching.cacheControl)
+  if (caching.vary !== undefined) reply.header('vary', caching.vary)
+  return reply.send()
+}
+
 /** The admin plugin: registers the two forward-auth routes. */
 export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance) => void {
   const now = options.now ?? Date.now
@@ -91,12 +110,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
       try {
         let original: OriginalRequest
         try {
-          original = originalRequest({
-            method: raw.method ?? 'GET',
-            url: raw.url ?? '',
-            rawHeaders: raw.rawHeaders,
-            peerTrusted: trusted !== null && trusted.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
-          })
+          original = originalOf(raw, trusted)
         } catch (err) {
           const error = toGatewayError(err)
           request.decision = refused(error)
@@ -114,11 +128,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
         if (!decision.allowed) return sendDenial(reply, raw, decision.error)
 
         const reissuing = options.reissue(decision)
-        const reissued = reissuing === undefined ? undefined : await reissuing
-        const caching = cacheControl(decision, now())
-        reply.code(200).headers(allowHeaders(decision, engine.config, reissued)).header('cache-control', caching.cacheControl)
-        if (caching.vary !== undefined) reply.header('vary', caching.vary)
-        return reply.send()
+        return sendAllow(reply, decision, engine.config, reissuing === undefined ? undefined : await reissuing, now())
       } catch (err) {
         // Never a 5xx to the ingress (it would answer the client with a 500): an internal error is a 403.
         const error = toGatewayError(err)
