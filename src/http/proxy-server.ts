@@ -23,6 +23,7 @@ import { clientIp } from '../request/client-ip.js'
 import { checkHost } from '../request/check-host.js'
 import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
+import { downstreamHeaders } from '../forward/response-headers.js'
 import { clientErrorHandler, expectationFailed } from './client-errors.js'
 import { checkFormBody } from './form-body.js'
 import { proxiedHeaders } from './proxied-headers.js'
@@ -175,6 +176,7 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
         queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
         rewriteRequestHeaders: (request, headers) =>
           proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued),
+        rewriteHeaders: (headers) => downstreamHeaders(headers),
         onError: (errorReply, { error }) => {
           const failed = errorReply as unknown as FastifyReply
           // The request body's own refusal (a token found in a long form body) aborted the upstream request.
