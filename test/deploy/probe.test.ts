@@ -6,18 +6,14 @@
  * protected and a location someone added without it is not. A redirect is reported, never followed.
  * `npm test` builds dist/ first.
  */
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import http from 'node:http'
-import { fileURLToPath } from 'node:url'
+import { tmpdir } from 'node:os'
 import t from 'tap'
 import { decodeProtectedHeader } from 'jose'
 import { closeServer, listenLocal, trackSockets, type Echo } from '../helpers/echo-upstream.js'
+import { run, type Result } from '../helpers/cli.js'
 import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { findNginx, freePort, startNginx } from '../forward-auth/nginx-process.js'
-
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
-if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first`)
 
 // Each run is a Node start-up and a fresh RSA key (a second or more on a busy machine).
 t.setTimeout(240_000)
@@ -25,19 +21,9 @@ t.setTimeout(240_000)
 const API = 'https://todo.api'
 const PROBES = ['no-token', 'alg-none', 'wrong-key', 'forged-identity', 'dot-segment', 'semicolon-dots', 'double-slash', 'encoded-letter']
 
-interface Result { code: number | null, stdout: string, stderr: string }
-
 /** Runs `scopegate probe …` asynchronously, so the servers in this process keep answering. */
 function probe (args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'probe', '--timeout', '20s', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk })
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
+  return run(['probe', '--timeout', '20s', ...args], tmpdir())
 }
 
 /** Each probe's line: name → [status, verdict]. */
