@@ -6,7 +6,12 @@
  * the IdP said the token is not active. Each case asserts what the client got, that the upstream got
  * nothing, and what the endpoint received (client authentication, never a secret in the logs).
  */
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { jwtVerify } from 'jose'
 import t from 'tap'
 import type { Test } from 'tap'
 import { closedPort, closeServer, listenLocal, startEcho, trackSockets } from '../helpers/echo-upstream.js'
@@ -195,4 +200,28 @@ t.test('jwtTokens: a JWT of this issuer is introspected, not only verified: a re
   t.equal(opaque.status, 401)
   t.equal(opaque.json?.error, 'invalid_token')
   t.equal(endpoint.received.length, 1, 'not introspected')
+})
+
+t.test('private_key_jwt: each call carries a fresh RFC 7523 assertion, signed by the configured key, for this endpoint', async (t) => {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const dir = mkdtempSync(join(tmpdir(), 'scopegate-pkjwt-'))
+  const pemFile = join(dir, 'key.pem')
+  writeFileSync(pemFile, privateKey.export({ format: 'pem', type: 'pkcs8' }))
+  const endpoint = await startEndpoint(t)
+  endpoint.mode = active()
+  const gw = await gateway(t, endpoint.url, { authMethod: 'private_key_jwt', privateKeyFile: pemFile, clientSecret: undefined })
+  for (const token of ['opaque-pk-1', 'opaque-pk-2']) t.equal((await send(gw.proxyUrl, '/api/x', { headers: bearer(token) })).status, 200)
+  t.equal(endpoint.received.length, 2)
+  const jtis: string[] = []
+  for (const call of endpoint.received) {
+    t.equal(call.authorization, undefined)
+    t.equal(call.form.get('client_id'), 'gateway')
+    t.equal(call.form.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer')
+    const { payload, protectedHeader } = await jwtVerify(call.form.get('client_assertion') ?? '', publicKey, { issuer: 'gateway', subject: 'gateway', audience: endpoint.url })
+    t.equal(protectedHeader.alg, 'ES256')
+    t.ok(typeof payload.exp === 'number' && typeof payload.iat === 'number' && payload.exp - payload.iat <= 60, 'short-lived')
+    jtis.push(String(payload.jti))
+  }
+  t.not(jtis[0], jtis[1], 'a fresh jti per call')
+  t.notOk(gw.rawLog().includes('BEGIN PRIVATE KEY'))
 })

@@ -11,6 +11,7 @@ import { startEcho } from '../helpers/echo-upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send, type TestResponse } from '../helpers/http.js'
 import { startIdp } from '../helpers/idp.js'
+import { explain } from '../../src/decision/explain.js'
 
 const SECRET = 'introspection-secret-9f3a1c'
 const AUD = 'https://api.test'
@@ -160,4 +161,18 @@ t.test('a JWT still goes to the JWT verifier: no introspection call', async (t) 
   t.equal(res.status, 200)
   t.equal(idp.introspections(), calls, 'no introspection')
   t.equal(r.gw.decisions().at(-1)?.tokenPath, 'jwt')
+})
+
+t.test('scopegate explain shows the introspection step, and never the secret', async (t) => {
+  const r = await rig(t)
+  const token = await idp.token({ clientId: 'todo-cli', scope: 'read write' })
+  const engine = r.gw.gateway.current()
+  const first = await explain(engine.config, { method: 'GET', path: '/write/1', ip: '127.0.0.1', token, engine })
+  t.ok(first.allowed)
+  t.match(first.lines.join('\n'), /^introspect +issuer idp answered active, expires /m)
+  t.match(first.lines.join('\n'), /^token +introspected: issuer idp$/m)
+  const again = await explain(engine.config, { method: 'GET', path: '/write/1', ip: '127.0.0.1', token, engine })
+  t.match(again.lines.join('\n'), /^introspect +issuer idp answered active \(remembered answer\)/m)
+  const text = [...first.lines, ...again.lines].join('\n')
+  t.notOk(text.includes(SECRET) || text.includes(token), 'neither the secret nor the token')
 })
