@@ -108,6 +108,7 @@ export function compileIntrospection (add: AddProblem, path: string, issuer: Raw
     opaqueTokens: raw.opaqueTokens,
     jwtTokens: raw.jwtTokens,
     roles: segments(raw.rolesClaim ?? roles),
+    jwtResponse: raw.jwtResponse,
     cacheTtlMs: millis(add, `${at}.cacheTtl`, raw.cacheTtl),
     refusalTtlMs: millis(add, `${at}.refusalTtl`, raw.refusalTtl),
     timeoutMs: millis(add, `${at}.timeout`, raw.timeout),

@@ -163,6 +163,7 @@ const introspection: Schema = object({
   opaqueTokens: { type: 'boolean', default: true },
   jwtTokens: { type: 'boolean', default: false },
   rolesClaim: claimPath,
+  jwtResponse: { type: 'boolean', default: false },
   cacheTtl: withDefault(duration, '60s'),
   refusalTtl: withDefault(duration, '10s'),
   timeout: withDefault(duration, '2s'),

@@ -87,6 +87,8 @@ export interface RawIntrospection {
   jwtTokens: boolean
   /** Where roles are in the introspection response; absent: the issuer's `claims.roles`. */
   rolesClaim?: ClaimPath
+  /** Ask for RFC 9701 signed answers (`application/token-introspection+jwt`), verified with the issuer's keys. */
+  jwtResponse: boolean
   /** Longest life of a cached active answer (the revocation window). */
   cacheTtl: DurationText
   /** Life of a cached `active: false`. */
@@ -217,6 +219,7 @@ export interface CompiledIntrospection {
   opaqueTokens: boolean
   jwtTokens: boolean
   roles: ClaimSegments
+  jwtResponse: boolean
   cacheTtlMs: number
   refusalTtlMs: number
   timeoutMs: number

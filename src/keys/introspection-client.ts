@@ -16,6 +16,9 @@ export type IntrospectionFailure = FetchJsonError['kind'] | 'discovery'
 
 const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
+/** RFC 9701 §5: the media type of a signed introspection answer. */
+const SIGNED_TYPE = 'application/token-introspection+jwt'
+
 /** Lifetime of a `private_key_jwt` assertion, seconds: long enough for one call, short enough to be useless later. */
 const ASSERTION_TTL_SEC = 60
 
@@ -27,9 +30,14 @@ export class IntrospectionClient {
   private endpoint: string | null
   private discovering: Promise<string> | null = null
 
-  constructor (issuer: CompiledIssuer, config: CompiledIntrospection, options: { fetch?: FetchLike, now?: () => number } = {}) {
+  /** Verifies an RFC 9701 signed answer and returns its `token_introspection` (when `jwtResponse`). */
+  private readonly openSigned: ((jwt: string) => Promise<Record<string, unknown>>) | undefined
+
+  constructor (issuer: CompiledIssuer, config: CompiledIntrospection,
+    options: { fetch?: FetchLike, now?: () => number, openSigned?: (jwt: string) => Promise<Record<string, unknown>> } = {}) {
     this.issuer = issuer
     this.config = config
+    this.openSigned = options.openSigned
     this.fetch = options.fetch ?? (globalThis.fetch as FetchLike)
     this.now = options.now ?? Date.now
     this.endpoint = config.endpoint.kind === 'url' ? config.endpoint.url : null
@@ -92,12 +100,13 @@ export class IntrospectionClient {
     const headers = await this.credentials(endpoint, form)
     const signal = AbortSignal.timeout(this.config.timeoutMs)
     let body: Buffer
+    let signed = false
     try {
       const response = await this.fetch(endpoint, {
         method: 'POST',
         redirect: 'manual',
         signal,
-        headers: { ...headers, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+        headers: { ...headers, accept: this.config.jwtResponse ? SIGNED_TYPE : 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
         body: form.toString()
       })
       if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
@@ -109,11 +118,17 @@ export class IntrospectionClient {
         throw new FetchJsonError('status', `answered HTTP ${response.status}`)
       }
       body = await readBounded(response, this.config.maxBytes)
+      signed = (response.headers.get('content-type') ?? '').toLowerCase().startsWith(SIGNED_TYPE)
     } catch (err) {
       if (err instanceof FetchJsonError) throw err
       if (signal.aborted) throw new FetchJsonError('timeout', `no complete answer within ${this.config.timeoutMs} ms`)
       const cause = (err as { cause?: { code?: string } }).cause?.code
       throw new FetchJsonError('network', `the request failed${cause === undefined ? '' : ` (${cause})`}`)
+    }
+    // Asked for a signed answer, only a signed answer is taken: an unsigned one could come from anyone on the path.
+    if (this.config.jwtResponse) {
+      if (!signed || this.openSigned === undefined) throw new FetchJsonError('not_json', `the answer is not ${SIGNED_TYPE}`)
+      return await this.openSigned(body.toString('utf8').trim())
     }
     let parsed: unknown
     try {

@@ -19,11 +19,13 @@ import { LRUCache } from 'lru-cache'
 import type { CompiledConfig, CompiledIntrospection, CompiledIssuer } from '../config/types.js'
 import { FetchJsonError, type FetchLike } from '../keys/fetch-json.js'
 import { IntrospectionClient } from '../keys/introspection-client.js'
+import type { KeyStore } from '../keys/key-store.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { checkClaimTypes } from './check-claim-types.js'
 import { Interner, identityClaims } from './claims.js'
 import type { JwtPayload } from './parse-jwt.js'
 import { cacheKey, verifiedToken, type VerifiedToken } from './verified-token.js'
+import { verifyIntrospectionJwt } from './verify-introspection-jwt.js'
 import { TokenMiss, type TokenLookup, type Verifier } from './verify-token.js'
 
 /** How an introspection ended, as counted in `scopegate_introspections_total{issuer,result}`. */
@@ -42,6 +44,8 @@ export class IntrospectionMiss extends TokenMiss {
 }
 
 export interface IntrospectionOptions {
+  /** Each issuer's key store, by issuer id: verifies RFC 9701 signed answers (`jwtResponse`). */
+  keyStores?: ReadonlyMap<string, KeyStore>
   fetch?: FetchLike
   /** Milliseconds since the epoch. */
   now?: () => number
@@ -113,7 +117,10 @@ export class IntrospectingVerifier implements Verifier {
     this.listener = options.listener ?? (() => {})
     for (const issuer of config.issuersById.values()) {
       if (issuer.introspection === undefined) continue
-      this.clients.set(issuer.id, new IntrospectionClient(issuer, issuer.introspection, { fetch: options.fetch, now: this.now }))
+      const store = options.keyStores?.get(issuer.id)
+      const clientId = issuer.introspection.clientId
+      const openSigned = store === undefined ? undefined : async (jwt: string) => await verifyIntrospectionJwt(jwt, issuer, clientId, store)
+      this.clients.set(issuer.id, new IntrospectionClient(issuer, issuer.introspection, { fetch: options.fetch, now: this.now, openSigned }))
       if (issuer.introspection.jwtTokens) this.jwtIssuers.set(issuer.issuer, issuer)
     }
     this.cache = new LRUCache({ max: options.maxEntries ?? 10_000, ttlAutopurge: false, ttlResolution: 0, perf: { now: () => this.now() } })

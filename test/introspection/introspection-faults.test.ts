@@ -225,3 +225,40 @@ t.test('private_key_jwt: each call carries a fresh RFC 7523 assertion, signed by
   t.not(jtis[0], jtis[1], 'a fresh jti per call')
   t.notOk(gw.rawLog().includes('BEGIN PRIVATE KEY'))
 })
+
+t.test('jwtResponse: an RFC 9701 signed answer is verified with the issuer\'s keys; anything else is a 503', async (t) => {
+  const endpoint = await startEndpoint(t)
+  const gw = await gateway(t, endpoint.url, { jwtResponse: true })
+  const now = Math.floor(Date.now() / 1000)
+  const answer = { active: true, client_id: 'todo-cli', sub: 'alice', scope: 'read', aud: AUD, exp: now + 300 }
+  const signed = async (claims: Record<string, unknown>, header: Record<string, unknown> = { typ: 'token-introspection+jwt' }, signer = key): Promise<Mode> => ({
+    status: 200,
+    type: 'application/token-introspection+jwt',
+    body: await mintToken(signer, { iss: jwks.issuer, aud: 'gateway', token_introspection: answer, ...claims }, { header })
+  })
+  const before = echo.received.length
+
+  endpoint.mode = await signed({})
+  const ok = await send(gw.proxyUrl, '/api/x', { headers: bearer('opaque-signed-ok') })
+  t.equal(ok.status, 200)
+  t.equal(echo.received.length, before + 1)
+  t.equal(echo.received.at(-1)?.headers['x-auth-subject'], 'alice')
+
+  const other = await makeKey('ES256')
+  const bad: Array<[string, Mode]> = [
+    ['an unsigned JSON answer', active()],
+    ['another key', await signed({}, undefined, other)],
+    ['a wrong typ', await signed({}, { typ: 'JWT' })],
+    ['another issuer', await signed({ iss: 'https://evil.test' })],
+    ['another audience', await signed({ aud: 'someone-else' })],
+    ['no token_introspection', await signed({ token_introspection: undefined })]
+  ]
+  for (const [name, mode] of bad) {
+    endpoint.mode = mode
+    const res = await send(gw.proxyUrl, '/api/x', { headers: bearer(`opaque-signed-${name.length}-${name.charCodeAt(3)}`) })
+    t.equal(res.status, 503, name)
+    t.equal(res.json?.error, 'temporarily_unavailable', name)
+  }
+  t.equal(echo.received.length, before + 1, 'the upstream got only the good one')
+  t.equal(endpoint.received.at(-1)?.form.get('token') !== undefined, true)
+})

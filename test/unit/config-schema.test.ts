@@ -187,6 +187,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     opaqueTokens: 'default',
     jwtTokens: 'default',
     rolesClaim: 'optional',
+    jwtResponse: 'default',
     cacheTtl: 'default',
     refusalTtl: 'default',
     timeout: 'default',
