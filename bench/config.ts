@@ -45,3 +45,16 @@ export function cycle (tokens: readonly string[]): { next: () => Record<string, 
   let i = 0
   return { next: () => ({ authorization: `Bearer ${tokens[i++ % tokens.length] ?? ''}` }), used: () => i }
 }
+
+/**
+ * `benchConfig` with the issuer introspecting opaque tokens at the bench issuer (docs/opaque-tokens.md):
+ * for the hot opaque token, whose cache hit should cost what a JWT's does.
+ */
+export function opaqueBenchConfig (issuerUrl: string, upstream: string, port: number, adminPort: number): Record<string, unknown> {
+  const config = benchConfig(issuerUrl, upstream, port, adminPort)
+  const [issuer] = config.issuers as Array<Record<string, unknown>>
+  return {
+    ...config,
+    issuers: [{ ...issuer, introspection: { endpoint: `${issuerUrl}/introspect`, clientId: 'bench-gateway', clientSecret: 'bench-introspection-secret', cacheTtl: '10m' } }]
+  }
+}

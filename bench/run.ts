@@ -7,15 +7,16 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
+import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { LOG_LEVEL, benchClaims, benchConfig, cycle } from './config.js'
+import { LOG_LEVEL, benchClaims, benchConfig, cycle, opaqueBenchConfig } from './config.js'
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-/** BENCH_QUICK=1: the hot-token and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
+/** BENCH_QUICK=1: the hot-token (JWT and opaque) and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
 const QUICK = process.env.BENCH_QUICK === '1'
 const WARMUP_S = 2
 /** Each process's warm-up before the first scenario, seconds. */
@@ -33,7 +34,7 @@ interface Row { scenario: string, base: Tally, gate: Tally }
 async function main (): Promise<void> {
   pinSelf(LOAD_CORE)
   const children: Child[] = []
-  const issuer = await startIssuer()
+  const issuer = await startIssuer(benchClaims(0))
   try {
     const upstream = await startUpstream(LOAD_CORE)
     children.push(upstream)
@@ -59,9 +60,10 @@ async function main (): Promise<void> {
 
     const rows: Row[] = []
     /** `tokens`: a token set sent once, in order, before the warm-up, so the slices measure it in steady state. */
-    const paired = async (scenario: string, headers: () => Record<string, string>, shape: LoadShape = { connections: CONNECTIONS }, tokens = 0): Promise<Row> => {
-      if (tokens > 0) await prime(gate(headers), tokens, shape)
-      const [b, g] = await compare(['baseline', scenario], [base, gate(headers)], { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape })
+    const paired = async (scenario: string, headers: () => Record<string, string>, shape: LoadShape = { connections: CONNECTIONS }, tokens = 0,
+      target = gate): Promise<Row> => {
+      if (tokens > 0) await prime(target(headers), tokens, shape)
+      const [b, g] = await compare(['baseline', scenario], [base, target(headers)], { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape })
       const row = { scenario, base: b, gate: g }
       rows.push(row)
       const cpu = (t: Tally): string => { const c = cpuPerRequest(t); return c === null ? '-' : `${c.toFixed(0)} µs` }
@@ -76,6 +78,16 @@ async function main (): Promise<void> {
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
     const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs).next, undefined, rs.length)
     const esRow = await paired('10,000 distinct tokens, ES256', cycle(es).next, undefined, es.length)
+    // A second gateway, its issuer introspecting opaque tokens: one hot opaque token is a cache hit after
+    // the first request, which should cost what a JWT cache hit costs (the hot JWT on the same gateway beside it).
+    const opaqueGateway = await startGateway('bench-opaque-config', (port, adminPort) => opaqueBenchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
+    children.push(opaqueGateway)
+    const opaque = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${opaqueGateway.port}/api/todos`, headers, pid: opaqueGateway.process.pid })
+    const hotOpaque = `opaque-${randomUUID()}`
+    await load(opaque(() => ({ authorization: `Bearer ${hotOpaque}` })), PROCESS_WARMUP_S, { connections: CONNECTIONS })
+    const opaqueRow = await paired('one hot opaque token (introspected)', () => ({ authorization: `Bearer ${hotOpaque}` }), undefined, 0, opaque)
+    const opaqueJwtRow = await paired('one hot token, introspecting gateway', () => ({ authorization: `Bearer ${hot}` }), undefined, 0, opaque)
+    process.stdout.write(`hot opaque token / hot JWT on the same gateway: ${(reqPerSec(opaqueRow.gate) / reqPerSec(opaqueJwtRow.gate)).toFixed(2)}\n`)
     if (QUICK) return
     // Never a token seen before: every request pays a signature check and a cache insertion (no target).
     await paired('a new ES256 token on every request', cycle(fresh).next)
@@ -104,6 +116,8 @@ async function main (): Promise<void> {
     const targets: Array<[string, string, string]> = [
       ['hot token ≥ 0.90 × baseline req/s', `${ratio(hotRow).toFixed(2)} (CPU: ${cpuRatio(hotRow)})`, check(ratio(hotRow) >= 0.9)],
       ['hot token p99 at 1,000 req/s ≤ baseline + 1 ms', `${p99Gate.toFixed(1)} ms vs ${p99Base.toFixed(1)} ms`, check(p99Gate <= p99Base + 1)],
+      ['hot opaque token ≥ 0.90 × hot JWT (same gateway)', `${(reqPerSec(opaqueRow.gate) / reqPerSec(opaqueJwtRow.gate)).toFixed(2)} (CPU: ${cpuRatio(opaqueRow)} vs ${cpuRatio(opaqueJwtRow)})`,
+        check(reqPerSec(opaqueRow.gate) >= 0.9 * reqPerSec(opaqueJwtRow.gate))],
       ['10,000 RS256 tokens ≥ 0.80 × baseline', `${ratio(rsRow).toFixed(2)} (CPU: ${cpuRatio(rsRow)})`, check(ratio(rsRow) >= 0.8)],
       ['10,000 ES256 tokens ≥ 0.80 × baseline', `${ratio(esRow).toFixed(2)} (CPU: ${cpuRatio(esRow)})`, check(ratio(esRow) >= 0.8)],
       ['invalid tokens ≥ 1.5 × baseline', `${ratio(invalidRow).toFixed(2)} (CPU: ${cpuRatio(invalidRow)})`, check(ratio(invalidRow) >= 1.5)],

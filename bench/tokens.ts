@@ -26,9 +26,19 @@ export interface Issuer {
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
 
-export async function startIssuer (): Promise<Issuer> {
+/** The bench issuer's RFC 7662 endpoint (docs/opaque-tokens.md): every token is active, with `introspected` as its claims. */
+export const INTROSPECTION_PATH = '/introspect'
+
+/** `introspected`: the claims of the active answer POST /introspect gives for any token. */
+export async function startIssuer (introspected: Record<string, unknown> = {}): Promise<Issuer> {
   const keys = { RS256: makeKey('RS256'), ES256: makeKey('ES256') }
   const server: Server = createServer((req, res) => {
+    if (req.method === 'POST' && req.url === INTROSPECTION_PATH) {
+      req.resume()
+      const now = Math.floor(Date.now() / 1000)
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ active: true, iss: url, iat: now, exp: now + 3600, ...introspected }))
+      return
+    }
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [keys.RS256.jwk, keys.ES256.jwk] }))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -11,6 +11,7 @@ import { compileIpMatcher, type IpMatcher } from '../net/ip-matcher.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
+import { compileIntrospection } from './compile-introspection.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
@@ -165,10 +166,20 @@ function compileIssuers (problems: Problems, raw: RawConfig): Map<string, Compil
         timeoutMs: duration(problems, `${path}.jwks.timeout`, issuer.jwks.timeout),
         maxStaleMs: duration(problems, `${path}.jwks.maxStale`, issuer.jwks.maxStale),
         maxBytes: issuer.jwks.maxBytes
-      }
+      },
+      introspection: compileIntrospection((p, m) => problems.add(p, m), path, issuer, issuer.claims.roles)
     })
   })
   return byId
+}
+
+/** The one issuer that tokens which are not JWTs are introspected at: two would leave the choice to guesswork. */
+function opaqueIssuer (problems: Problems, issuers: Map<string, CompiledIssuer>): CompiledIssuer | undefined {
+  const marked = [...issuers.values()].filter((issuer) => issuer.introspection?.opaqueTokens === true)
+  if (marked.length > 1) {
+    problems.add('issuers', `introspection.opaqueTokens is true for ${marked.map((i) => `"${i.id}"`).join(' and ')}: an opaque token names no issuer, so only one may take them`)
+  }
+  return marked[0]
 }
 
 function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, CompiledUpstream> {
@@ -293,6 +304,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     problems.add('reissue.keys', 'is required unless server.workers is 1: each worker would generate a different key')
   }
 
+  const opaque = opaqueIssuer(problems, issuersById)
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 
   return deepFreeze({
@@ -310,6 +322,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     },
     issuersByIss: new Map([...issuersById.values()].map((issuer) => [issuer.issuer, issuer])),
     issuersById,
+    opaqueIssuer: opaque,
     upstreams,
     routes,
     identityHeaders: new Set([...IDENTITY_HEADERS, ...claimHeaders]),

@@ -149,6 +149,28 @@ const keySource: Schema = {
   else: { required: ['jwksUri'], 'x-message': { required: 'is required unless discovery: true' } }
 }
 
+/**
+ * RFC 7662 introspection for an issuer's opaque tokens (docs/opaque-tokens.md). The endpoint is configured
+ * or discovered, never taken from a token; the client secret is given (usually as `${VAR}`) or read from a file.
+ */
+const introspection: Schema = object({
+  endpoint: httpUrl,
+  clientId: nonEmptyString,
+  clientSecret: nonEmptyString,
+  clientSecretFile: nonEmptyString,
+  privateKeyFile: nonEmptyString,
+  authMethod: { type: 'string', enum: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'], default: 'client_secret_basic' },
+  opaqueTokens: { type: 'boolean', default: true },
+  jwtTokens: { type: 'boolean', default: false },
+  rolesClaim: claimPath,
+  jwtResponse: { type: 'boolean', default: false },
+  cacheTtl: withDefault(duration, '60s'),
+  refusalTtl: withDefault(duration, '10s'),
+  timeout: withDefault(duration, '2s'),
+  retryAfter: withDefault(duration, '5s'),
+  maxBytes: { type: 'integer', minimum: 1, default: 65536 }
+}, { required: ['clientId'] })
+
 const issuer: Schema = object({
   id: idName,
   issuer: { type: 'string', pattern: '^\\S+$', 'x-message': { pattern: 'must be a non-empty string without spaces' } },
@@ -159,7 +181,8 @@ const issuer: Schema = object({
   clockTolerance: withDefault(duration, '30s'),
   requireTyp: { type: 'boolean', default: false },
   claims,
-  jwks
+  jwks,
+  introspection
 }, { required: ['id', 'issuer', 'algorithms', 'audiences'], ...keySource })
 
 /* ------------------------------------------------------------------ upstreams, reissue ------------------------------------------------------------------ */

@@ -4,6 +4,7 @@
  * `CompiledConfig` is what the request path reads: Sets, matchers and numbers in milliseconds, built
  * once by `compile.ts` and deep-frozen.
  */
+import type { KeyObject } from 'node:crypto'
 import type { IpMatcher } from '../net/ip-matcher.js'
 
 /** A duration as written in the config: `250ms`, `30s`, `10m`, `24h`, `1d`. */
@@ -66,6 +67,36 @@ export interface RawIssuer {
     subject: ClaimPath
   }
   jwks: RawJwksOptions
+  introspection?: RawIntrospection
+}
+
+/** An issuer's RFC 7662 introspection (docs/opaque-tokens.md). */
+export interface RawIntrospection {
+  /** Absent: the discovery document's `introspection_endpoint`. */
+  endpoint?: string
+  clientId: string
+  clientSecret?: string
+  /** A file holding the client secret (trailing newline ignored). */
+  clientSecretFile?: string
+  /** A PEM (PKCS #8) private key for `private_key_jwt`. */
+  privateKeyFile?: string
+  authMethod: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'
+  /** Tokens that are not JWTs go to this issuer (at most one issuer may say so). */
+  opaqueTokens: boolean
+  /** JWTs whose `iss` names this issuer are introspected too, instead of verified locally. */
+  jwtTokens: boolean
+  /** Where roles are in the introspection response; absent: the issuer's `claims.roles`. */
+  rolesClaim?: ClaimPath
+  /** Ask for RFC 9701 signed answers (`application/token-introspection+jwt`), verified with the issuer's keys. */
+  jwtResponse: boolean
+  /** Longest life of a cached active answer (the revocation window). */
+  cacheTtl: DurationText
+  /** Life of a cached `active: false`. */
+  refusalTtl: DurationText
+  timeout: DurationText
+  /** Sent as `Retry-After` when the endpoint fails. */
+  retryAfter: DurationText
+  maxBytes: number
 }
 
 export interface RawUpstream {
@@ -166,6 +197,34 @@ export interface CompiledIssuer {
     subject: ClaimSegments
   }
   jwks: CompiledJwksOptions
+  /** Absent: the issuer's tokens are verified locally only. */
+  introspection?: CompiledIntrospection
+}
+
+/** A value that never prints: `toJSON`, `toString` and `util.inspect` show `[redacted]`. */
+export interface SecretValue {
+  reveal: () => string
+}
+
+/** How scopegate authenticates to the introspection endpoint. */
+export type IntrospectionAuth =
+  | { method: 'client_secret_basic' | 'client_secret_post', secret: SecretValue }
+  | { method: 'private_key_jwt', key: KeyObject, alg: string }
+
+export interface CompiledIntrospection {
+  /** The configured endpoint, or the discovery document it is read from. */
+  endpoint: { kind: 'url', url: string } | { kind: 'discovery', url: string }
+  clientId: string
+  auth: IntrospectionAuth
+  opaqueTokens: boolean
+  jwtTokens: boolean
+  roles: ClaimSegments
+  jwtResponse: boolean
+  cacheTtlMs: number
+  refusalTtlMs: number
+  timeoutMs: number
+  retryAfterSec: number
+  maxBytes: number
 }
 
 export interface CompiledUpstream {
@@ -241,6 +300,8 @@ export interface CompiledConfig {
   /** Keyed by the exact `iss` value. */
   issuersByIss: ReadonlyMap<string, CompiledIssuer>
   issuersById: ReadonlyMap<string, CompiledIssuer>
+  /** The issuer that tokens which are not JWTs are introspected at (docs/opaque-tokens.md); null: none. */
+  opaqueIssuer?: CompiledIssuer
   upstreams: ReadonlyMap<string, CompiledUpstream>
   routes: readonly CompiledRoute[]
   /** Every lower-case header name scopegate sets upstream, which client copies are stripped of. */

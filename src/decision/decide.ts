@@ -20,6 +20,7 @@ import { extractToken } from '../request/extract-token.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 import type { VerifiedToken } from '../token/verified-token.js'
 import { TokenMiss } from '../token/verify-token.js'
+import { IntrospectionMiss } from '../token/introspect-token.js'
 
 export interface DecisionInput {
   method: string
@@ -37,7 +38,12 @@ interface DecisionBase {
   token: VerifiedToken | null
   /** The narrowed scopes (empty when anonymous or denied before narrowing). */
   scopes: readonly string[]
+  /** How the token was judged, for the decision log; absent when no token was looked up. */
+  tokenPath?: TokenPath
 }
+
+/** `jwt`: verified now; `introspection`: asked of the issuer now; `cache`: a verdict remembered (either kind). */
+export type TokenPath = 'jwt' | 'introspection' | 'cache'
 
 export interface Allow extends DecisionBase {
   allowed: true
@@ -65,7 +71,7 @@ export type Decision = Allow | Deny
 export type Step =
   | { stage: 'path', path: string }
   | { stage: 'route', route: CompiledRoute }
-  | { stage: 'token', token: VerifiedToken | null, failure: GatewayError | null }
+  | { stage: 'token', token: VerifiedToken | null, failure: GatewayError | null, via?: TokenPath }
   | PolicyStep
 
 /** Told each stage's outcome as the pipeline runs (see `explain.ts`). */
@@ -158,26 +164,33 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
   const found = engine.verifier.lookup(bearer)
   if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record)
   if (found instanceof GatewayError) {
-    record?.({ stage: 'token', token: null, failure: found })
-    return denied(found, route, path, query, null, clientIp)
+    record?.({ stage: 'token', token: null, failure: found, via: 'cache' })
+    return via(denied(found, route, path, query, null, clientIp), 'cache')
   }
-  record?.({ stage: 'token', token: found, failure: null })
-  return settle(engine, route, path, query, found, clientIp, record)
+  record?.({ stage: 'token', token: found, failure: null, via: 'cache' })
+  return via(settle(engine, route, path, query, found, clientIp, record), 'cache')
+}
+
+/** The decision, marked with how its token was judged. */
+function via (decision: Decision, path: TokenPath): Decision {
+  decision.tokenPath = path
+  return decision
 }
 
 /** The decision once the pending token is verified, under the engine it was pending on. Never rejects. */
 export async function decidePending (pending: PendingDecision): Promise<Decision> {
   const { engine, route, path, query, clientIp, record } = pending
+  const tokenPath: TokenPath = pending.miss instanceof IntrospectionMiss ? 'introspection' : 'jwt'
   let token: VerifiedToken
   try {
     token = await engine.verifier.verifyMiss(pending.miss)
   } catch (err) {
     const failure = toGatewayError(err)
-    record?.({ stage: 'token', token: null, failure })
-    return denied(failure, route, path, query, null, clientIp)
+    record?.({ stage: 'token', token: null, failure, via: tokenPath })
+    return via(denied(failure, route, path, query, null, clientIp), tokenPath)
   }
-  record?.({ stage: 'token', token, failure: null })
-  return settle(engine, route, path, query, token, clientIp, record)
+  record?.({ stage: 'token', token, failure: null, via: tokenPath })
+  return via(settle(engine, route, path, query, token, clientIp, record), tokenPath)
 }
 
 /** `decideKnown`, then `decidePending` if needed: for callers that await anyway. Never rejects. */

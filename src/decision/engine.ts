@@ -10,6 +10,7 @@ import { KeyStore, type KeyStoreEvents } from '../keys/key-store.js'
 import { buildRouteTable, type RouteTable } from '../routing/route-table.js'
 import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from '../token/token-cache.js'
 import { TokenVerifier, type Verifier } from '../token/verify-token.js'
+import { IntrospectingVerifier, type IntrospectionListener } from '../token/introspect-token.js'
 import { PolicyOutcomes } from './policy-outcome.js'
 
 export interface Engine {
@@ -20,6 +21,8 @@ export interface Engine {
   tokenCache: TokenCache
   /** What each route's policy made of each cached token; this engine's alone (see policy-outcome.ts). */
   outcomes: PolicyOutcomes
+  /** The introspecting verifier, when an issuer introspects (docs/opaque-tokens.md); for `/readyz`. */
+  introspection?: IntrospectingVerifier
 }
 
 export interface EngineOptions {
@@ -28,6 +31,8 @@ export interface EngineOptions {
   now?: () => number
   keyEvents?: KeyStoreEvents
   tokenCache?: Partial<Omit<TokenCacheOptions, 'now'>>
+  /** Told of every introspection call (docs/opaque-tokens.md). */
+  introspectionEvents?: IntrospectionListener
 }
 
 /** Where an issuer's keys come from: while it is unchanged, a reload keeps the keys already fetched. */
@@ -47,13 +52,19 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
     else keyStores.set(issuer.id, fresh().adopt(old))
   }
   const tokenCache = new TokenCache({ ...TOKEN_CACHE_DEFAULTS, ...options.tokenCache, now })
+  const jwtVerifier = new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now }))
+  // Introspection wraps the JWT verifier only where an issuer has it: other configs keep the plain path.
+  const introspection = [...config.issuersById.values()].some((issuer) => issuer.introspection !== undefined)
+    ? new IntrospectingVerifier(jwtVerifier, config, { keyStores, fetch: options.fetch, now, listener: options.introspectionEvents })
+    : undefined
   return {
     config,
     routes: buildRouteTable(config.routes),
-    verifier: new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now })),
+    verifier: introspection ?? jwtVerifier,
     keyStores,
     tokenCache,
-    outcomes: new PolicyOutcomes()
+    outcomes: new PolicyOutcomes(),
+    ...(introspection === undefined ? {} : { introspection })
   }
 }
 

@@ -91,9 +91,14 @@ function stepWriter (input: ExplainInput, say: (step: string, text: string) => v
         const { token, failure } = step
         if (failure !== null) return say('token', denial(failure))
         if (token === null) return say('token', route?.auth === 'none' ? 'not checked (auth: none)' : 'none: anonymous (auth: optional)')
+        const expires = new Date(token.expiresAt * 1000).toISOString()
+        // No signing key and not from claims: an opaque token the issuer answered for (docs/opaque-tokens.md).
+        if (!fromClaims && token.key === null) {
+          say('introspect', `issuer ${token.issuer.id} answered active${step.via === 'cache' ? ' (remembered answer)' : ''}, expires ${expires}`)
+        }
         say('token', fromClaims
           ? `from claims: signature and expiry NOT checked; issuer ${token.issuer.id}`
-          : `verified: issuer ${token.issuer.id}, signature ok, expires ${new Date(token.expiresAt * 1000).toISOString()}`)
+          : token.key === null ? `introspected: issuer ${token.issuer.id}` : `verified: issuer ${token.issuer.id}, signature ok, expires ${expires}`)
         say('identity', `sub ${token.subject ?? '-'}, client ${token.clientId ?? '-'}, roles [${token.roles.join(' ')}], aud [${token.audiences?.join(' ') ?? 'missing'}]`)
         say('scopes', `token asks for [${token.scopes.join(' ')}]`)
         return
@@ -115,7 +120,8 @@ function stepWriter (input: ExplainInput, say: (step: string, text: string) => v
 
 export async function explain (config: CompiledConfig, input: ExplainInput): Promise<Explanation> {
   const lines: string[] = []
-  const say = (step: string, text: string): void => { lines.push(`${step.padEnd(10)}${text}`) }
+  // Labels up to 9 characters line up; a longer one (`introspect`) keeps a space before its text.
+  const say = (step: string, text: string): void => { lines.push(`${step.padEnd(9)} ${text}`) }
   const record = stepWriter(input, say)
 
   say('request', `${input.method} ${input.path} from ${input.ip}`)

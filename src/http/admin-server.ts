@@ -28,7 +28,10 @@ export function localReadiness (engine: Engine, closing: boolean): Readiness {
   // probe(): a store with no usable keys retries from here too, so a not-ready instance (sent no traffic) recovers.
   const issuers = [...engine.keyStores.values()].map((store) => store.probe())
   const ready = !closing && issuers.every((s) => s.state === 'ready' || s.state === 'stale')
-  return { ready, body: { status: closing ? 'shutting_down' : ready ? 'ready' : 'not_ready', config: engine.config.source, issuers } }
+  const body: Readiness['body'] = { status: closing ? 'shutting_down' : ready ? 'ready' : 'not_ready', config: engine.config.source, issuers }
+  // Shown, not counted against readiness: every replica asks the same IdP, and JWTs still verify without it.
+  if (engine.introspection !== undefined) body.introspection = engine.introspection.status()
+  return { ready, body }
 }
 
 export async function buildAdminServer (options: AdminServerOptions): Promise<FastifyInstance> {

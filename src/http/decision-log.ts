@@ -35,6 +35,8 @@ export interface DecisionRecord {
   clientId: string | null
   scopes: string
   latencyMs: number
+  /** How the token was judged (`jwt`, `introspection` or `cache`); absent when there was none. Never the token. */
+  tokenPath?: string
   /** Log-only detail of a denial or upstream failure (claim values, never the token). */
   detail?: string
 }
@@ -77,7 +79,7 @@ export function decisionLine (level: number, time: number, bindings: string, r: 
   return `{"level":${level},"time":${time}${bindings},"route":${text(r.route)},"method":${text(r.method)},"path":${text(r.path)}` +
     `,"decision":"${r.decision}","reason":${text(r.reason)},"upstream":${text(r.upstream)},"status":${r.status}` +
     `,"upstreamStatus":${r.upstreamStatus ?? 'null'},"sub":${text(r.sub)},"clientId":${text(r.clientId)},"scopes":${text(r.scopes)}` +
-    `,"latencyMs":${r.latencyMs}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`},"msg":"decision"}\n`
+    `,"latencyMs":${r.latencyMs}${r.tokenPath === undefined ? '' : `,"tokenPath":"${r.tokenPath}"`}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`},"msg":"decision"}\n`
 }
 
 type Destination = { write: (line: string) => unknown }
@@ -158,6 +160,7 @@ function recordOf (decision: Decision | null, method: string, status: number, st
     scopes: decision.scopes.join(' '),
     latencyMs: Math.round(latencyMs * 1000) / 1000
   }
+  if (decision.tokenPath !== undefined) record.tokenPath = decision.tokenPath
   const detail = failure?.detail ?? error?.detail
   if (detail !== undefined) record.detail = detail
   return record

@@ -22,7 +22,8 @@ export interface FetchJsonOptions {
   fetch?: FetchLike
 }
 
-async function readBounded (response: Response, maxBytes: number): Promise<Buffer> {
+/** The body, read no further than `maxBytes`; throws `FetchJsonError` (`too_large`) past it. */
+export async function readBounded (response: Response, maxBytes: number): Promise<Buffer> {
   const declared = Number(response.headers.get('content-length'))
   if (Number.isFinite(declared) && declared > maxBytes) {
     await response.body?.cancel()

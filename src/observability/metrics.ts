@@ -46,6 +46,7 @@ export class GatewayMetrics {
   private readonly jwksFetches: Counter<'issuer' | 'result'>
   private readonly configReloads: Counter<'result'>
   private readonly upstreamErrors: Counter<'upstream' | 'kind'>
+  private readonly introspections: Counter<'issuer' | 'result'>
   private readonly cacheCounters: CacheCounter[]
 
   /** @param engine the engine in force, read at scrape time; null where there is none (a cluster primary). */
@@ -98,6 +99,12 @@ export class GatewayMetrics {
       labelNames: ['upstream', 'kind'] as const,
       registers
     })
+    this.introspections = new Counter({
+      name: name('introspections_total'),
+      help: 'Introspection calls per issuer id (docs/opaque-tokens.md), by result: active, inactive, invalid (an active answer refused), or the failure (timeout, network, status, redirect, too_large, not_json).',
+      labelNames: ['issuer', 'result'] as const,
+      registers
+    })
     // Node's default process metrics: CPU, memory, event loop, GC, handles.
     collectDefaultMetrics({ register: this.registry })
   }
@@ -112,6 +119,11 @@ export class GatewayMetrics {
   /** For `KeyStoreEvents.fetched`: counts JWKS fetches (discovery documents are not counted apart). */
   readonly onKeysFetched = (issuerId: string, result: 'ok' | 'error', what: 'jwks' | 'discovery'): void => {
     if (what === 'jwks') this.jwksFetches.inc({ issuer: issuerId, result })
+  }
+
+  /** For `EngineOptions.introspectionEvents`: counts introspection calls (cached answers are not calls). */
+  readonly onIntrospection = (issuerId: string, result: string): void => {
+    this.introspections.inc({ issuer: issuerId, result })
   }
 
   /**

@@ -28,10 +28,32 @@ function serve (documents: ReadonlyMap<string, unknown>): FetchLike {
   }
 }
 
+/** Where the in-memory introspection endpoint of an issuer is, when the issuer introspects and uses discovery. */
+const introspectionUrlOf = (issuer: CompiledIssuer): string => `https://scopegate-test.invalid/${encodeURIComponent(issuer.id)}/introspect`
+
 /** The documents an issuer's key store asks for, with `jwks` as its key set. */
 function issuerDocuments (issuer: CompiledIssuer, jwks: unknown): Array<[string, unknown]> {
   if (issuer.keys.kind === 'jwksUri') return [[issuer.keys.url, jwks]]
-  return [[issuer.keys.url, { issuer: issuer.issuer, jwks_uri: jwksUrlOf(issuer) }], [jwksUrlOf(issuer), jwks]]
+  const introspection = issuer.introspection === undefined ? {} : { introspection_endpoint: introspectionUrlOf(issuer) }
+  return [[issuer.keys.url, { issuer: issuer.issuer, jwks_uri: jwksUrlOf(issuer), ...introspection }], [jwksUrlOf(issuer), jwks]]
+}
+
+/**
+ * Stand-in introspection (docs/opaque-tokens.md): every token a claims case sends is a stand-in JWT signed
+ * here, so the answer is simply its claims, active. An issuer that introspects its JWTs (`jwtTokens`) then
+ * decides claims cases through the same path as live traffic, offline.
+ */
+function introspect (body: RequestInit['body']): Response {
+  const token = new URLSearchParams(typeof body === 'string' ? body : '').get('token') ?? ''
+  const payload = token.split('.')[1]
+  let claims: unknown
+  try {
+    claims = JSON.parse(Buffer.from(payload ?? '', 'base64url').toString('utf8'))
+  } catch {
+    claims = null
+  }
+  const answer = typeof claims === 'object' && claims !== null ? { ...claims, active: true } : { active: false }
+  return new Response(JSON.stringify(answer), { status: 200, headers: { 'content-type': 'application/json' } })
 }
 
 /** A stand-in signing key for every issuer, made for the issuer's first pinned algorithm. */
@@ -52,11 +74,15 @@ export class StandInKeys {
   /** A fetch serving every issuer's stand-in keys. */
   fetch (): FetchLike {
     const documents = new Map<string, unknown>()
+    const endpoints = new Set<string>()
     for (const issuer of this.config.issuersById.values()) {
       const key = this.keys.get(issuer.id) as StandIn
       for (const [url, body] of issuerDocuments(issuer, { keys: [key.publicJwk] })) documents.set(url, body)
+      const endpoint = issuer.introspection?.endpoint
+      if (endpoint !== undefined) endpoints.add(endpoint.kind === 'url' ? endpoint.url : introspectionUrlOf(issuer))
     }
-    return serve(documents)
+    const documentsFetch = serve(documents)
+    return async (url, init) => endpoints.has(url) && init.method === 'POST' ? introspect(init.body) : await documentsFetch(url, init)
   }
 
   /**

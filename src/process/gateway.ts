@@ -79,6 +79,10 @@ export class Gateway {
           this.metrics.onKeysFetched(issuerId, result, what)
           options.keyEvents?.fetched?.(issuerId, result, what)
         }
+      },
+      introspectionEvents: (issuerId, result) => {
+        this.metrics.onIntrospection(issuerId, result)
+        options.introspectionEvents?.(issuerId, result)
       }
     }
     this.decisionListeners = [this.metrics.onDecision, ...(options.decisionListeners ?? [])]

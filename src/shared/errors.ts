@@ -43,6 +43,8 @@ export type Reason =
   | 'token_type_invalid'
   | 'token_audience_invalid'
   | 'keys_unavailable'
+  | 'token_inactive'
+  | 'introspection_unavailable'
   | 'network_denied'
   | 'audience_denied'
   | 'audience_missing'

@@ -52,6 +52,8 @@ export interface Idp {
   rotateKeys(opts?: { keepOld?: boolean }): Promise<void>
   /** GET requests received on the jwks endpoint since start */
   jwksFetches(): number
+  /** POST requests received on the introspection endpoint since start (0 unless `introspection`) */
+  introspections(): number
   close(): Promise<void>
 }
 
@@ -61,6 +63,8 @@ export interface StartIdpOptions {
   resources: Record<string, { scope: string }>
   /** access token lifetime in seconds, default 300 */
   accessTokenTtl?: number
+  /** serve RFC 7662 introspection at /token/introspection (any authenticated client may introspect any token) */
+  introspection?: boolean
 }
 
 // ---- the small part of oidc-provider's API used here (the package ships no types) ----
@@ -170,12 +174,14 @@ export async function startIdp (opts: StartIdpOptions): Promise<Idp> {
 
   let keys: JWK[] = [await newSigningJwk()]
   let jwksFetches = 0
+  let introspections = 0
   let handler: http.RequestListener = () => {}
   let lastError: Error | undefined
   const Adapter = mapAdapter(new Map())
 
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url?.split('?')[0] === '/jwks') jwksFetches++
+    if (req.method === 'POST' && req.url?.split('?')[0] === '/token/introspection') introspections++
     // Always the current provider: rotation swaps it without touching the listener or the port.
     handler(req, res)
   })
@@ -205,6 +211,7 @@ export async function startIdp (opts: StartIdpOptions): Promise<Idp> {
       cookies: { keys: ['scopegate-test-cookie-key'] },
       features: {
         clientCredentials: { enabled: true },
+        introspection: { enabled: opts.introspection === true, allowedPolicy: async () => true },
         devInteractions: { enabled: false },
         resourceIndicators: {
           enabled: true,
@@ -268,6 +275,7 @@ export async function startIdp (opts: StartIdpOptions): Promise<Idp> {
       handler = build().callback()
     },
     jwksFetches: () => jwksFetches,
+    introspections: () => introspections,
     close: () => closeServer(server, sockets),
   }
 }

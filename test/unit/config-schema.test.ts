@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawConfig, RawForward, RawForwarding, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
+import type { RawConfig, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -174,8 +174,26 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     clockTolerance: 'default',
     requireTyp: 'default',
     claims: 'default',
-    jwks: 'default'
+    jwks: 'default',
+    introspection: 'optional'
   } satisfies Presence<RawIssuer>],
+  ['RawIntrospection', ['issuers', '[]', 'introspection'], {
+    endpoint: 'optional',
+    clientId: 'required',
+    clientSecret: 'optional',
+    clientSecretFile: 'optional',
+    privateKeyFile: 'optional',
+    authMethod: 'default',
+    opaqueTokens: 'default',
+    jwtTokens: 'default',
+    rolesClaim: 'optional',
+    jwtResponse: 'default',
+    cacheTtl: 'default',
+    refusalTtl: 'default',
+    timeout: 'default',
+    retryAfter: 'default',
+    maxBytes: 'default'
+  } satisfies Presence<RawIntrospection>],
   ['RawIssuer.claims', ['issuers', '[]', 'claims'], {
     scope: 'default', roles: 'default', clientId: 'default', subject: 'default'
   } satisfies Presence<RawIssuer['claims']>],

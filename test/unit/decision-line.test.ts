@@ -33,7 +33,9 @@ const records: Array<[string, DecisionRecord]> = [
   ['quotes, backslashes and control characters', { ...base, sub: 'a"b\\c\n\t\u0000\u001f', path: '/todos/"%22' }],
   ['non-ASCII', { ...base, sub: 'ユーザー 🙂', scopes: 'é ü' }],
   ['lone surrogates', { ...base, clientId: '\ud800x\udc00' }],
-  ['a large latency', { ...base, latencyMs: 123456.789 }]
+  ['a large latency', { ...base, latencyMs: 123456.789 }],
+  ['the token path', { ...base, tokenPath: 'introspection' }],
+  ['the token path and a detail', { ...base, decision: 'deny', status: 401, upstreamStatus: null, tokenPath: 'cache', detail: 'introspection at idp: active false' }]
 ]
 
 /** What pino writes for `record` at `level`, through the same logger settings scopegate uses. */

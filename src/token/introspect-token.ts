@@ -1,0 +1,227 @@
+/**
+ * Opaque tokens, verified by RFC 7662 introspection at the issuer that issued them (docs/opaque-tokens.md).
+ *
+ * Which issuer: a token that is not a JWT goes to the one issuer marked `introspection.opaqueTokens`
+ * (compile.ts refuses two); a JWT goes to introspection only when its `iss` names an issuer marked
+ * `introspection.jwtTokens`. A token is never tried at several issuers: that would hand one IdP's tokens
+ * to another. The endpoint comes from the config or discovery, never from the token.
+ *
+ * What the answer means: `active: false` is 401 `invalid_token` (cached `refusalTtl`); an active answer is
+ * type-checked like JWT claims (check-claim-types.ts) and feeds the same identity and policy: `scope`,
+ * `client_id`, `sub`, `aud`, `iss`, `exp`, roles from `rolesClaim`. A timeout, a network error, a status
+ * other than 200 or an answer that is not a JSON object is 503 `temporarily_unavailable` with
+ * `Retry-After`: the endpoint failed, the token may be good, so the client must not be logged out.
+ *
+ * Caching: keyed by the token's digest (`cacheKey`), an active answer lives until the token's `exp` and no
+ * longer than `cacheTtl` (the revocation window); concurrent requests with the same new token share one call.
+ */
+import { LRUCache } from 'lru-cache'
+import type { CompiledConfig, CompiledIntrospection, CompiledIssuer } from '../config/types.js'
+import { FetchJsonError, type FetchLike } from '../keys/fetch-json.js'
+import { IntrospectionClient } from '../keys/introspection-client.js'
+import type { KeyStore } from '../keys/key-store.js'
+import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
+import { checkClaimTypes } from './check-claim-types.js'
+import { Interner, identityClaims } from './claims.js'
+import type { JwtPayload } from './parse-jwt.js'
+import { cacheKey, verifiedToken, type VerifiedToken } from './verified-token.js'
+import { verifyIntrospectionJwt } from './verify-introspection-jwt.js'
+import { TokenMiss, type TokenLookup, type Verifier } from './verify-token.js'
+
+/** How an introspection ended, as counted in `scopegate_introspections_total{issuer,result}`. */
+export type IntrospectionResult = 'active' | 'inactive' | 'invalid' | 'timeout' | 'network' | 'status' | 'redirect' | 'too_large' | 'not_json'
+
+/** Told of every introspection call (metrics, readiness). */
+export type IntrospectionListener = (issuer: string, result: IntrospectionResult) => void
+
+/** A token to be introspected at `issuer`: the verifier's miss, with the issuer already chosen. */
+export class IntrospectionMiss extends TokenMiss {
+  readonly issuer: CompiledIssuer
+  constructor (token: string, digest: string, issuer: CompiledIssuer) {
+    super(token, digest)
+    this.issuer = issuer
+  }
+}
+
+export interface IntrospectionOptions {
+  /** Each issuer's key store, by issuer id: verifies RFC 9701 signed answers (`jwtResponse`). */
+  keyStores?: ReadonlyMap<string, KeyStore>
+  fetch?: FetchLike
+  /** Milliseconds since the epoch. */
+  now?: () => number
+  listener?: IntrospectionListener
+  /** Most cached answers, active or refused. */
+  maxEntries?: number
+}
+
+/** One issuer's introspection as `/readyz` shows it: `ok` after an answer, `failing` after a failed call. */
+export interface IntrospectionStatus {
+  issuer: string
+  state: 'unknown' | 'ok' | 'failing'
+  /** What the last failed call hit (timeout, network, status, …); absent while ok. */
+  lastFailure?: IntrospectionResult
+  /** Seconds since the calls started failing; absent while ok. */
+  failingForSeconds?: number
+}
+
+const NO_CLAIMS: JwtPayload = Object.freeze({})
+
+/** Token types an access token may be introspected as (RFC 7662 §2.2 `token_type`, when the IdP sends one). */
+const ACCESS_TOKEN_TYPES = new Set(['bearer', 'access_token', 'dpop', 'urn:ietf:params:oauth:token-type:access_token'])
+
+/** Three parts separated by dots: what `parse-jwt.ts` would try to read. Two `indexOf`s, no regex, on every token. */
+function isJwtShaped (token: string): boolean {
+  const first = token.indexOf('.')
+  const second = first < 0 ? -1 : token.indexOf('.', first + 1)
+  return second > 0 && token.indexOf('.', second + 1) < 0
+}
+
+function unavailable (issuer: CompiledIssuer, settings: CompiledIntrospection, detail: string): GatewayError {
+  return new GatewayError(503, 'temporarily_unavailable', 'introspection_unavailable', 'the token issuer cannot be asked about this token right now',
+    { retryAfter: settings.retryAfterSec, detail: `introspection at ${issuer.id}: ${detail}` })
+}
+
+/** The `iss` of a JWT-shaped token, read without trusting it (it only picks where the token is sent). */
+function peekIssuer (token: string): unknown {
+  const first = token.indexOf('.')
+  try {
+    return (JSON.parse(Buffer.from(token.slice(first + 1, token.indexOf('.', first + 1)), 'base64url').toString('utf8')) as { iss?: unknown }).iss
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The verifier with introspection in front: tokens bound for introspection are answered from its own
+ * cache or introspected; every other token goes to the JWT verifier it wraps, unchanged.
+ */
+export class IntrospectingVerifier implements Verifier {
+  private readonly inner: Verifier
+  private readonly config: CompiledConfig
+  private readonly clients = new Map<string, IntrospectionClient>()
+  private readonly cache: LRUCache<string, VerifiedToken | GatewayError>
+  private readonly inflight = new Map<string, Promise<VerifiedToken>>()
+  private readonly now: () => number
+  private readonly listener: IntrospectionListener
+  private readonly shared = new Interner()
+  /** Issuers whose JWTs are introspected, by `iss`; empty in most configs, so JWTs skip the peek. */
+  private readonly jwtIssuers = new Map<string, CompiledIssuer>()
+  /** Per issuer id: when calls started failing (ms) and what the last failure was; absent while answering. */
+  private readonly failing = new Map<string, { since: number, kind: IntrospectionResult }>()
+  private readonly answered = new Set<string>()
+
+  constructor (inner: Verifier, config: CompiledConfig, options: IntrospectionOptions = {}) {
+    this.inner = inner
+    this.config = config
+    this.now = options.now ?? Date.now
+    this.listener = options.listener ?? (() => {})
+    for (const issuer of config.issuersById.values()) {
+      if (issuer.introspection === undefined) continue
+      const store = options.keyStores?.get(issuer.id)
+      const clientId = issuer.introspection.clientId
+      const openSigned = store === undefined ? undefined : async (jwt: string) => await verifyIntrospectionJwt(jwt, issuer, clientId, store)
+      this.clients.set(issuer.id, new IntrospectionClient(issuer, issuer.introspection, { fetch: options.fetch, now: this.now, openSigned }))
+      if (issuer.introspection.jwtTokens) this.jwtIssuers.set(issuer.issuer, issuer)
+    }
+    this.cache = new LRUCache({ max: options.maxEntries ?? 10_000, ttlAutopurge: false, ttlResolution: 0, perf: { now: () => this.now() } })
+  }
+
+  /** Each introspecting issuer's state, for `/readyz`. */
+  status (): IntrospectionStatus[] {
+    return [...this.clients.keys()].map((issuer) => {
+      const failing = this.failing.get(issuer)
+      if (failing !== undefined) {
+        return { issuer, state: 'failing', lastFailure: failing.kind, failingForSeconds: Math.floor((this.now() - failing.since) / 1000) }
+      }
+      return { issuer, state: this.answered.has(issuer) ? 'ok' : 'unknown' }
+    })
+  }
+
+  /** The issuer this token is introspected at, or undefined when it goes to the JWT verifier. */
+  private introspectionIssuer (token: string): CompiledIssuer | undefined {
+    if (!isJwtShaped(token)) return this.config.opaqueIssuer
+    if (this.jwtIssuers.size === 0) return undefined
+    const iss = peekIssuer(token)
+    return typeof iss === 'string' ? this.jwtIssuers.get(iss) : undefined
+  }
+
+  lookup (token: string): TokenLookup {
+    const issuer = this.introspectionIssuer(token)
+    if (issuer === undefined) return this.inner.lookup(token)
+    const digest = cacheKey(token)
+    const hit = this.cache.get(digest)
+    if (hit === undefined) return new IntrospectionMiss(token, digest, issuer)
+    // Answers are cached no longer than exp; a clock that moved past it makes the entry a miss.
+    if (!(hit instanceof GatewayError) && this.now() / 1000 >= hit.expiresAt) {
+      this.cache.delete(digest)
+      return new IntrospectionMiss(token, digest, issuer)
+    }
+    return hit
+  }
+
+  async verifyMiss (miss: TokenMiss): Promise<VerifiedToken> {
+    if (!(miss instanceof IntrospectionMiss)) return await this.inner.verifyMiss(miss)
+    // Single flight: the same new token arriving many times at once costs the IdP one call.
+    let running = this.inflight.get(miss.digest)
+    if (running === undefined) {
+      running = this.introspect(miss).finally(() => this.inflight.delete(miss.digest))
+      this.inflight.set(miss.digest, running)
+    }
+    return await running
+  }
+
+  private async introspect (miss: IntrospectionMiss): Promise<VerifiedToken> {
+    const { issuer } = miss
+    const settings = issuer.introspection as CompiledIntrospection
+    const client = this.clients.get(issuer.id) as IntrospectionClient
+    let answer: Record<string, unknown>
+    try {
+      answer = await client.introspect(miss.token)
+    } catch (err) {
+      const kind = err instanceof FetchJsonError ? err.kind : 'network'
+      this.failing.set(issuer.id, { since: this.failing.get(issuer.id)?.since ?? this.now(), kind })
+      this.listener(issuer.id, kind)
+      throw unavailable(issuer, settings, err instanceof Error ? err.message : String(err))
+    }
+    this.failing.delete(issuer.id)
+    this.answered.add(issuer.id)
+    let verified: VerifiedToken
+    try {
+      verified = this.judge(answer, issuer, settings, miss.digest)
+    } catch (err) {
+      const failure = toGatewayError(err)
+      this.listener(issuer.id, failure.reason === 'token_inactive' ? 'inactive' : 'invalid')
+      if (failure.code === 'invalid_token') this.cache.set(miss.digest, failure, { ttl: settings.refusalTtlMs })
+      throw failure
+    }
+    this.listener(issuer.id, 'active')
+    const ttl = Math.min(settings.cacheTtlMs, verified.expiresAt * 1000 - this.now())
+    if (ttl > 0) this.cache.set(miss.digest, verified, { ttl })
+    return verified
+  }
+
+  /** An introspection answer as a verified token, or the 401 it stands for. */
+  private judge (answer: Record<string, unknown>, issuer: CompiledIssuer, settings: CompiledIntrospection, digest: string): VerifiedToken {
+    // RFC 7662 §2.2: `active` is a boolean, required; anything but `true` is an inactive token.
+    if (answer.active !== true) throw deny.invalidToken('token_inactive', 'the token is not active', `introspection at ${issuer.id}: active ${JSON.stringify(answer.active)}`)
+    if (answer.iss !== undefined && answer.iss !== issuer.issuer) {
+      throw deny.invalidToken('token_issuer_unknown', 'the token issuer is not accepted', `introspection at ${issuer.id} answered iss ${JSON.stringify(answer.iss)}`)
+    }
+    const type = answer.token_type
+    if (type !== undefined && (typeof type !== 'string' || !ACCESS_TOKEN_TYPES.has(type.toLowerCase()))) {
+      throw deny.invalidToken('token_type_invalid', 'the token is not an access token', `introspection at ${issuer.id}: token_type ${JSON.stringify(type)}`)
+    }
+    const nowSec = this.now() / 1000
+    // An answer without exp is trusted for cacheTtl at most: the IdP said nothing about the token's life.
+    const payload: JwtPayload = answer.exp === undefined ? { ...answer, exp: Math.floor(nowSec + settings.cacheTtlMs / 1000) } : answer
+    const { exp } = checkClaimTypes(payload, issuer, this.config)
+    if (nowSec >= exp + issuer.clockToleranceSec) throw deny.invalidToken('token_expired', 'the token has expired', `exp ${exp}, now ${Math.floor(nowSec)}`)
+    const identity = identityClaims(payload, { ...issuer.claims, roles: settings.roles }, this.shared)
+    const audMissing = payload.aud === undefined || (Array.isArray(payload.aud) && payload.aud.length === 0)
+    if (!audMissing && (identity.audiences === null || !identity.audiences.some((a) => issuer.audiences.has(a)))) {
+      throw deny.invalidToken('token_audience_invalid', 'the token audience is not accepted', `aud ${JSON.stringify(payload.aud)} not among ${issuer.id}'s audiences`)
+    }
+    const claims = this.config.keepClaims ? payload : NO_CLAIMS
+    return verifiedToken(identity, issuer, claims, exp, null, 256, digest)
+  }
+}
