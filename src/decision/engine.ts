@@ -20,6 +20,8 @@ export interface Engine {
   tokenCache: TokenCache
   /** What each route's policy made of each cached token; this engine's alone (see policy-outcome.ts). */
   outcomes: PolicyOutcomes
+  /** Milliseconds since the epoch: the clock conditions read (`now`, `maxAge`); injected by tests. */
+  now: () => number
 }
 
 export interface EngineOptions {
@@ -53,7 +55,8 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
     verifier: new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now })),
     keyStores,
     tokenCache,
-    outcomes: new PolicyOutcomes()
+    outcomes: new PolicyOutcomes(),
+    now
   }
 }
 

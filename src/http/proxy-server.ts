@@ -210,7 +210,9 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         method: raw.method ?? 'GET',
         target: raw.url ?? '',
         authorization: authorizationValues(raw.rawHeaders),
-        clientIp: ip
+        clientIp: ip,
+        // One Host, agreeing with an absolute-form target: checkHost above refused anything else.
+        host: raw.headers.host
       })
       const proceed = (decision: Decision): void => {
         request.decision = decision

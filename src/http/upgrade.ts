@@ -23,10 +23,12 @@ import type { CompiledRoute } from '../config/types.js'
 import { PendingDecision, decideKnown, decidePending, type Allow, type Decision, type DecisionInput } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { HOP_BY_HOP } from '../forward/upstream-headers.js'
+import { checkHost } from '../request/check-host.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues, extractToken } from '../request/extract-token.js'
 import { joinUpstreamPath, normalizeTarget } from '../request/normalize-path.js'
 import { subprotocolToken, type SubprotocolToken } from '../request/subprotocol-token.js'
+import { requestHost } from '../routing/match-host.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import type { DecisionLog, UpgradeRecord } from './decision-log.js'
 import type { OpenWebSockets } from './open-websockets.js'
@@ -83,9 +85,9 @@ function serveAsHttp (request: IncomingMessage, socket: Duplex, serveHttp: Upgra
 }
 
 /** The route a target goes to, to know where its token may come from; null when `decide()` will refuse it. */
-function routeOf (engine: Engine, method: string, target: string): CompiledRoute | null {
+function routeOf (engine: Engine, method: string, target: string, host: string | undefined): CompiledRoute | null {
   try {
-    return engine.routes.match(method, normalizeTarget(target).path)
+    return engine.routes.match(method, normalizeTarget(target).path, requestHost(host))
   } catch {
     return null
   }
@@ -158,8 +160,10 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
     }
 
     const engine = options.engine()
-    if (request.headers.host === undefined && request.httpVersion === '1.1') { // RFC 9112 §3.2: 400
-      refuse(deny.badRequest('request_malformed', 'the request has no Host header'), null)
+    try { // one Host, agreeing with the target (RFC 9112 §3.2): routes and conditions may read it
+      checkHost(request.rawHeaders, request.url ?? '', request.httpVersion)
+    } catch (err) {
+      refuse(toGatewayError(err), null)
       return
     }
     const target = request.url ?? ''
@@ -167,7 +171,7 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
     let offered: SubprotocolToken
     try {
       offered = subprotocolToken(request.headers['sec-websocket-protocol'])
-      if (offered.token !== null) authorization = withSubprotocolToken(routeOf(engine, method, target), authorization, offered.token)
+      if (offered.token !== null) authorization = withSubprotocolToken(routeOf(engine, method, target, request.headers.host), authorization, offered.token)
     } catch (err) {
       refuse(toGatewayError(err), null)
       return
@@ -176,7 +180,8 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
       method,
       target,
       authorization,
-      clientIp: clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy)
+      clientIp: clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy),
+      host: request.headers.host
     }
 
     const connect = (decision: Allow, reissued: string | undefined): void => {
