@@ -165,3 +165,24 @@ t.test('conditions keep the claims in the token cache; routes without them do no
   t.equal(compileTestConfig(configWith({ conditions: [{ claim: 'tenant', equals: 'acme' }] })).keepClaims, true)
   t.equal(compileTestConfig(configWith({ roles: { require: ['ops'] } })).keepClaims, false)
 })
+
+t.test('the seed rules rewritten as conditions (docs/policy.md) hold exactly when the seed forms pass', async (t) => {
+  const audience = only(policyOf({ conditions: [{ cel: 'has(claims.aud) && (type(claims.aud) == list ? !("http://todoapi2.api" in claims.aud) : claims.aud != "http://todoapi2.api")' }] }))
+  const audiences: Array<[aud: unknown, pass: boolean]> = [
+    ['https://todo.api', true],
+    [['https://todo.api'], true],
+    ['http://todoapi2.api', false],
+    [['https://todo.api', 'http://todoapi2.api'], false],
+    [undefined, false]
+  ]
+  for (const [aud, pass] of audiences) t.equal(audience.evaluate({ aud }, null).pass, pass, `aud ${JSON.stringify(aud)}`)
+
+  const client = only(policyOf({ conditions: [{ cel: '(has(claims.client_id) ? claims.client_id : claims.azp) != "CLIENT_ID"' }] }))
+  const clients: Array<[claims: Record<string, unknown>, pass: boolean]> = [
+    [{ client_id: 'todo-web' }, true],
+    [{ client_id: 'CLIENT_ID' }, false],
+    [{ azp: 'CLIENT_ID' }, false],
+    [{ azp: 'todo-cli' }, true]
+  ]
+  for (const [given, pass] of clients) t.equal(client.evaluate(given, null).pass, pass, JSON.stringify(given))
+})
