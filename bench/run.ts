@@ -9,13 +9,13 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { LOG_LEVEL, benchClaims, benchConfig, cycle } from './config.js'
+import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle } from './config.js'
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-/** BENCH_QUICK=1: the hot-token and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
+/** BENCH_QUICK=1: the hot-token (with and without conditions) and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
 const QUICK = process.env.BENCH_QUICK === '1'
 const WARMUP_S = 2
 /** Each process's warm-up before the first scenario, seconds. */
@@ -59,9 +59,10 @@ async function main (): Promise<void> {
 
     const rows: Row[] = []
     /** `tokens`: a token set sent once, in order, before the warm-up, so the slices measure it in steady state. */
-    const paired = async (scenario: string, headers: () => Record<string, string>, shape: LoadShape = { connections: CONNECTIONS }, tokens = 0): Promise<Row> => {
-      if (tokens > 0) await prime(gate(headers), tokens, shape)
-      const [b, g] = await compare(['baseline', scenario], [base, gate(headers)], { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape })
+    const paired = async (scenario: string, headers: () => Record<string, string>, shape: LoadShape = { connections: CONNECTIONS }, tokens = 0,
+      target: Target = gate(headers)): Promise<Row> => {
+      if (tokens > 0) await prime(target, tokens, shape)
+      const [b, g] = await compare(['baseline', scenario], [base, target], { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape })
       const row = { scenario, base: b, gate: g }
       rows.push(row)
       const cpu = (t: Tally): string => { const c = cpuPerRequest(t); return c === null ? '-' : `${c.toFixed(0)} µs` }
@@ -74,6 +75,15 @@ async function main (): Promise<void> {
     // first scenario does not pay for a cold process.
     for (const target of [base, gate(() => ({ authorization: `Bearer ${hot}` }))]) await load(target, PROCESS_WARMUP_S, { connections: CONNECTIONS })
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
+
+    // A route with two conditions, one on the token (remembered per cached token) and one on the request
+    // (CEL, every request): what they add to the hot token's cost. A gateway of its own (see conditionsConfig).
+    const withConditions = await startGateway('bench-conditions', (port, adminPort) => conditionsConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
+    children.push(withConditions)
+    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
+    const conditionsTarget: Target = { url: `http://127.0.0.1:${withConditions.port}/api/todos`, headers: hotHeaders, pid: withConditions.process.pid }
+    await load(conditionsTarget, PROCESS_WARMUP_S, { connections: CONNECTIONS })
+    await paired('one hot token, a route with two conditions', hotHeaders, undefined, 0, conditionsTarget)
     const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs).next, undefined, rs.length)
     const esRow = await paired('10,000 distinct tokens, ES256', cycle(es).next, undefined, es.length)
     if (QUICK) return
