@@ -26,13 +26,14 @@
  *   it from the client's Host header, and nginx accepts `?` and `#` there: with `Host: x?` the URL
  *   `http://x?/admin` would otherwise read as path `/` with query `?/admin`.
  *
- * The original host (for routes with `match.host`, docs/policy.md "Hosts") follows the same model. It is
- * named by the call's own Host header in the path form (Envoy sends the original `:authority` as Host),
- * and, from a trusted peer only, by `X-Forwarded-Host` (Traefik; nginx with
- * `proxy_set_header X-Forwarded-Host $host`) and the authority of `X-Original-URL` (ingress-nginx). Every
- * source present must name the same host, or the call is refused; with none, the request names no host,
- * and only routes without one match it. The header forms never read the call's Host: nginx and Traefik
- * send scopegate's own address there.
+ * The original host (for routes with `match.host`, docs/forward-auth.md "The original host") follows the
+ * same trust model. From a trusted peer, `X-Forwarded-Host` (Traefik; nginx with
+ * `proxy_set_header X-Forwarded-Host $host`) and the authority of `X-Original-URL` (ingress-nginx) name it,
+ * and must agree when both are present. Without them, the path form's own Host header does (Envoy sends
+ * the original `:authority` as Host); it is only a fallback, because a proxy that is not Envoy sends
+ * scopegate's own address there (nginx's `proxy_pass http://scopegate/decisions$request_uri`, a test
+ * client), and it would then contradict the header that names the real host. With none, the request
+ * names no host, and only routes without one match it.
  */
 import { GatewayError, deny } from '../shared/errors.js'
 import { normalizeTarget } from '../request/normalize-path.js'
@@ -128,13 +129,12 @@ function callHost (rawHeaders: readonly string[]): string | undefined {
   return host
 }
 
-/** Every host the trusted sources name, which must agree; undefined when none names one. */
+/**
+ * The host the trusted headers name (which must agree), else the path form's Host; undefined when
+ * nothing names one.
+ */
 function originalHost (call: ForwardAuthCall, headers: Map<NamedHeader, string[]>, byPath: boolean): string | undefined {
   const named: Array<[string, string]> = []
-  if (byPath) {
-    const host = callHost(call.rawHeaders)
-    if (host !== undefined && host !== '') named.push(['host', host])
-  }
   if (call.peerTrusted) {
     const forwarded = single(headers, 'x-forwarded-host')
     if (forwarded !== undefined) {
@@ -146,7 +146,10 @@ function originalHost (call: ForwardAuthCall, headers: Map<NamedHeader, string[]
     if (authority !== undefined && authority !== '') named.push(['x-original-url', authority])
   }
   const first = named[0]
-  if (first === undefined) return undefined
+  if (first === undefined) {
+    const host = byPath ? callHost(call.rawHeaders) : undefined
+    return host === '' ? undefined : host
+  }
   for (const [source, host] of named.slice(1)) {
     if (requestHost(host) !== requestHost(first[1])) throw unusable(`the ${first[0]} and ${source} name different hosts`)
   }

@@ -51,7 +51,8 @@ function toCel (value: unknown): unknown {
   if (Array.isArray(value)) return value.map(toCel)
   if (typeof value === 'object' && value !== null) {
     const out: Record<string, unknown> = {}
-    for (const [key, item] of Object.entries(value)) out[key] = toCel(item)
+    // Defined, never assigned: a claim named `__proto__` stays a claim and cannot become the map's prototype.
+    for (const [key, item] of Object.entries(value)) Object.defineProperty(out, key, { value: toCel(item), enumerable: true, writable: true, configurable: true })
     return out
   }
   return value

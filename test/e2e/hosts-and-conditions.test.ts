@@ -4,7 +4,7 @@
  * `insufficient_scope` (or the route's `denyStatus.scope`) and the upstream receives nothing; conditions
  * that read the request or the clock are judged on every request, even for a cached token; a CEL runtime
  * error is a denial with its reason in the log, never a 500. Forward auth names the host the Envoy way
- * (Host on the path form) and the Traefik way (X-Forwarded-Host).
+ * (Host on the path form) and the Traefik way (X-Forwarded-Host, which wins over the path form's Host).
  */
 import t, { type Test } from 'tap'
 import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
@@ -144,9 +144,13 @@ t.test('hosts, roles and conditions end to end', async (t) => {
     const wrong = await traefik('a.example.com', globex)
     t.equal(wrong.status, 403)
     t.equal(wrong.json?.error, 'insufficient_scope')
-    const disagreeing = await send(gw.adminUrl, '/decisions/api/x', { headers: { host: 'a.example.com', 'x-forwarded-host': 'b.example.com', authorization: `Bearer ${globex}` } })
-    t.equal(disagreeing.status, 403, 'two sources naming two hosts: refused')
-    t.equal(disagreeing.json?.error, 'invalid_request')
+    const overridden = await send(gw.adminUrl, '/decisions/api/x', { headers: { host: 'a.example.com', 'x-forwarded-host': 'b.example.com', authorization: `Bearer ${globex}` } })
+    t.equal(overridden.headers['x-auth-route'], 'b-api', 'a trusted X-Forwarded-Host names the host over the path form\'s Host')
+    const disagreeing = await send(gw.adminUrl, '/decisions', {
+      headers: { 'x-original-method': 'GET', 'x-original-url': 'https://a.example.com/api/x', 'x-forwarded-host': 'b.example.com', authorization: `Bearer ${globex}` }
+    })
+    t.equal(disagreeing.status, 403, 'two trusted headers naming two hosts: refused')
+    t.match(disagreeing.headers['www-authenticate'], /error="invalid_request"/, 'the nginx form carries its code in the challenge')
     t.equal(echo.received.length, before, 'forward auth never reaches the upstream')
   })
 })

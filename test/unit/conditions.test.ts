@@ -186,3 +186,11 @@ t.test('the seed rules rewritten as conditions (docs/policy.md) hold exactly whe
   ]
   for (const [given, pass] of clients) t.equal(client.evaluate(given, null).pass, pass, JSON.stringify(given))
 })
+
+t.test('a claim named __proto__ is a claim, never a prototype the other claims are read through', async (t) => {
+  const payload = JSON.parse('{"sub":"mallory","__proto__":{"tenant":"acme","email_verified":true}}') as Record<string, unknown>
+  t.equal(only(policyOf({ conditions: [{ cel: 'claims.tenant == "acme"' }] })).evaluate(payload, null).pass, false, 'CEL')
+  t.equal(only(policyOf({ conditions: [{ cel: 'has(claims.tenant)' }] })).evaluate(payload, null).pass, false, 'CEL has()')
+  t.equal(only(policyOf({ conditions: [{ claim: 'tenant', equals: 'acme' }] })).evaluate(payload, null).pass, false, 'declarative')
+  t.equal(only(policyOf({ conditions: [{ claim: ['__proto__', 'tenant'], equals: 'acme' }] })).evaluate(payload, null).pass, true, 'named as a path, it is read as a claim')
+})
