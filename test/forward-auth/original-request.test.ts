@@ -52,7 +52,7 @@ t.test('the original host: the path form\'s Host, and from a trusted peer X-Forw
     ['two Host headers on the path form', call('/decisions/a', ['host', 'a.example.com', 'host', 'b.example.com'], false)]
   ]
   for (const [name, c] of refused) {
-    t.throws(() => originalRequest(c), { status: 400, reason: 'request_malformed' }, name)
+    t.throws(() => originalRequest(c), { code: 'invalid_request', reason: 'request_malformed', status: 400 }, name)
   }
 })
 
