@@ -35,6 +35,23 @@ export function benchConfig (issuerUrl: string, upstream: string, port: number, 
   })
 }
 
+/**
+ * The bench config with two conditions on its route (docs/policy.md, "Conditions"): one on the token
+ * alone, worked out once per cached token with the rest of the policy, and one CEL expression on the
+ * request, judged on every request. Its own gateway: conditions keep the claims in the token cache.
+ */
+export function conditionsConfig (issuerUrl: string, upstream: string, port: number, adminPort: number): Record<string, unknown> {
+  const config = benchConfig(issuerUrl, upstream, port, adminPort)
+  const [route] = config.routes as Array<{ policy: Record<string, unknown> }>
+  if (route !== undefined) {
+    route.policy.conditions = [
+      { claim: 'client_id', in: ['bench-client', 'bench-cli'] },
+      { cel: 'method in ["GET", "HEAD"] && path.startsWith("/api/")' }
+    ]
+  }
+  return config
+}
+
 /** The claims of the i-th bench token: an editor through bench-client, asking for more than it is granted. */
 export function benchClaims (i: number): Record<string, unknown> {
   return { sub: `user-${i}`, aud: AUD, client_id: 'bench-client', scope: 'read:todos write:todos delete:todos', 'https://bench/roles': ['editor'] }

@@ -10,13 +10,13 @@ import { cpus, totalmem } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { LOG_LEVEL, benchClaims, benchConfig, cycle, opaqueBenchConfig } from './config.js'
+import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBenchConfig } from './config.js'
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-/** BENCH_QUICK=1: the hot-token (JWT and opaque) and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
+/** BENCH_QUICK=1: the hot-token (JWT, opaque, and with conditions) and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
 const QUICK = process.env.BENCH_QUICK === '1'
 const WARMUP_S = 2
 /** Each process's warm-up before the first scenario, seconds. */
@@ -76,6 +76,15 @@ async function main (): Promise<void> {
     // first scenario does not pay for a cold process.
     for (const target of [base, gate(() => ({ authorization: `Bearer ${hot}` }))]) await load(target, PROCESS_WARMUP_S, { connections: CONNECTIONS })
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
+
+    // A route with two conditions, one on the token (remembered per cached token) and one on the request
+    // (CEL, every request): what they add to the hot token's cost. A gateway of its own (see conditionsConfig).
+    const withConditions = await startGateway('bench-conditions', (port, adminPort) => conditionsConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
+    children.push(withConditions)
+    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
+    const conditionsTarget = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${withConditions.port}/api/todos`, headers, pid: withConditions.process.pid })
+    await load(conditionsTarget(hotHeaders), PROCESS_WARMUP_S, { connections: CONNECTIONS })
+    await paired('one hot token, a route with two conditions', hotHeaders, undefined, 0, conditionsTarget)
     const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs).next, undefined, rs.length)
     const esRow = await paired('10,000 distinct tokens, ES256', cycle(es).next, undefined, es.length)
     // A second gateway, its issuer introspecting opaque tokens: one hot opaque token is a cache hit after

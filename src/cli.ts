@@ -21,7 +21,7 @@ const USAGE = `usage: scopegate <command> [options]
 
   serve    [--config FILE]          run the gateway
   validate [--config FILE]          check a config; print every problem, exit 1 if any
-  explain  --config FILE --method M --path P (--token JWT | --claims FILE.json) [--ip ADDR]
+  explain  --config FILE --method M --path P (--token JWT | --claims FILE.json) [--ip ADDR] [--host H]
                                     show each step of one decision; exit 0 allow, 2 deny
   test     --config FILE [--reporter human|tap|junit] CASES.yaml...
                                     decide each case; exit 0 all pass, 1 any fail, 2 unusable input
@@ -101,7 +101,8 @@ async function explainCommand (args: string[]): Promise<number> {
       path: { type: 'string' },
       token: { type: 'string' },
       claims: { type: 'string' },
-      ip: { type: 'string', default: '127.0.0.1' }
+      ip: { type: 'string', default: '127.0.0.1' },
+      host: { type: 'string' }
     }
   })
   if (values.method === undefined || values.path === undefined || (values.token === undefined) === (values.claims === undefined)) {
@@ -121,7 +122,7 @@ async function explainCommand (args: string[]): Promise<number> {
       return 1
     }
   }
-  const result = await explain(config, { method: values.method.toUpperCase(), path: values.path, ip: values.ip, token: values.token, claims })
+  const result = await explain(config, { method: values.method.toUpperCase(), path: values.path, ip: values.ip, host: values.host, token: values.token, claims })
   process.stdout.write(result.lines.join('\n') + '\n')
   return result.allowed ? 0 : 2
 }

@@ -12,7 +12,9 @@ import { normalizeTarget } from '../request/normalize-path.js'
 import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
 import { compileIntrospection } from './compile-introspection.js'
+import { compileHostPattern } from '../routing/match-host.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
+import { compileConditions } from './compile-conditions.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
   Grant, RawConfig, RawPolicy
@@ -95,7 +97,7 @@ export function mergePolicy (defaults: RawPolicy, route: RawPolicy): RawPolicy {
   return merged as RawPolicy
 }
 
-function compilePolicy (problems: Problems, path: string, raw: RawPolicy, issuerIds: ReadonlySet<string>): CompiledPolicy {
+function compilePolicy (problems: Problems, path: string, raw: RawPolicy, issuerIds: ReadonlySet<string>, routeId: string): CompiledPolicy {
   const issuers = raw.issuers === undefined ? null : new Set(raw.issuers)
   raw.issuers?.forEach((id, i) => {
     if (!issuerIds.has(id)) problems.add(`${path}.issuers[${i}]`, `unknown issuer "${id}"`)
@@ -120,7 +122,9 @@ function compilePolicy (problems: Problems, path: string, raw: RawPolicy, issuer
     },
     grants: { roles: grantMap(raw.grants?.roles), clients: grantMap(raw.grants?.clients) },
     scopes: { require: [...new Set(require)], match: raw.scopes?.match ?? 'all' },
-    denyStatus: { policy: raw.denyStatus?.policy ?? 401, scope: raw.denyStatus?.scope ?? 403 }
+    denyStatus: { policy: raw.denyStatus?.policy ?? 401, scope: raw.denyStatus?.scope ?? 403 },
+    roles: { require: [...new Set(raw.roles?.require ?? [])], match: raw.roles?.match ?? 'all' },
+    conditions: compileConditions(raw.conditions, `${path}.conditions`, routeId, (at, message) => problems.add(at, message))
   }
 }
 
@@ -221,12 +225,21 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       problems.add(`${path}.match.path`, 'must be a valid normalized path')
     }
 
+    const host = route.match.host === undefined ? null : compileHostPattern(route.match.host)
+    if (route.match.host !== undefined && host === null) {
+      problems.add(`${path}.match.host`, 'must be a host name without port, or "*." and one (such as *.example.com)')
+    }
+
     const upstream = upstreams.get(route.upstream)
     if (upstream === undefined) problems.add(`${path}.upstream`, `unknown upstream "${route.upstream}"`)
     if (route.auth !== 'none' && issuers.size === 0) problems.add(`${path}.auth`, 'needs at least one issuer')
     if (route.stripPrefix && !route.match.prefix) problems.add(`${path}.stripPrefix`, 'only applies to prefix routes')
 
-    const policy = compilePolicy(problems, `${path}.policy`, mergePolicy(raw.defaults.policy, route.policy), issuerIds)
+    const policy = compilePolicy(problems, `${path}.policy`, mergePolicy(raw.defaults.policy, route.policy), issuerIds, route.id)
+    // The route's own: conditions from defaults.policy simply never run on auth: none.
+    if (route.auth === 'none' && (route.policy.conditions !== undefined || route.policy.roles !== undefined)) {
+      problems.add(`${path}.policy`, 'conditions and roles judge a token: a route with auth: none has none')
+    }
 
     const claims = new Map<string, ClaimSegments>()
     for (const [header, claim] of Object.entries(route.forward.claims ?? {})) {
@@ -247,6 +260,7 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       path: route.match.path,
       prefix: route.match.prefix,
       methods: route.match.methods === undefined ? null : new Set(route.match.methods.map((m) => m.toUpperCase())),
+      host,
       upstream: upstream ?? { id: route.upstream, base: '', origin: '', basePath: '', timeoutMs: 0, host: '', preserveHost: false },
       stripPrefix: route.stripPrefix,
       auth: route.auth,
@@ -327,6 +341,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     routes,
     identityHeaders: new Set([...IDENTITY_HEADERS, ...claimHeaders]),
     reissue: raw.reissue ?? null,
-    keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue')
+    keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue' ||
+      route.policy.conditions.token.length + route.policy.conditions.request.length > 0)
   })
 }

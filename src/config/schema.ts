@@ -214,6 +214,25 @@ const grantMap: Schema = mapOf(stringList)
 
 const denyStatus: Schema = { type: 'integer', enum: [401, 403] }
 
+/** A value a declarative condition compares a claim with. */
+const claimScalar: Schema = { type: ['string', 'number', 'boolean'] }
+
+/**
+ * One condition (docs/policy.md, "Conditions"): `claim` and one operator, or `cel` alone. Which keys go
+ * together is checked by `compile.ts`, which also parses and type-checks the CEL; its size is bounded here.
+ */
+const condition: Schema = object({
+  claim: claimPath,
+  equals: claimScalar,
+  in: { type: 'array', minItems: 1, items: claimScalar },
+  contains: claimScalar,
+  atLeast: { type: ['number', 'string'], minLength: 1 },
+  levels: { ...nonEmptyStringList, uniqueItems: true },
+  maxAge: duration,
+  exists: { type: 'boolean' },
+  cel: { type: 'string', minLength: 1, maxLength: 1024 }
+})
+
 /** No defaults here: a route's policy is merged over `defaults.policy` key by key in `compile.ts`. */
 const policy: Schema = object({
   issuers: nonEmptyStringList,
@@ -222,7 +241,9 @@ const policy: Schema = object({
   clients: allowDenyMissing,
   grants: object({ roles: grantMap, clients: grantMap }),
   scopes: object({ require: stringList, match: { type: 'string', enum: ['all', 'any'] } }),
-  denyStatus: object({ policy: denyStatus, scope: denyStatus })
+  denyStatus: object({ policy: denyStatus, scope: denyStatus }),
+  roles: object({ require: stringList, match: { type: 'string', enum: ['all', 'any'] } }),
+  conditions: { type: 'array', maxItems: 32, items: condition }
 })
 
 /* ------------------------------------------------------------------ routes ------------------------------------------------------------------ */
@@ -234,7 +255,9 @@ const match: Schema = object({
     'x-message': { pattern: 'must start with "/" and hold no query, fragment or spaces' }
   },
   prefix: { type: 'boolean', default: false },
-  methods: { type: 'array', minItems: 1, uniqueItems: true, items: method }
+  methods: { type: 'array', minItems: 1, uniqueItems: true, items: method },
+  // A host name or `*.` and one (docs/policy.md, "Hosts"); `compile.ts` checks its shape.
+  host: { type: 'string', minLength: 1, maxLength: 253 }
 }, { required: ['path'] })
 
 const forward: Schema = object({

@@ -6,6 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto'
 import type { IpMatcher } from '../net/ip-matcher.js'
+import type { HostPattern } from '../routing/match-host.js'
 
 /** A duration as written in the config: `250ms`, `30s`, `10m`, `24h`, `1d`. */
 export type DurationText = string
@@ -114,6 +115,28 @@ export interface RawPolicy {
   grants?: { roles?: Record<string, string[]>, clients?: Record<string, string[]> }
   scopes?: { require?: string[], match?: 'all' | 'any' }
   denyStatus?: { policy?: 401 | 403, scope?: 401 | 403 }
+  /** Roles the token must hold (docs/policy.md, "Roles"). */
+  roles?: { require?: string[], match?: 'all' | 'any' }
+  /** Conditions on the claims and the request, each declarative or CEL (docs/policy.md, "Conditions"). */
+  conditions?: RawCondition[]
+}
+
+/** A JSON scalar a declarative condition compares a claim with. */
+export type ClaimScalar = string | number | boolean
+
+/** One condition: `claim` with exactly one operator, or `cel` alone (docs/policy.md, "Conditions"). */
+export interface RawCondition {
+  claim?: ClaimPath
+  equals?: ClaimScalar
+  in?: ClaimScalar[]
+  contains?: ClaimScalar
+  atLeast?: number | string
+  /** The order `atLeast` compares string levels in, lowest first. */
+  levels?: string[]
+  /** The claim is a NumericDate no older than this. */
+  maxAge?: DurationText
+  exists?: boolean
+  cel?: string
 }
 
 export interface RawForward {
@@ -138,7 +161,8 @@ export interface RawWebsocket {
 
 export interface RawRoute {
   id: string
-  match: { path: string, prefix: boolean, methods?: string[] }
+  /** `host`: a name or `*.` and one; absent: every host (docs/policy.md, "Hosts"). */
+  match: { path: string, prefix: boolean, methods?: string[], host?: string }
   upstream: string
   stripPrefix: boolean
   auth: 'required' | 'optional' | 'none'
@@ -243,6 +267,36 @@ export interface CompiledUpstream {
 /** A grant set: `all` when the map entry holds `"*"`. */
 export type Grant = { all: true } | { all: false, scopes: ReadonlySet<string> }
 
+/** What a condition that reads the request is given besides the claims. */
+export interface RequestFacts {
+  method: string
+  /** As routes compare it: lower-case, no port ('' when the request names none). */
+  host: string
+  /** The normalized path. */
+  path: string
+  clientIp: string
+  /** Milliseconds since the epoch. */
+  nowMs: number
+}
+
+/** What one condition found: whether it holds, the value it judged (for explain), and why it could not. */
+export interface ConditionResult {
+  pass: boolean
+  value: unknown
+  /** A runtime error (a missing claim in CEL, a claim of the wrong type): the condition fails, and the log says why. */
+  error?: string
+}
+
+/** A condition compiled at load; `evaluate` never throws. */
+export interface CompiledCondition {
+  /** How explain and the logs name it: `tenant in [acme, globex]`, or the CEL text. */
+  label: string
+  /** Reads the request or the clock, so its answer cannot be remembered per token. */
+  perRequest: boolean
+  /** `request` is null for conditions that do not read it (`perRequest` false). */
+  evaluate (claims: Readonly<Record<string, unknown>>, request: RequestFacts | null): ConditionResult
+}
+
 export interface CompiledPolicy {
   /** Issuer ids accepted on this route; null: every configured issuer. */
   issuers: ReadonlySet<string> | null
@@ -252,6 +306,10 @@ export interface CompiledPolicy {
   grants: { roles: ReadonlyMap<string, Grant> | null, clients: ReadonlyMap<string, Grant> | null }
   scopes: { require: readonly string[], match: 'all' | 'any' }
   denyStatus: { policy: number, scope: number }
+  /** Required roles; empty: none. */
+  roles: { require: readonly string[], match: 'all' | 'any' }
+  /** `token`: depend on the token and route alone (remembered per token); `request`: read the request or the clock. */
+  conditions: { token: readonly CompiledCondition[], request: readonly CompiledCondition[] }
 }
 
 export interface CompiledRoute {
@@ -262,6 +320,8 @@ export interface CompiledRoute {
   prefix: boolean
   /** Upper-case methods; null: every method. HEAD is implied by GET. */
   methods: ReadonlySet<string> | null
+  /** The host the route answers for; null: every host. */
+  host: HostPattern | null
   upstream: CompiledUpstream
   stripPrefix: boolean
   auth: 'required' | 'optional' | 'none'

@@ -14,10 +14,11 @@ import type { CompiledRoute } from '../config/types.js'
 import type { Engine } from './engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { identityHeaders } from '../forward/identity-headers.js'
-import { applyNetworkPolicy, applyPolicy, type PolicyStep } from '../policy/apply-policy.js'
+import { applyNetworkPolicy, applyPolicy, applyRequestConditions, type PolicyStep } from '../policy/apply-policy.js'
 import { narrowScopes } from '../policy/narrow-scopes.js'
 import { extractToken } from '../request/extract-token.js'
 import { normalizeTarget } from '../request/normalize-path.js'
+import { requestHost } from '../routing/match-host.js'
 import type { VerifiedToken } from '../token/verified-token.js'
 import { TokenMiss } from '../token/verify-token.js'
 import { IntrospectionMiss } from '../token/introspect-token.js'
@@ -28,6 +29,19 @@ export interface DecisionInput {
   target: string
   /** Every Authorization header value received. */
   authorization: readonly string[]
+  clientIp: string
+  /**
+   * The host the request names, as received (a Host header, or an ingress's original host), port and
+   * case included; absent: none, and only routes without `match.host` match.
+   */
+  host?: string
+}
+
+/** The request as the conditions that read it see it; built only for routes that have such conditions. */
+interface Request {
+  method: string
+  host: string
+  path: string
   clientIp: string
 }
 
@@ -70,7 +84,7 @@ export type Decision = Allow | Deny
  */
 export type Step =
   | { stage: 'path', path: string }
-  | { stage: 'route', route: CompiledRoute }
+  | { stage: 'route', route: CompiledRoute, host: string }
   | { stage: 'token', token: VerifiedToken | null, failure: GatewayError | null, via?: TokenPath }
   | PolicyStep
 
@@ -86,8 +100,12 @@ export class PendingDecision {
   readonly clientIp: string
   readonly miss: TokenMiss
   readonly record: Recorder | undefined
+  readonly method: string
+  /** As routes compare it (see `requestHost`). */
+  readonly host: string
 
-  constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss, record: Recorder | undefined) {
+  constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss, record: Recorder | undefined,
+    method: string, host: string) {
     this.engine = engine
     this.route = route
     this.path = path
@@ -95,6 +113,8 @@ export class PendingDecision {
     this.clientIp = clientIp
     this.miss = miss
     this.record = record
+    this.method = method
+    this.host = host
   }
 }
 
@@ -108,7 +128,7 @@ function denied (error: GatewayError, route: CompiledRoute, path: string, query:
 
 /** The decision once the token is known (null: anonymous). */
 function settle (engine: Engine, route: CompiledRoute, path: string, query: string, token: VerifiedToken | null, clientIp: string,
-  record: Recorder | undefined): Decision {
+  record: Recorder | undefined, request: Request): Decision {
   try {
     if (token === null) {
       const scopes = applyPolicy({ policy: route.policy, clientIp, token }, record)
@@ -120,6 +140,13 @@ function settle (engine: Engine, route: CompiledRoute, path: string, query: stri
   }
   const { scopes, headers, error } = engine.outcomes.of(route, token, clientIp, record)
   if (error !== null) return denied(error, route, path, query, token, clientIp)
+  if (route.policy.conditions.request.length > 0) {
+    try {
+      applyRequestConditions({ policy: route.policy, clientIp, token }, { ...request, nowMs: engine.now() }, record)
+    } catch (err) {
+      return denied(toGatewayError(err), route, path, query, token, clientIp)
+    }
+  }
   return { allowed: true, route, path, query, token, scopes, headers, audit: null }
 }
 
@@ -137,15 +164,17 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
     return { allowed: false, error: toGatewayError(err), route: null, path: null, token: null, scopes: [] }
   }
   record?.({ stage: 'path', path })
-  const route = engine.routes.match(input.method, path)
+  const host = requestHost(input.host)
+  const route = engine.routes.match(input.method, path, host)
   if (route === null) {
-    return { allowed: false, error: deny.noRoute(`${input.method} ${path}`), route: null, path, token: null, scopes: [] }
+    return { allowed: false, error: deny.noRoute(`${input.method} ${host}${path}`), route: null, path, token: null, scopes: [] }
   }
-  record?.({ stage: 'route', route })
+  record?.({ stage: 'route', route, host })
   const { clientIp } = input
+  const request: Request = { method: input.method, host, path, clientIp }
   if (route.auth === 'none') {
     record?.({ stage: 'token', token: null, failure: null })
-    return settle(engine, route, path, query, null, clientIp, record)
+    return settle(engine, route, path, query, null, clientIp, record, request)
   }
 
   let bearer: string | null
@@ -159,16 +188,16 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
   if (bearer === null) {
     const failure = route.auth === 'required' ? deny.tokenMissing() : null
     record?.({ stage: 'token', token: null, failure })
-    return failure === null ? settle(engine, route, path, query, null, clientIp, record) : denied(failure, route, path, query, null, clientIp)
+    return failure === null ? settle(engine, route, path, query, null, clientIp, record, request) : denied(failure, route, path, query, null, clientIp)
   }
   const found = engine.verifier.lookup(bearer)
-  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record)
+  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record, input.method, host)
   if (found instanceof GatewayError) {
     record?.({ stage: 'token', token: null, failure: found, via: 'cache' })
     return via(denied(found, route, path, query, null, clientIp), 'cache')
   }
   record?.({ stage: 'token', token: found, failure: null, via: 'cache' })
-  return via(settle(engine, route, path, query, found, clientIp, record), 'cache')
+  return via(settle(engine, route, path, query, found, clientIp, record, request), 'cache')
 }
 
 /** The decision, marked with how its token was judged. */
@@ -179,7 +208,7 @@ function via (decision: Decision, path: TokenPath): Decision {
 
 /** The decision once the pending token is verified, under the engine it was pending on. Never rejects. */
 export async function decidePending (pending: PendingDecision): Promise<Decision> {
-  const { engine, route, path, query, clientIp, record } = pending
+  const { engine, route, path, query, clientIp, record, method, host } = pending
   const tokenPath: TokenPath = pending.miss instanceof IntrospectionMiss ? 'introspection' : 'jwt'
   let token: VerifiedToken
   try {
@@ -190,7 +219,7 @@ export async function decidePending (pending: PendingDecision): Promise<Decision
     return via(denied(failure, route, path, query, null, clientIp), tokenPath)
   }
   record?.({ stage: 'token', token, failure: null, via: tokenPath })
-  return via(settle(engine, route, path, query, token, clientIp, record), tokenPath)
+  return via(settle(engine, route, path, query, token, clientIp, record, { method, host, path, clientIp }), tokenPath)
 }
 
 /** `decideKnown`, then `decidePending` if needed: for callers that await anyway. Never rejects. */

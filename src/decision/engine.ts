@@ -23,6 +23,8 @@ export interface Engine {
   outcomes: PolicyOutcomes
   /** The introspecting verifier, when an issuer introspects (docs/opaque-tokens.md); for `/readyz`. */
   introspection?: IntrospectingVerifier
+  /** Milliseconds since the epoch: the clock conditions read (`now`, `maxAge`); injected by tests. */
+  now: () => number
 }
 
 export interface EngineOptions {
@@ -64,6 +66,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
     keyStores,
     tokenCache,
     outcomes: new PolicyOutcomes(),
+    now,
     ...(introspection === undefined ? {} : { introspection })
   }
 }

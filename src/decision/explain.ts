@@ -9,6 +9,7 @@ import type { CompiledConfig, CompiledRoute } from '../config/types.js'
 import { decideKnown, decidePending, PendingDecision, type Decision, type Recorder, type Step } from './decide.js'
 import { buildEngine, loadKeys, type Engine } from './engine.js'
 import { GatewayError, toGatewayError } from '../shared/errors.js'
+import { describeHostPattern } from '../routing/match-host.js'
 import { checkClaimTypes } from '../token/check-claim-types.js'
 import { identityClaims } from '../token/claims.js'
 import type { JwtPayload } from '../token/parse-jwt.js'
@@ -19,6 +20,8 @@ export interface ExplainInput {
   method: string
   path: string
   ip: string
+  /** The Host the request names (port allowed); absent: none, and only routes without a host match. */
+  host?: string
   token?: string
   claims?: JwtPayload
   /** The engine to decide with; default: one built from the config, fetching keys when a token needs them. */
@@ -84,7 +87,14 @@ function stepWriter (input: ExplainInput, say: (step: string, text: string) => v
       }
       case 'route': {
         route = step.route
+        if (step.route.host !== null) say('host', `${step.host} matches ${describeHostPattern(step.route.host)}`)
+        else if (step.host !== '') say('host', `${step.host}: the route answers every host`)
         say('route', describeRoute(step.route))
+        return
+      }
+      case 'condition': {
+        const value = `${step.label} (value ${JSON.stringify(step.value) ?? 'absent'})`
+        say('condition', step.failure === null ? `pass: ${value}` : `${value}: ${denial(step.failure)}`)
         return
       }
       case 'token': {
@@ -124,7 +134,7 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
   const say = (step: string, text: string): void => { lines.push(`${step.padEnd(9)} ${text}`) }
   const record = stepWriter(input, say)
 
-  say('request', `${input.method} ${input.path} from ${input.ip}`)
+  say('request', `${input.method} ${input.path} from ${input.ip}${input.host === undefined ? '' : ` for host ${input.host}`}`)
   let engine: Engine = input.engine ?? buildEngine(config, null)
   const authorization = [...(input.authorization ?? [])]
   if (input.claims !== undefined) {
@@ -134,7 +144,7 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
     authorization.push(`Bearer ${input.token}`)
   }
 
-  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip }, record)
+  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip, host: input.host }, record)
   let decision: Decision
   if (decided instanceof PendingDecision) {
     // A token to verify: only now are the issuers' keys fetched, as the gateway does at start.

@@ -25,9 +25,19 @@
  * - `X-Original-URL` must be an http(s) URL whose authority is a plain host[:port]. ingress-nginx builds
  *   it from the client's Host header, and nginx accepts `?` and `#` there: with `Host: x?` the URL
  *   `http://x?/admin` would otherwise read as path `/` with query `?/admin`.
+ *
+ * The original host (for routes with `match.host`, docs/forward-auth.md "The original host") follows the
+ * same trust model. From a trusted peer, `X-Forwarded-Host` (Traefik; nginx with
+ * `proxy_set_header X-Forwarded-Host $host`) and the authority of `X-Original-URL` (ingress-nginx) name it,
+ * and must agree when both are present. Without them, the path form's own Host header does (Envoy sends
+ * the original `:authority` as Host); it is only a fallback, because a proxy that is not Envoy sends
+ * scopegate's own address there (nginx's `proxy_pass http://scopegate/decisions$request_uri`, a test
+ * client), and it would then contradict the header that names the real host. With none, the request
+ * names no host, and only routes without one match it.
  */
 import { GatewayError, deny } from '../shared/errors.js'
 import { normalizeTarget } from '../request/normalize-path.js'
+import { requestHost } from '../routing/match-host.js'
 
 /** The path every forward-auth call is made to; the path form appends the original path to it. */
 export const DECISIONS_PATH = '/decisions'
@@ -38,6 +48,8 @@ export interface OriginalRequest {
   /** The raw request-target: path and query, as the ingress sent it. */
   target: string
   source: 'path' | 'x-original' | 'x-forwarded'
+  /** The original host as sent (port included), or undefined when no trusted source names one. */
+  host?: string
 }
 
 export interface ForwardAuthCall {
@@ -52,7 +64,7 @@ export interface ForwardAuthCall {
 }
 
 /** The headers this module reads, lower-case. */
-const NAMED_HEADERS = ['x-original-method', 'x-original-uri', 'x-original-url', 'x-forwarded-method', 'x-forwarded-uri'] as const
+const NAMED_HEADERS = ['x-original-method', 'x-original-uri', 'x-original-url', 'x-forwarded-method', 'x-forwarded-uri', 'x-forwarded-host'] as const
 type NamedHeader = typeof NAMED_HEADERS[number]
 
 /** An HTTP method is a token (RFC 9110 §9.1). */
@@ -104,6 +116,44 @@ function targetOfUrl (value: string): string {
   const match = ORIGINAL_URL.exec(value)
   if (match === null) throw unusable('x-original-url is not an http(s) URL with a plain host and a path')
   return match[2] as string
+}
+
+/** The call's own Host header: one, or undefined. */
+function callHost (rawHeaders: readonly string[]): string | undefined {
+  let host: string | undefined
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if ((rawHeaders[i] ?? '').toLowerCase() !== 'host') continue
+    if (host !== undefined) throw unusable('host sent more than once')
+    host = (rawHeaders[i + 1] ?? '').trim()
+  }
+  return host
+}
+
+/**
+ * The host the trusted headers name (which must agree), else the path form's Host; undefined when
+ * nothing names one.
+ */
+function originalHost (call: ForwardAuthCall, headers: Map<NamedHeader, string[]>, byPath: boolean): string | undefined {
+  const named: Array<[string, string]> = []
+  if (call.peerTrusted) {
+    const forwarded = single(headers, 'x-forwarded-host')
+    if (forwarded !== undefined) {
+      if (forwarded === '' || forwarded.includes(',')) throw unusable('x-forwarded-host is not one host')
+      named.push(['x-forwarded-host', forwarded])
+    }
+    const url = single(headers, 'x-original-url')
+    const authority = url === undefined ? undefined : ORIGINAL_URL.exec(url)?.[1]
+    if (authority !== undefined && authority !== '') named.push(['x-original-url', authority])
+  }
+  const first = named[0]
+  if (first === undefined) {
+    const host = byPath ? callHost(call.rawHeaders) : undefined
+    return host === '' ? undefined : host
+  }
+  for (const [source, host] of named.slice(1)) {
+    if (requestHost(host) !== requestHost(first[1])) throw unusable(`the ${first[0]} and ${source} name different hosts`)
+  }
+  return first[1]
 }
 
 /** `X-Original-Method` with `X-Original-URI` and/or `X-Original-URL`; null when none of them is present. */
@@ -184,5 +234,6 @@ export function originalRequest (call: ForwardAuthCall): OriginalRequest {
   for (const other of ways.slice(1)) {
     if (!sameRequest(first, other)) throw unusable(`the ${first.source} and ${other.source} forms name different requests`)
   }
-  return first
+  const host = originalHost(call, headers, byPath !== null)
+  return host === undefined ? first : { ...first, host }
 }

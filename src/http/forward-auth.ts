@@ -121,7 +121,8 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
           method: original.method,
           target: original.target,
           authorization: authorizationValues(raw.rawHeaders),
-          clientIp: forwardAuthClientIp(raw, trusted)
+          clientIp: forwardAuthClientIp(raw, trusted),
+          host: original.host
         })
         const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
         request.decision = decision

@@ -222,7 +222,9 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations) {
       method: raw.method ?? 'GET',
       target: raw.url ?? '',
       authorization: authorizationValues(raw.rawHeaders),
-      clientIp: clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
+      clientIp: clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy),
+      // One Host, agreeing with an absolute-form target: checkHost above refused anything else.
+      host: raw.headers.host
     })
     const proceed = (decision: Decision): void => {
       request.decision = decision

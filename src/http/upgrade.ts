@@ -28,6 +28,7 @@ import { clientIp } from '../request/client-ip.js'
 import { authorizationValues, extractToken } from '../request/extract-token.js'
 import { joinUpstreamPath, normalizeTarget } from '../request/normalize-path.js'
 import { subprotocolToken, type SubprotocolToken } from '../request/subprotocol-token.js'
+import { requestHost } from '../routing/match-host.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import type { DecisionLog, UpgradeRecord } from './decision-log.js'
 import type { OpenWebSockets } from './open-websockets.js'
@@ -84,9 +85,9 @@ function serveAsHttp (request: IncomingMessage, socket: Duplex, serveHttp: Upgra
 }
 
 /** The route a target goes to, to know where its token may come from; null when `decide()` will refuse it. */
-function routeOf (engine: Engine, method: string, target: string): CompiledRoute | null {
+function routeOf (engine: Engine, method: string, target: string, host: string | undefined): CompiledRoute | null {
   try {
-    return engine.routes.match(method, normalizeTarget(target).path)
+    return engine.routes.match(method, normalizeTarget(target).path, requestHost(host))
   } catch {
     return null
   }
@@ -169,13 +170,13 @@ function readHandshake (options: UpgradeOptions, request: IncomingMessage, socke
   try {
     checkHost(request.rawHeaders, target, request.httpVersion)
     offered = subprotocolToken(request.headers['sec-websocket-protocol'])
-    if (offered.token !== null) authorization = withSubprotocolToken(routeOf(engine, method, target), authorization, offered.token)
+    if (offered.token !== null) authorization = withSubprotocolToken(routeOf(engine, method, target, request.headers.host), authorization, offered.token)
   } catch (err) {
     refuse(toGatewayError(err), null)
     return null
   }
   const clientAddress = clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy)
-  const input: DecisionInput = { method, target, authorization, clientIp: clientAddress }
+  const input: DecisionInput = { method, target, authorization, clientIp: clientAddress, host: request.headers.host }
   return { request, socket, head, engine, input, offered, record, refuse }
 }
 

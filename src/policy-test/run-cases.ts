@@ -106,7 +106,8 @@ export class CaseRunner {
     if (request.claims !== undefined) token = await this.standIn.sign(request.claims, Math.floor(this.now() / 1000))
     else if (token !== undefined) engine = this.tokenEngine
     const ip = clientIp(request.ip, request.headers['x-forwarded-for'], this.config.server.trustProxy)
-    return explain(this.config, { method: request.method, path: request.path, ip, token, engine, authorization })
+    const host = request.host ?? request.headers.host
+    return explain(this.config, { method: request.method, path: request.path, ip, host, token, engine, authorization })
   }
 
   async run (testCase: Case): Promise<CaseResult> {

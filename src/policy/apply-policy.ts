@@ -1,6 +1,7 @@
 /**
- * A route's policy, in the order of docs/config.md#policy: network, issuer, audience, client, then scope narrowing and
- * required scopes. Each check is a plain function that passes or throws a GatewayError.
+ * A route's policy, in the order of docs/config.md#policy: network, issuer, audience, client, roles, then scope
+ * narrowing, required scopes and conditions (docs/policy.md). Each check is a plain function that passes or
+ * throws a GatewayError.
  *
  * An optional recorder is told each stage's outcome as it runs (`scopegate explain` passes one); the
  * request path passes none, and then no step is built. The checks that run are the same either way, so
@@ -9,20 +10,24 @@
 import { toGatewayError, type GatewayError } from '../shared/errors.js'
 import { checkAudience } from './check-audience.js'
 import { checkClient } from './check-client.js'
+import { checkConditions, type ConditionStep } from './check-conditions.js'
 import { checkIssuer } from './check-issuer.js'
 import { checkNetwork } from './check-network.js'
+import { checkRoles } from './check-roles.js'
 import type { PolicyInput } from './context.js'
+import type { RequestFacts } from '../config/types.js'
 import { narrowScopes } from './narrow-scopes.js'
 import { requireScopes } from './require-scopes.js'
 
 export type PolicyCheck = (input: PolicyInput) => void
 
-export type PolicyCheckName = 'network' | 'issuer' | 'audience' | 'client'
+export type PolicyCheckName = 'network' | 'issuer' | 'audience' | 'client' | 'roles'
 
 /** One stage of the policy as it ran: a check and its failure (null: passed), or the narrowing. */
 export type PolicyStep =
   | { stage: PolicyCheckName | 'require', failure: GatewayError | null }
   | { stage: 'narrow', from: readonly string[], to: readonly string[] }
+  | ConditionStep
 
 /** Told each policy stage's outcome, in order; the stage that fails is the last one told. */
 export type PolicyRecorder = (step: PolicyStep) => void
@@ -41,7 +46,8 @@ export const NETWORK_CHECKS: NamedChecks = [
 export const TOKEN_CHECKS: NamedChecks = [
   ['issuer', checkIssuer],
   ['audience', checkAudience],
-  ['client', checkClient]
+  ['client', checkClient],
+  ['roles', checkRoles]
 ]
 
 /** Every check run before narrowing, in order. */
@@ -79,8 +85,10 @@ export function applyTokenPolicy (input: PolicyInput, record?: PolicyRecorder): 
   for (const [name, check] of TOKEN_CHECKS) run(name, check, input, record)
   if (input.token === null) return []
   const effective = narrowScopes(input)
+  const { policy, token } = input
   if (record === undefined) {
-    requireScopes(input.policy, effective)
+    requireScopes(policy, effective)
+    if (policy.conditions.token.length > 0) checkConditions(policy, policy.conditions.token, token.claims, null)
     return effective
   }
   record({ stage: 'narrow', from: input.token.scopes, to: effective })
@@ -91,5 +99,17 @@ export function applyTokenPolicy (input: PolicyInput, record?: PolicyRecorder): 
     throw err
   }
   record({ stage: 'require', failure: null })
+  checkConditions(policy, policy.conditions.token, token.claims, null, record)
   return effective
+}
+
+/**
+ * The conditions that read the request or the clock (host, method, path, client address, `now`,
+ * `maxAge`): checked on every request, after everything the engine remembers per token. Anonymous
+ * requests pass them, as they pass the token checks.
+ */
+export function applyRequestConditions (input: PolicyInput, request: RequestFacts, record?: PolicyRecorder): void {
+  const { policy, token } = input
+  if (token === null || policy.conditions.request.length === 0) return
+  checkConditions(policy, policy.conditions.request, token.claims, request, record)
 }

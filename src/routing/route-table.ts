@@ -1,12 +1,24 @@
 /**
- * The route table: exact routes beat prefix routes, the longest prefix wins, methods filter, and HEAD
- * is matched as GET. Built once per config; a lookup is one Map probe per path segment, so the cost
- * does not grow with the number of routes.
+ * The route table: hosts first, then paths. The routes of the request's exact host are tried first, then
+ * those of its wildcard hosts from the longest suffix to the shortest, then the routes without a host
+ * (docs/policy.md, "Hosts"); within each, exact routes beat prefix routes, the longest prefix wins,
+ * methods filter, and HEAD is matched as GET. Built once per config; a lookup is one Map probe per path
+ * segment (and per host label, only when some route names a host), so the cost does not grow with the
+ * number of routes.
  */
 import type { CompiledRoute } from '../config/types.js'
+import { describeHostPattern } from './match-host.js'
 
 export interface RouteTable {
-  /** The route for a normalized path, or null. */
+  /**
+   * The route for a normalized path on a host as `requestHost` reads it ('' when the request names
+   * none: only routes without a host match), or null.
+   */
+  match (method: string, path: string, host: string): CompiledRoute | null
+}
+
+/** The routes of one host (or of every host), by path. */
+interface PathTable {
   match (method: string, path: string): CompiledRoute | null
 }
 
@@ -40,13 +52,14 @@ export function findAmbiguities (routes: readonly CompiledRoute[]): Array<{ inde
   const problems: Array<{ index: number, message: string }> = []
   const seen = new Map<string, CompiledRoute[]>()
   for (const route of routes) {
-    const key = `${route.prefix ? 'prefix' : 'exact'} ${route.prefix ? prefixKey(route.path) : route.path}`
+    const host = route.host === null ? '*' : describeHostPattern(route.host)
+    const key = `${host} ${route.prefix ? 'prefix' : 'exact'} ${route.prefix ? prefixKey(route.path) : route.path}`
     const same = seen.get(key) ?? []
     for (const other of same) {
       if (methodsOverlap(route, other)) {
         problems.push({
           index: route.index,
-          message: `matches the same requests as route "${other.id}" (routes[${other.index}]): make their paths or methods distinct`
+          message: `matches the same requests as route "${other.id}" (routes[${other.index}]): make their hosts, paths or methods distinct`
         })
       }
     }
@@ -56,7 +69,7 @@ export function findAmbiguities (routes: readonly CompiledRoute[]): Array<{ inde
   return problems
 }
 
-export function buildRouteTable (routes: readonly CompiledRoute[]): RouteTable {
+function buildPathTable (routes: readonly CompiledRoute[]): PathTable {
   const exact = new Map<string, CompiledRoute[]>()
   const prefixes = new Map<string, CompiledRoute[]>()
   for (const route of routes) {
@@ -81,6 +94,37 @@ export function buildRouteTable (routes: readonly CompiledRoute[]): RouteTable {
         const slash = candidate.lastIndexOf('/')
         candidate = slash <= 0 ? '/' : candidate.slice(0, slash)
       }
+    }
+  }
+}
+
+export function buildRouteTable (routes: readonly CompiledRoute[]): RouteTable {
+  const anyHost = buildPathTable(routes.filter((route) => route.host === null))
+  const exactHosts = new Map<string, CompiledRoute[]>()
+  const wildcardHosts = new Map<string, CompiledRoute[]>()
+  for (const route of routes) {
+    if (route.host === null) continue
+    const [map, key] = route.host.kind === 'exact' ? [exactHosts, route.host.host] : [wildcardHosts, route.host.suffix]
+    map.set(key, [...(map.get(key) ?? []), route])
+  }
+  if (exactHosts.size === 0 && wildcardHosts.size === 0) return { match: (method, path) => anyHost.match(method, path) }
+  const exact = new Map([...exactHosts].map(([host, list]) => [host, buildPathTable(list)]))
+  const wildcard = new Map([...wildcardHosts].map(([suffix, list]) => [suffix, buildPathTable(list)]))
+
+  return {
+    match (method, path, host) {
+      if (host !== '') {
+        const hit = exact.get(host)?.match(method, path) ?? null
+        if (hit !== null) return hit
+        // `a.b.example.com`: `.b.example.com`, then `.example.com`, then `.com`; never the whole host.
+        if (wildcard.size > 0) {
+          for (let dot = host.indexOf('.', 1); dot > 0; dot = host.indexOf('.', dot + 1)) {
+            const found = wildcard.get(host.slice(dot))?.match(method, path) ?? null
+            if (found !== null) return found
+          }
+        }
+      }
+      return anyHost.match(method, path)
     }
   }
 }

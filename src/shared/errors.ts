@@ -51,6 +51,8 @@ export type Reason =
   | 'client_denied'
   | 'client_missing'
   | 'scope_insufficient'
+  | 'role_missing'
+  | 'condition_failed'
   | 'headers_too_large'
   | 'request_malformed'
   | 'expectation_unsupported'
@@ -120,6 +122,9 @@ export const deny = {
   insufficientScope: (status: number, required: readonly string[], detail?: string) =>
     new GatewayError(status, 'insufficient_scope', 'scope_insufficient',
       'the token does not grant the scopes this route requires', { scope: required.join(' '), detail }),
+  /** A role or a condition of the route's policy (docs/policy.md) is not met: the same answer as a missing scope. */
+  conditionFailed: (status: number, reason: Reason, detail?: string) =>
+    new GatewayError(status, 'insufficient_scope', reason, 'the token does not meet this route\'s conditions', { detail }),
   noRoute: (detail?: string) =>
     new GatewayError(404, 'no_route', 'no_route', 'no route matches this request', { detail }),
   keysUnavailable: (retryAfter: number, detail?: string) =>

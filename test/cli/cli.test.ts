@@ -206,6 +206,7 @@ t.test('explain --claims', async (t) => {
       /^issuer +pass$/,
       /^audience +pass$/,
       /^client +pass$/,
+      /^roles +pass$/,
       /^narrow +\[write:todos read:todos\] -> \[read:todos\]$/,
       /^require +pass \(all of \[read:todos\]\)$/,
       /^header +x-auth-route: todos-read$/,
@@ -257,6 +258,51 @@ t.test('explain --claims', async (t) => {
       t.match(results[i]?.stderr, new RegExp(`^${file.replace('.', '\\.')}: cannot read claims: `), file)
     })
   })
+})
+
+t.test('explain --host: the host match and each condition with its value; validate names a bad condition', async (t) => {
+  const hosts = `${CONFIG.split('routes:')[0] ?? ''}routes:
+  - id: a-api
+    match: { path: /api, prefix: true, host: "*.example.com" }
+    upstream: todo
+    policy:
+      roles: { require: [user] }
+      conditions:
+        - { claim: tenant, in: [acme, globex] }
+        - cel: 'host.startsWith(claims.tenant + ".") && method == "GET"'
+  - id: any-api
+    match: { path: /api, prefix: true }
+    upstream: todo
+    auth: none
+`
+  const dir = t.testdir({
+    'hosts.yaml': hosts,
+    'bad.yaml': hosts.replace('method == "GET"', 'methd == "GET"'),
+    'acme.json': JSON.stringify({ ...ALICE, tenant: 'acme' })
+  })
+  const explain = (host: string): Promise<Result> =>
+    run(['explain', '--config', 'hosts.yaml', '--method', 'GET', '--path', '/api/x', '--claims', 'acme.json', '--host', host], dir)
+
+  const allowed = await explain('acme.example.com:8443')
+  t.equal(allowed.code, 0, allowed.stderr)
+  t.match(allowed.stdout, /^request +GET \/api\/x from 127\.0\.0\.1 for host acme\.example\.com:8443\n/)
+  t.match(allowed.stdout, /\nhost +acme\.example\.com matches \*\.example\.com\nroute +a-api /)
+  t.match(allowed.stdout, /\nroles +pass\n/)
+  t.match(allowed.stdout, /\ncondition +pass: tenant in \["acme","globex"\] \(value "acme"\)\n/)
+  t.match(allowed.stdout, /\ncondition +pass: host\.startsWith\(claims\.tenant \+ "\."\) && method == "GET" \(value true\)\n/)
+
+  const denied = await explain('globex.example.com')
+  t.equal(denied.code, 2)
+  t.match(denied.stdout, /\ncondition +pass: tenant in/)
+  t.match(denied.stdout, /\ncondition +host\.startsWith.*\(value false\): DENY 403 insufficient_scope \(condition_failed\)/)
+
+  const other = await explain('example.org')
+  t.equal(other.code, 0)
+  t.match(other.stdout, /\nhost +example\.org: the route answers every host\nroute +any-api /)
+
+  const bad = await run(['validate', '--config', 'bad.yaml'], dir)
+  t.equal(bad.code, 1)
+  t.match(bad.stderr, /routes\[0\]\.policy\.conditions\[1\]\.cel: .*methd/)
 })
 
 t.test('explain --token verifies the signature against the issuer\'s keys', async (t) => {

@@ -95,6 +95,47 @@ t.test('a passing cases file: exit 0, one line per case', async (t) => {
   t.match(result.stdout, /^2 passed, 0 failed$/m)
 })
 
+t.test('request.host reaches the engine: host routes and conditions are tested like the rest', async (t) => {
+  const config = `${CONFIG}
+  - id: eu-orders
+    match: { path: /orders, prefix: true, methods: [GET], host: "*.eu.example.com" }
+    upstream: api
+    policy:
+      conditions:
+        - { claim: region, equals: eu }
+        - cel: 'host.startsWith(claims.tenant + ".")'
+`
+  const eu = { ...CLERK, region: 'eu', tenant: 'acme' }
+  const cases = `
+cases:
+  - name: the eu host goes to its own route
+    request: { path: /orders/1, host: "acme.eu.example.com:443", claims: ${JSON.stringify(eu)} }
+    expect: { decision: allow, route: eu-orders }
+  - name: another tenant's host fails the CEL condition
+    request: { path: /orders/1, host: globex.eu.example.com, claims: ${JSON.stringify(eu)} }
+    expect: { decision: deny, status: 403, error: insufficient_scope, route: eu-orders }
+  - name: a token from another region fails the declarative condition
+    request: { path: /orders/1, host: acme.eu.example.com, claims: ${JSON.stringify({ ...eu, region: 'us' })} }
+    expect: { decision: deny, status: 403, route: eu-orders }
+  - name: without a host, the route for every host
+    request: { path: /orders/1, claims: ${JSON.stringify(eu)} }
+    expect: { decision: allow, route: orders }
+  - name: the Host header works as well
+    request: { path: /orders/1, headers: { host: acme.eu.example.com }, claims: ${JSON.stringify(eu)} }
+    expect: { decision: allow, route: eu-orders }
+`
+  const dir = await workdir(t, { 'gw.yaml': config, 'cases.yaml': cases })
+  const result = await run(['test', '--config', 'gw.yaml', 'cases.yaml'], dir)
+  t.equal(result.code, 0, result.stdout + result.stderr)
+  t.match(result.stdout, /^5 passed, 0 failed$/m)
+
+  const wrong = cases.replace('expect: { decision: allow, route: eu-orders }', 'expect: { decision: allow, route: orders }')
+  const failing = await workdir(t, { 'gw.yaml': config, 'cases.yaml': wrong })
+  const failed = await run(['test', '--config', 'gw.yaml', 'cases.yaml'], failing)
+  t.equal(failed.code, 1, 'a case expecting the host to change nothing fails')
+  t.match(failed.stdout, /route: expected "orders", got "eu-orders"/)
+})
+
 t.test('a failing case: exit 1, every difference and the explain steps', async (t) => {
   const wider = CONFIG.replace('clerk: [orders:read]', 'clerk: [orders:read, orders:approve]')
   const dir = await workdir(t, { 'gw.yaml': wider, 'cases.yaml': CASES })

@@ -27,7 +27,32 @@ t.test('the request a call names, and which way named it', async (t) => {
     ['nginx and Traefik forms agreeing: nginx is first', call('/decisions?x', { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/a', 'x-original-method': 'GET', 'x-original-uri': '/a' }), 'GET', '/a', 'x-original']
   ]
   for (const [name, c, method, target, source] of cases) {
-    t.same(originalRequest(c), { method, target, source }, name)
+    const { host: _host, ...named } = originalRequest(c)
+    t.same(named, { method, target, source }, name)
+  }
+})
+
+t.test('the original host: the path form\'s Host, and from a trusted peer X-Forwarded-Host and X-Original-URL', async (t) => {
+  const cases: Array<[name: string, call: ForwardAuthCall, host: string | undefined]> = [
+    ['path form: the call\'s Host (Envoy sends the original authority)', call('/decisions/a', { host: 'A.example.com:8443' }, false), 'A.example.com:8443'],
+    ['path form without Host', call('/decisions/a', {}, false), undefined],
+    ['X-Forwarded-Host (Traefik)', call('/decisions', { host: 'scopegate:9090', 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/a', 'x-forwarded-host': 'b.example.com' }), 'b.example.com'],
+    ['X-Original-URL\'s authority (ingress-nginx)', call('/decisions', { host: 'scopegate:9090', 'x-original-method': 'GET', 'x-original-url': 'https://c.example.com/a' }), 'c.example.com'],
+    ['header forms never read the call\'s Host', call('/decisions', { host: 'scopegate:9090', 'x-original-method': 'GET', 'x-original-uri': '/a' }), undefined],
+    ['X-Forwarded-Host from an untrusted peer is ignored', call('/decisions/a', { host: 'a.example.com', 'x-forwarded-host': 'admin.example.com' }, false), 'a.example.com'],
+    ['trusted headers agreeing up to case, port and trailing dot', call('/decisions', { 'x-original-method': 'GET', 'x-original-url': 'https://a.example.com/a', 'x-forwarded-host': 'A.Example.com.:443' }), 'A.Example.com.:443'],
+    ['X-Forwarded-Host over the path form\'s Host (nginx sends scopegate\'s own name there)', call('/decisions/a', { host: 'scopegate', 'x-forwarded-host': 'a.example.com' }), 'a.example.com']
+  ]
+  for (const [name, c, host] of cases) t.equal(originalRequest(c).host, host, name)
+
+  const refused: Array<[name: string, call: ForwardAuthCall]> = [
+    ['X-Forwarded-Host and X-Original-URL naming different hosts', call('/decisions', { 'x-original-method': 'GET', 'x-original-url': 'https://a.example.com/a', 'x-forwarded-host': 'b.example.com' })],
+    ['X-Forwarded-Host twice', call('/decisions', ['x-forwarded-method', 'GET', 'x-forwarded-uri', '/a', 'x-forwarded-host', 'a', 'x-forwarded-host', 'b'])],
+    ['X-Forwarded-Host as a list', call('/decisions', { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/a', 'x-forwarded-host': 'a.example.com, b.example.com' })],
+    ['two Host headers on the path form', call('/decisions/a', ['host', 'a.example.com', 'host', 'b.example.com'], false)]
+  ]
+  for (const [name, c] of refused) {
+    t.throws(() => originalRequest(c), { code: 'invalid_request', reason: 'request_malformed', status: 400 }, name)
   }
 })
 

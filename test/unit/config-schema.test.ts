@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawConfig, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
+import type { RawCondition, RawConfig, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -13,7 +13,9 @@ const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPol
   clients: { allow: ['todo-web'], deny: ['CLIENT_ID'], denyMissing: false },
   grants: { roles: { admin: ['*'], user: ['read:todos'] }, clients: { 'todo-cli': ['read:todos'] } },
   scopes: { require: ['read:todos'], match: 'any' },
-  denyStatus: { policy: 403, scope: 401 }
+  denyStatus: { policy: 403, scope: 401 },
+  roles: { require: ['ops'], match: 'any' },
+  conditions: [{ claim: 'tenant', in: ['acme', 'globex'] }, { cel: 'claims.email_verified == true' }]
 }
 
 /** A config with every optional field set, each to a value other than its default. */
@@ -73,7 +75,7 @@ const everyField: RawConfig = {
   routes: [
     {
       id: 'todos-read',
-      match: { path: '/todos', prefix: true, methods: ['GET', 'HEAD'] },
+      match: { path: '/todos', prefix: true, methods: ['GET', 'HEAD'], host: '*.example.com' },
       upstream: 'todo',
       stripPrefix: true,
       auth: 'optional',
@@ -135,7 +137,9 @@ const policyKeys: Presence<RawPolicy> = {
   clients: 'optional',
   grants: 'optional',
   scopes: 'optional',
-  denyStatus: 'optional'
+  denyStatus: 'optional',
+  roles: 'optional',
+  conditions: 'optional'
 }
 const allowDenyMissing: Presence<NonNullable<RawPolicy['audience']>> = { allow: 'optional', deny: 'optional', denyMissing: 'optional' }
 
@@ -222,6 +226,20 @@ const objects: Array<[string, string[], Record<string, string>]> = [
   ['RawPolicy.denyStatus', ['routes', '[]', 'policy', 'denyStatus'], {
     policy: 'optional', scope: 'optional'
   } satisfies Presence<NonNullable<RawPolicy['denyStatus']>>],
+  ['RawPolicy.roles', ['routes', '[]', 'policy', 'roles'], {
+    require: 'optional', match: 'optional'
+  } satisfies Presence<NonNullable<RawPolicy['roles']>>],
+  ['RawCondition', ['routes', '[]', 'policy', 'conditions', '[]'], {
+    claim: 'optional',
+    equals: 'optional',
+    in: 'optional',
+    contains: 'optional',
+    atLeast: 'optional',
+    levels: 'optional',
+    maxAge: 'optional',
+    exists: 'optional',
+    cel: 'optional'
+  } satisfies Presence<RawCondition>],
   ['RawRoute', ['routes', '[]'], {
     id: 'required',
     match: 'required',
@@ -234,7 +252,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     websocket: 'default'
   } satisfies Presence<RawRoute>],
   ['RawRoute.match', ['routes', '[]', 'match'], {
-    path: 'required', prefix: 'default', methods: 'optional'
+    path: 'required', prefix: 'default', methods: 'optional', host: 'optional'
   } satisfies Presence<RawRoute['match']>],
   ['RawForward', ['routes', '[]', 'forward'], {
     authorization: 'default', audience: 'optional', claims: 'optional', stripHeaders: 'default'
@@ -265,6 +283,7 @@ const enums: Array<[string, string[], string[]]> = [
   ['server.forwarded.xForwardedFor', ['server', 'forwarded', 'xForwardedFor'], membersOf<RawForwarding['xForwardedFor']>({ append: true, replace: true, remove: true })],
   ['forward.authorization', ['routes', '[]', 'forward', 'authorization'], membersOf<RawForward['authorization']>({ keep: true, strip: true, reissue: true })],
   ['scopes.match', ['routes', '[]', 'policy', 'scopes', 'match'], membersOf<NonNullable<NonNullable<RawPolicy['scopes']>['match']>>({ all: true, any: true })],
+  ['roles.match', ['routes', '[]', 'policy', 'roles', 'match'], membersOf<NonNullable<NonNullable<RawPolicy['roles']>['match']>>({ all: true, any: true })],
   ['denyStatus.policy', ['routes', '[]', 'policy', 'denyStatus', 'policy'], membersOf<NonNullable<NonNullable<RawPolicy['denyStatus']>['policy']>>({ 401: true, 403: true })]
 ]
 

@@ -295,9 +295,9 @@ t.test('applyPolicy runs the checks in the contract\'s order: the first failing 
     const result = outcome(() => applyPolicy(input(policy, tokenOf(claims, issuer), ip)))
     t.equal(result === 'pass' ? 'pass' : result.reason, reason, name)
   }
-  t.same(POLICY_CHECKS.map(([name]) => name), ['network', 'issuer', 'audience', 'client'], 'the named order explain shows')
+  t.same(POLICY_CHECKS.map(([name]) => name), ['network', 'issuer', 'audience', 'client', 'roles'], 'the named order explain shows')
   t.same(NETWORK_CHECKS.map(([name]) => name), ['network'], 'what depends on the request')
-  t.same(TOKEN_CHECKS.map(([name]) => name), ['issuer', 'audience', 'client'], 'what depends on the route and token alone')
+  t.same(TOKEN_CHECKS.map(([name]) => name), ['issuer', 'audience', 'client', 'roles'], 'what depends on the route and token alone')
   const fromOutside = outcome(() => applyTokenPolicy(input(policy, tokenOf(bad, 'okta'), '11.0.0.1')))
   t.equal(fromOutside === 'pass' ? 'pass' : fromOutside.reason, 'token_issuer_not_allowed', 'applyTokenPolicy runs no network check')
 })

@@ -17,7 +17,7 @@ function compileRoutes (specs: RouteSpec[]): readonly CompiledRoute[] {
 
 function table (specs: RouteSpec[]): (method: string, path: string) => string | null {
   const routes = buildRouteTable(compileRoutes(specs))
-  return (method, path) => routes.match(method, path)?.id ?? null
+  return (method, path) => routes.match(method, path, '')?.id ?? null
 }
 
 /** Routes built by hand, for the ambiguity checks that compilation would refuse. */
