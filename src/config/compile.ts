@@ -13,8 +13,8 @@ import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import type {
-  ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
-  Grant, RawConfig, RawPolicy
+  ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
+  Grant, RawConfig, RawPolicy, RawRateLimit
 } from './types.js'
 
 /** Headers scopegate sets upstream. Client copies of these, and of every `x-auth-*`, are always removed. */
@@ -192,6 +192,25 @@ function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, Comp
   return upstreams
 }
 
+/**
+ * A route's rate limit. The window is whole seconds: `RateLimit-Policy` states it as an integer `w`
+ * (docs/rate-limits.md). `store: redis` needs the top-level `redis` block.
+ */
+function compileRateLimit (problems: Problems, path: string, routeId: string, raw: RawRateLimit | undefined, hasRedis: boolean): CompiledRateLimit | null {
+  if (raw === undefined) return null
+  const windowMs = duration(problems, `${path}.window`, raw.window)
+  if (windowMs < 1000 || windowMs % 1000 !== 0) problems.add(`${path}.window`, 'must be a whole number of seconds, at least 1s')
+  if (raw.store === 'redis' && !hasRedis) problems.add(`${path}.store`, 'redis needs a top-level redis section')
+  return {
+    limit: raw.limit,
+    windowMs,
+    key: [...raw.key],
+    store: raw.store,
+    onStoreError: raw.onStoreError,
+    policyField: `"${routeId}";q=${raw.limit};w=${Math.floor(windowMs / 1000)}`
+  }
+}
+
 function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string, CompiledIssuer>,
   upstreams: Map<string, CompiledUpstream>, claimHeaders: Set<string>): CompiledRoute[] {
   const ids = new Set<string>()
@@ -247,7 +266,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
         claims,
         stripHeaders: compileStrippedHeaders(route.forward.stripHeaders)
       },
-      websocket: { ...route.websocket }
+      websocket: { ...route.websocket },
+      rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined)
     }
   })
 }
@@ -314,6 +334,9 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     routes,
     identityHeaders: new Set([...IDENTITY_HEADERS, ...claimHeaders]),
     reissue: raw.reissue ?? null,
-    keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue')
+    keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue'),
+    redis: raw.redis === undefined
+      ? null
+      : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
   })
 }

@@ -229,6 +229,21 @@ const websocket: Schema = object({
   closeOnReload: { type: 'boolean', default: true }
 }, { default: {} })
 
+/** A route's rate limit (docs/rate-limits.md): `limit` requests per `window`, a bucket per key. */
+const rateLimit: Schema = object({
+  limit: { type: 'integer', minimum: 1 },
+  window: duration,
+  key: {
+    type: 'array',
+    minItems: 1,
+    uniqueItems: true,
+    items: { type: 'string', enum: ['client', 'subject', 'route', 'address'] },
+    default: ['route', 'client', 'subject']
+  },
+  store: { type: 'string', enum: ['memory', 'redis'], default: 'memory' },
+  onStoreError: { type: 'string', enum: ['open', 'closed'], default: 'open' }
+}, { required: ['limit', 'window'] })
+
 const route: Schema = object({
   id: idName,
   match,
@@ -238,8 +253,22 @@ const route: Schema = object({
   mode: { type: 'string', enum: ['enforce', 'audit'], default: 'enforce' },
   policy: withDefault(policy, {}),
   forward,
-  websocket
+  websocket,
+  rateLimit
 }, { required: ['id', 'match', 'upstream'] })
+
+/* ------------------------------------------------------------------ redis ------------------------------------------------------------------ */
+
+/** State shared between replicas (rate limits; docs/rate-limits.md#redis). */
+const redis: Schema = object({
+  url: {
+    type: 'string',
+    pattern: '^rediss?://\\S+$',
+    'x-message': { pattern: 'must be a redis:// or rediss:// URL' }
+  },
+  keyPrefix: { type: 'string', default: 'scopegate:' },
+  timeout: withDefault(duration, '500ms')
+}, { required: ['url'] })
 
 /* ------------------------------------------------------------------ the whole file ------------------------------------------------------------------ */
 
@@ -253,7 +282,8 @@ export const configSchema: Schema = {
     upstreams: mapOf(upstream, { minProperties: 1, propertyNames: idName }),
     reissue,
     defaults: object({ policy: withDefault(policy, {}) }, { default: {} }),
-    routes: { type: 'array', minItems: 1, items: route }
+    routes: { type: 'array', minItems: 1, items: route },
+    redis
   }, { required: ['upstreams', 'routes'] })
 }
 

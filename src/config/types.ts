@@ -105,6 +105,25 @@ export interface RawWebsocket {
   closeOnReload: boolean
 }
 
+/** A route's rate limit (docs/rate-limits.md). */
+export interface RawRateLimit {
+  /** Requests allowed per window, per key. */
+  limit: number
+  window: DurationText
+  /** What a bucket is kept per: any combination. */
+  key: Array<'client' | 'subject' | 'route' | 'address'>
+  store: 'memory' | 'redis'
+  /** When the store cannot answer: let the request through (`open`) or answer 503 (`closed`). */
+  onStoreError: 'open' | 'closed'
+}
+
+/** State shared between replicas (docs/rate-limits.md#redis). */
+export interface RawRedis {
+  url: string
+  keyPrefix: string
+  timeout: DurationText
+}
+
 export interface RawRoute {
   id: string
   match: { path: string, prefix: boolean, methods?: string[] }
@@ -115,6 +134,7 @@ export interface RawRoute {
   policy: RawPolicy
   forward: RawForward
   websocket: RawWebsocket
+  rateLimit?: RawRateLimit
 }
 
 export interface RawReissue {
@@ -134,6 +154,7 @@ export interface RawConfig {
   reissue?: RawReissue
   defaults: { policy: RawPolicy }
   routes: RawRoute[]
+  redis?: RawRedis
 }
 
 /* ------------------------------------------------------------------ compiled ------------------------------------------------------------------ */
@@ -218,6 +239,24 @@ export interface CompiledRoute {
   }
   /** As configured; `enabled: false` refuses every upgrade on the route. */
   websocket: Readonly<RawWebsocket>
+  /** null: no limit on this route. */
+  rateLimit: CompiledRateLimit | null
+}
+
+export interface CompiledRateLimit {
+  limit: number
+  windowMs: number
+  key: ReadonlyArray<RawRateLimit['key'][number]>
+  store: 'memory' | 'redis'
+  onStoreError: 'open' | 'closed'
+  /** The `RateLimit-Policy` field value, built once: `"<route id>";q=<limit>;w=<window seconds>`. */
+  policyField: string
+}
+
+export interface CompiledRedis {
+  url: string
+  keyPrefix: string
+  timeoutMs: number
 }
 
 export interface CompiledServer {
@@ -251,4 +290,6 @@ export interface CompiledConfig {
    * read it. Otherwise the token cache holds the identity alone, about half the memory per token.
    */
   keepClaims: boolean
+  /** The shared store; null when the config has no `redis` block. */
+  redis: CompiledRedis | null
 }

@@ -20,6 +20,7 @@ import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues } from '../request/extract-token.js'
 import type { DecisionLog } from './decision-log.js'
+import type { RateLimiter } from '../limits/rate-limiter.js'
 import { allowHeaders, cacheControl, denialWithoutBody, forwardAuthError } from './forward-auth-answer.js'
 import { DECISIONS_PATH, originalRequest, type OriginalRequest } from './forward-auth-request.js'
 import { sendError, sendErrorWithoutBody } from './reply-error.js'
@@ -31,6 +32,8 @@ export interface ForwardAuthOptions {
   now?: () => number
   /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
   reissue: (decision: Allow) => Promise<string> | undefined
+  /** Routes' rate limits, spent by an allowed call as by a proxied request (docs/rate-limits.md#forward-auth). */
+  limits: RateLimiter
 }
 
 /**
@@ -103,15 +106,21 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
           return sendDenial(reply, raw, error)
         }
         decidedMethod.set(request, original.method)
+        const ip = forwardAuthClientIp(raw, trusted)
         const decided = decideKnown(engine, {
           method: original.method,
           target: original.target,
           authorization: authorizationValues(raw.rawHeaders),
-          clientIp: forwardAuthClientIp(raw, trusted)
+          clientIp: ip
         })
         const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
         request.decision = decision
         if (!decision.allowed) return sendDenial(reply, raw, decision.error)
+        const limited = await options.limits.check(decision.route, decision.token, ip)
+        if (limited !== null) {
+          request.decision = { ...decision, allowed: false, error: limited }
+          return sendDenial(reply, raw, limited)
+        }
 
         const reissuing = options.reissue(decision)
         const reissued = reissuing === undefined ? undefined : await reissuing

@@ -28,6 +28,7 @@ import { checkFormBody } from './form-body.js'
 import { proxiedHeaders } from './proxied-headers.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
+import type { RateLimiter } from '../limits/rate-limiter.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,6 +49,8 @@ export interface ProxyServerOptions {
   decisions: DecisionLog
   /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
   reissue: (decision: Allow) => Promise<string> | undefined
+  /** Routes' rate limits, spent after the engine allows (docs/rate-limits.md). */
+  limits: RateLimiter
 }
 
 /** An upstream that could not be reached or did not answer in time, as a 502 or 504 (also used by `upgrade.ts`). */
@@ -212,12 +215,22 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         authorization: authorizationValues(raw.rawHeaders),
         clientIp: ip
       })
-      const proceed = (decision: Decision): void => {
-        request.decision = decision
-        if (!decision.allowed) return refuse(request, reply, decision.error)
+      const admit = (limited: GatewayError | null): void => {
+        if (limited !== null) {
+          overruled(request, limited)
+          return refuse(request, reply, limited)
+        }
         // Decided and allowed: now the client may send its body, which is streamed upstream.
         if (expecting && awaitingContinue.has(raw)) reply.raw.writeContinue()
         done()
+      }
+      const proceed = (decision: Decision): void => {
+        request.decision = decision
+        if (!decision.allowed) return refuse(request, reply, decision.error)
+        // The rate limit is spent only now, by a request that proved its identity (docs/rate-limits.md).
+        const limited = options.limits.check(decision.route, decision.token, ip)
+        if (limited instanceof Promise) void limited.then(admit)
+        else admit(limited)
       }
       // Only a token never seen before waits for its verification (decidePending never rejects).
       if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)

@@ -47,6 +47,9 @@ export class GatewayMetrics {
   private readonly configReloads: Counter<'result'>
   private readonly upstreamErrors: Counter<'upstream' | 'kind'>
   private readonly cacheCounters: CacheCounter[]
+  private readonly rateLimitStoreErrors: Counter<'route' | 'outcome'>
+  /** Whether the shared store is connected; null when the config has none. Set by the gateway. */
+  redisConnected: () => boolean | null = () => null
 
   /** @param engine the engine in force, read at scrape time; null where there is none (a cluster primary). */
   constructor (engine: () => Engine | null) {
@@ -98,6 +101,26 @@ export class GatewayMetrics {
       labelNames: ['upstream', 'kind'] as const,
       registers
     })
+    // Rate limits (docs/rate-limits.md): limited requests are counted by requests_total{reason="rate_limited"}.
+    this.rateLimitStoreErrors = new Counter({
+      name: name('rate_limit_store_errors_total'),
+      help: 'Rate-limit checks the shared store (Redis) could not answer, by route id and outcome (open: let through, closed: 503).',
+      labelNames: ['route', 'outcome'] as const,
+      registers
+    })
+    const redisConnected = (): boolean | null => this.redisConnected()
+    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+    new Gauge({
+      name: name('redis_connected'),
+      help: '1 while the Redis client of the redis section is connected, 0 while it is not; absent without a redis section.',
+      aggregator: 'min',
+      registers,
+      collect () {
+        this.reset()
+        const connected = redisConnected()
+        if (connected !== null) this.set(connected ? 1 : 0)
+      }
+    })
     // Node's default process metrics: CPU, memory, event loop, GC, handles.
     collectDefaultMetrics({ register: this.registry })
   }
@@ -120,6 +143,11 @@ export class GatewayMetrics {
    */
   engineReplaced (previous: Engine): void {
     for (const counter of this.cacheCounters) counter.retire(previous.tokenCache)
+  }
+
+  /** A rate-limit check the shared store failed; `open`: the request went through. */
+  readonly onRateLimitStoreError = (route: string, open: boolean): void => {
+    this.rateLimitStoreErrors.inc({ route, outcome: open ? 'open' : 'closed' })
   }
 
   /** One call per reload attempt, by whoever performs it (see `config/reload.ts`). */
