@@ -48,8 +48,6 @@ export class GatewayMetrics {
   private readonly upstreamErrors: Counter<'upstream' | 'kind'>
   private readonly cacheCounters: CacheCounter[]
   private readonly rateLimitStoreErrors: Counter<'route' | 'outcome'>
-  /** Whether the shared store is connected; null when the config has none. Set by the gateway. */
-  redisConnected: () => boolean | null = () => null
 
   /** @param engine the engine in force, read at scrape time; null where there is none (a cluster primary). */
   constructor (engine: () => Engine | null) {
@@ -108,19 +106,6 @@ export class GatewayMetrics {
       labelNames: ['route', 'outcome'] as const,
       registers
     })
-    const redisConnected = (): boolean | null => this.redisConnected()
-    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
-    new Gauge({
-      name: name('redis_connected'),
-      help: '1 while the Redis client of the redis section is connected, 0 while it is not; absent without a redis section.',
-      aggregator: 'min',
-      registers,
-      collect () {
-        this.reset()
-        const connected = redisConnected()
-        if (connected !== null) this.set(connected ? 1 : 0)
-      }
-    })
     // Node's default process metrics: CPU, memory, event loop, GC, handles.
     collectDefaultMetrics({ register: this.registry })
   }
@@ -143,6 +128,18 @@ export class GatewayMetrics {
    */
   engineReplaced (previous: Engine): void {
     for (const counter of this.cacheCounters) counter.retire(previous.tokenCache)
+  }
+
+  /** Registers `redis_connected`, read at scrape time: only a process with a redis section has it. */
+  watchRedis (connected: () => boolean): void {
+    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+    new Gauge({
+      name: METRIC_PREFIX + 'redis_connected',
+      help: '1 while the Redis client of the redis section is connected, 0 while it is not.',
+      aggregator: 'min',
+      registers: [this.registry],
+      collect () { this.set(connected() ? 1 : 0) }
+    })
   }
 
   /** A rate-limit check the shared store failed; `open`: the request went through. */

@@ -96,7 +96,7 @@ export class Gateway {
     this.websockets = new OpenWebSockets({ logger: this.logger, now: options.now })
     this.redis = options.config.redis === null ? null : createRedis(options.config.redis)
     const redis = this.redis
-    if (redis !== null) this.metrics.redisConnected = () => redisConnected(redis)
+    if (redis !== null) this.metrics.watchRedis(() => redisConnected(redis))
     this.limits = new RateLimiter({
       redis,
       now: options.now,
