@@ -30,15 +30,23 @@ const NONE = '-'
 export function rateLimitKey (limit: CompiledRateLimit, route: CompiledRoute, token: VerifiedToken | null, clientIp: string): string {
   let key = ''
   for (const part of limit.key) {
-    let value: string
-    if (part === 'route') value = route.id
-    else if (part === 'address') value = clientIp
-    else if (token === null) value = NONE
-    else if (part === 'client') value = token.clientId ?? NONE
-    else value = token.subject === null ? NONE : `${token.issuer.id}/${token.subject}`
+    const value = keyPart(part, route, token, clientIp)
     key += `${value.length}:${value};`
   }
   return key
+}
+
+function keyPart (part: CompiledRateLimit['key'][number], route: CompiledRoute, token: VerifiedToken | null, clientIp: string): string {
+  if (part === 'route') return route.id
+  if (part === 'address') return clientIp
+  if (token === null) return NONE
+  if (part === 'client') return token.clientId ?? NONE
+  return token.subject === null ? NONE : `${token.issuer.id}/${token.subject}`
+}
+
+/** The bucket a request would spend, for `scopegate explain`: `route=todos subject=main/alice`. */
+export function describeRateLimitKey (limit: CompiledRateLimit, route: CompiledRoute, token: VerifiedToken | null, clientIp: string): string {
+  return limit.key.map((part) => `${part}=${keyPart(part, route, token, clientIp)}`).join(' ')
 }
 
 /** The 429 for a refused request: `Retry-After` and the RateLimit fields of draft-ietf-httpapi-ratelimit-headers. */

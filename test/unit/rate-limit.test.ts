@@ -11,6 +11,7 @@ import { RateLimiter, rateLimitKey } from '../../src/limits/rate-limiter.js'
 import type { CompiledRoute } from '../../src/config/types.js'
 import type { VerifiedToken } from '../../src/token/verified-token.js'
 import { ConfigError } from '../../src/config/problems.js'
+import { explain } from '../../src/decision/explain.js'
 
 /** 3 requests per 3 s: one every second, a burst of 3. Rows in order, one bucket: [at ms, allowed, remaining, reset ms, retry-after ms]. */
 const THREE_PER_3S: Array<[number, boolean, number, number, number]> = [
@@ -142,4 +143,18 @@ t.test('config: the window is whole seconds, store redis needs the redis section
   t.strictSame(compiled.routes[0]?.rateLimit, {
     limit: 100, windowMs: 60_000, key: ['route', 'client', 'subject'], store: 'memory', onStoreError: 'open', policyField: '"r";q=100;w=60'
   })
+})
+
+t.test('explain shows the route\'s limit and the bucket the request would spend, without spending it', async (t) => {
+  const config = compileTestConfig({
+    issuers: [{ id: 'main', issuer: 'https://idp.example', jwksUri: 'https://idp.example/jwks', algorithms: ['ES256'], audiences: ['api'] }],
+    upstreams: { u: { url: 'http://127.0.0.1:1' } },
+    routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'u', rateLimit: { limit: 1, window: '1m', key: ['route', 'subject', 'address'] } }]
+  })
+  const claims = { iss: 'https://idp.example', aud: 'api', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 600 }
+  for (let i = 0; i < 2; i++) {
+    const { lines, allowed } = await explain(config, { method: 'GET', path: '/todos', ip: '10.0.0.7', claims })
+    t.equal(allowed, true, `explanation ${i + 1}: a limit of 1 is not spent by explaining`)
+    t.ok(lines.includes('ratelimit 1 per 60s (store memory, on store error open); bucket route=todos subject=main/alice address=10.0.0.7'), lines.join('\n'))
+  }
 })
