@@ -15,7 +15,7 @@ import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-/** BENCH_QUICK=1: the hot-token and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
+/** BENCH_QUICK=1: the hot-token and 10,000-token scenarios only (the rate-limited route among them), printed, with RESULTS.md left alone (for trying a change). */
 const QUICK = process.env.BENCH_QUICK === '1'
 const WARMUP_S = 2
 /** Each process's warm-up before the first scenario, seconds. */
@@ -49,7 +49,7 @@ async function main (): Promise<void> {
 
     const none = (): Record<string, string> => ({})
     const base: Target = { url: `http://127.0.0.1:${basePort}/api/todos`, headers: none, pid: baseline.process.pid }
-    const gate = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${gwPort}/api/todos`, headers, pid: gateway.process.pid })
+    const gate = (headers: () => Record<string, string>, path = '/api/todos'): Target => ({ url: `http://127.0.0.1:${gwPort}${path}`, headers, pid: gateway.process.pid })
 
     const hot = issuer.mint('RS256', benchClaims(0))
     const rs = Array.from({ length: 10_000 }, (_, i) => issuer.mint('RS256', benchClaims(i)))
@@ -59,9 +59,11 @@ async function main (): Promise<void> {
 
     const rows: Row[] = []
     /** `tokens`: a token set sent once, in order, before the warm-up, so the slices measure it in steady state. */
-    const paired = async (scenario: string, headers: () => Record<string, string>, shape: LoadShape = { connections: CONNECTIONS }, tokens = 0): Promise<Row> => {
-      if (tokens > 0) await prime(gate(headers), tokens, shape)
-      const [b, g] = await compare(['baseline', scenario], [base, gate(headers)], { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape })
+    /** `path`: the gateway's route under test (`/limited/todos`: the same policy with a rate limit). */
+    const paired = async (scenario: string, headers: () => Record<string, string>, shape: LoadShape = { connections: CONNECTIONS }, tokens = 0,
+      path?: string): Promise<Row> => {
+      if (tokens > 0) await prime(gate(headers, path), tokens, shape)
+      const [b, g] = await compare(['baseline', scenario], [base, gate(headers, path)], { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape })
       const row = { scenario, base: b, gate: g }
       rows.push(row)
       const cpu = (t: Tally): string => { const c = cpuPerRequest(t); return c === null ? '-' : `${c.toFixed(0)} µs` }
@@ -76,6 +78,7 @@ async function main (): Promise<void> {
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
     const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs).next, undefined, rs.length)
     const esRow = await paired('10,000 distinct tokens, ES256', cycle(es).next, undefined, es.length)
+    await paired('10,000 tokens, rate-limited route', cycle(es).next, undefined, es.length, '/limited/todos')
     if (QUICK) return
     // Never a token seen before: every request pays a signature check and a cache insertion (no target).
     await paired('a new ES256 token on every request', cycle(fresh).next)
