@@ -12,9 +12,10 @@ import { normalizeTarget } from '../request/normalize-path.js'
 import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
+import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
-  Grant, RawConfig, RawPolicy, RawRateLimit
+  Grant, RawConfig, RawCors, RawPolicy, RawRateLimit
 } from './types.js'
 
 /** Headers scopegate sets upstream. Client copies of these, and of every `x-auth-*`, are always removed. */
@@ -211,6 +212,40 @@ function compileRateLimit (problems: Problems, path: string, routeId: string, ra
   }
 }
 
+/** Methods a CORS route allows when neither `cors.methods` nor `match.methods` names them. */
+const CORS_DEFAULT_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']
+
+/** A route's CORS (docs/cors.md): origins split into exact ones and `*.` patterns, fields rendered once. */
+function compileCors (problems: Problems, path: string, raw: RawCors | undefined, routeMethods: string[] | undefined): CompiledCors | null {
+  if (raw === undefined) return null
+  const anyOrigin = raw.origins.includes('*')
+  if (anyOrigin && raw.credentials) problems.add(`${path}.origins`, '"*" cannot be used with credentials: true (the Fetch standard refuses it); list the origins')
+  const origins = new Set<string>()
+  const patterns: Array<{ scheme: string, suffix: string }> = []
+  for (const origin of raw.origins) {
+    if (origin === '*') continue
+    const lower = origin.toLowerCase()
+    const wildcard = /^(https?:\/\/)\*(\..+)$/.exec(lower)
+    if (wildcard === null) origins.add(lower)
+    else patterns.push({ scheme: wildcard[1] as string, suffix: wildcard[2] as string })
+  }
+  const methods = raw.methods ?? (routeMethods === undefined ? CORS_DEFAULT_METHODS : [...routeMethods, ...(routeMethods.includes('GET') ? ['HEAD'] : [])])
+  const headers = raw.headers.map((h) => h.toLowerCase())
+  const maxAgeMs = duration(problems, `${path}.maxAge`, raw.maxAge)
+  return {
+    anyOrigin,
+    origins,
+    patterns,
+    methods: new Set(methods),
+    headers: new Set(headers),
+    credentials: raw.credentials,
+    allowMethods: [...new Set(methods)].join(', '),
+    allowHeaders: headers.join(', '),
+    exposeHeaders: raw.exposeHeaders.join(', '),
+    maxAge: Math.floor(maxAgeMs / 1000)
+  }
+}
+
 function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string, CompiledIssuer>,
   upstreams: Map<string, CompiledUpstream>, claimHeaders: Set<string>): CompiledRoute[] {
   const ids = new Set<string>()
@@ -267,7 +302,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
         stripHeaders: compileStrippedHeaders(route.forward.stripHeaders)
       },
       websocket: { ...route.websocket },
-      rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined)
+      rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined),
+      cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods)
     }
   })
 }

@@ -244,6 +244,24 @@ const rateLimit: Schema = object({
   onStoreError: { type: 'string', enum: ['open', 'closed'], default: 'open' }
 }, { required: ['limit', 'window'] })
 
+/** A route's CORS (docs/cors.md): origins exact, `*`, or `scheme://*.domain[:port]`. */
+const cors: Schema = object({
+  origins: {
+    type: 'array',
+    minItems: 1,
+    items: {
+      type: 'string',
+      pattern: '^(?:\\*|https?://(?:\\*\\.)?[A-Za-z0-9.-]+(?::[0-9]+)?)$',
+      'x-message': { pattern: 'must be "*", an origin such as https://app.example.com, or a pattern such as https://*.example.com' }
+    }
+  },
+  methods: { type: 'array', minItems: 1, uniqueItems: true, items: method },
+  headers: { type: 'array', items: headerName, default: ['authorization', 'content-type'] },
+  exposeHeaders: { type: 'array', items: headerName, default: [] },
+  credentials: { type: 'boolean', default: false },
+  maxAge: withDefault(duration, '10m')
+}, { required: ['origins'] })
+
 const route: Schema = object({
   id: idName,
   match,
@@ -254,7 +272,8 @@ const route: Schema = object({
   policy: withDefault(policy, {}),
   forward,
   websocket,
-  rateLimit
+  rateLimit,
+  cors
 }, { required: ['id', 'match', 'upstream'] })
 
 /* ------------------------------------------------------------------ redis ------------------------------------------------------------------ */

@@ -4,6 +4,7 @@
  * `CompiledConfig` is what the request path reads: Sets, matchers and numbers in milliseconds, built
  * once by `compile.ts` and deep-frozen.
  */
+import type { CompiledCors } from '../cors/cors-headers.js'
 import type { IpMatcher } from '../net/ip-matcher.js'
 
 /** A duration as written in the config: `250ms`, `30s`, `10m`, `24h`, `1d`. */
@@ -124,6 +125,17 @@ export interface RawRedis {
   timeout: DurationText
 }
 
+/** A route's CORS (docs/cors.md). */
+export interface RawCors {
+  origins: string[]
+  /** Absent: the route's methods, or every common method. */
+  methods?: string[]
+  headers: string[]
+  exposeHeaders: string[]
+  credentials: boolean
+  maxAge: DurationText
+}
+
 export interface RawRoute {
   id: string
   match: { path: string, prefix: boolean, methods?: string[] }
@@ -135,6 +147,7 @@ export interface RawRoute {
   forward: RawForward
   websocket: RawWebsocket
   rateLimit?: RawRateLimit
+  cors?: RawCors
 }
 
 export interface RawReissue {
@@ -241,6 +254,8 @@ export interface CompiledRoute {
   websocket: Readonly<RawWebsocket>
   /** null: no limit on this route. */
   rateLimit: CompiledRateLimit | null
+  /** null: no CORS on this route (no preflight answered, no CORS fields). */
+  cors: CompiledCors | null
 }
 
 export interface CompiledRateLimit {

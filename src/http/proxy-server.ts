@@ -29,6 +29,8 @@ import { proxiedHeaders } from './proxied-headers.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
 import type { RateLimiter } from '../limits/rate-limiter.js'
+import { responseCorsHeaders, upstreamCorsHeaders } from '../cors/cors-headers.js'
+import { answerPreflight } from '../cors/preflight.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -128,12 +130,19 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
    * that sends its body unasked is already sending it: closing then would reset the connection under the
    * answer, so Node drains it (bounded by `server.requestTimeout`) and the upstream still sees none of it.
    */
+  /** A denial on a CORS route carries its fields, so the page can read it (docs/cors.md). */
+  const withCors = (request: FastifyRequest, reply: FastifyReply): void => {
+    const cors = request.decision?.route?.cors
+    if (cors !== undefined && cors !== null) reply.headers(responseCorsHeaders(cors, request.raw.headers.origin))
+  }
+
   const refuse = (request: FastifyRequest, reply: FastifyReply, error: GatewayError): void => {
     // Refused before the engine decided: the decision line still names the reason.
     request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
     const raw = request.raw
     const bodyWithheld = raw.headers.expect !== undefined && (awaitingContinue.has(raw) || unmetExpectation.has(raw))
     if (bodyWithheld) reply.header('connection', 'close')
+    withCors(request, reply)
     sendError(reply, error)
   }
 
@@ -145,6 +154,7 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const error = frameworkErrorToGatewayError(err)
     overruled(request, error)
+    withCors(request, reply)
     if (error.status >= 500) request.log.error({ err: { message: err.message, code: (err as { code?: string }).code } }, 'request failed')
     sendError(reply, error)
   })
@@ -162,6 +172,9 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
         retryDelay: () => null,
         queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
+        ...(route.cors === null
+          ? {}
+          : { rewriteHeaders: (headers, request) => upstreamCorsHeaders(headers, route.cors as NonNullable<typeof route.cors>, request?.raw.headers.origin) }),
         rewriteRequestHeaders: (request, headers) =>
           proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued),
         onError: (errorReply, { error }) => {
@@ -206,6 +219,15 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
         checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
       } catch (err) {
         refuse(request, reply, toGatewayError(err))
+        return
+      }
+      // A CORS preflight on a CORS route: answered here, without a token, and never forwarded (docs/cors.md).
+      const preflight = answerPreflight(current.routes, raw.method ?? 'GET', raw.url ?? '', raw.headers.origin,
+        raw.headers['access-control-request-method'], raw.headers['access-control-request-headers'])
+      if (preflight !== null) {
+        request.decision = { allowed: true, route: preflight.route, path: preflight.path, query: '', token: null, scopes: [], headers: {}, audit: null }
+        decisions.preflightAnswered(request)
+        reply.code(204).headers({ ...preflight.headers, 'cache-control': 'no-store' }).send()
         return
       }
       const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawConfig, RawForward, RawForwarding, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawRateLimit, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
+import type { RawConfig, RawCors, RawForward, RawForwarding, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawRateLimit, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -86,7 +86,8 @@ const everyField: RawConfig = {
         stripHeaders: ['X-Debug-User']
       },
       websocket: { enabled: true, subprotocolToken: true, closeOnExpiry: false, closeOnReload: false },
-      rateLimit: { limit: 50, window: '10s', key: ['address', 'client'], store: 'redis', onStoreError: 'closed' }
+      rateLimit: { limit: 50, window: '10s', key: ['address', 'client'], store: 'redis', onStoreError: 'closed' },
+      cors: { origins: ['https://app.example.com', 'https://*.example.org'], methods: ['GET', 'PUT'], headers: ['Authorization', 'X-Request-Id'], exposeHeaders: ['X-Total'], credentials: true, maxAge: '1h' }
     }
   ],
   redis: { url: 'rediss://redis.internal:6380/1', keyPrefix: 'gw:', timeout: '250ms' }
@@ -220,8 +221,12 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     policy: 'default',
     forward: 'default',
     websocket: 'default',
-    rateLimit: 'optional'
+    rateLimit: 'optional',
+    cors: 'optional'
   } satisfies Presence<RawRoute>],
+  ['RawCors', ['routes', '[]', 'cors'], {
+    origins: 'required', methods: 'optional', headers: 'default', exposeHeaders: 'default', credentials: 'default', maxAge: 'default'
+  } satisfies Presence<RawCors>],
   ['RawRoute.match', ['routes', '[]', 'match'], {
     path: 'required', prefix: 'default', methods: 'optional'
   } satisfies Presence<RawRoute['match']>],
