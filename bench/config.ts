@@ -31,6 +31,20 @@ export function benchConfig (issuerUrl: string, upstream: string, port: number, 
         },
         scopes: { require: ['read:todos'] }
       }
+    }, {
+      // The same policy plus a rate limit far above the load, so every request spends its bucket and none
+      // is refused: the row measures what a limit costs (a bucket per client and subject, memory store).
+      id: 'limited',
+      match: { path: '/limited', prefix: true },
+      upstream: 'api',
+      policy: {
+        grants: {
+          roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] },
+          clients: { 'bench-client': ['read:todos', 'write:todos'] }
+        },
+        scopes: { require: ['read:todos'] }
+      },
+      rateLimit: { limit: 1_000_000, window: '1s', key: ['route', 'client', 'subject'] }
     }]
   })
 }

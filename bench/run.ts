@@ -16,7 +16,7 @@ import { startIssuer } from './tokens.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-/** BENCH_QUICK=1: the hot-token (JWT, opaque, and with conditions) and 10,000-token scenarios only, printed, with RESULTS.md left alone (for trying a change). */
+/** BENCH_QUICK=1: the hot-token (JWT, opaque, with conditions) and 10,000-token scenarios (the rate-limited route among them) only, printed, with RESULTS.md left alone (for trying a change). */
 const QUICK = process.env.BENCH_QUICK === '1'
 const WARMUP_S = 2
 /** Each process's warm-up before the first scenario, seconds. */
@@ -50,7 +50,7 @@ async function main (): Promise<void> {
 
     const none = (): Record<string, string> => ({})
     const base: Target = { url: `http://127.0.0.1:${basePort}/api/todos`, headers: none, pid: baseline.process.pid }
-    const gate = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${gwPort}/api/todos`, headers, pid: gateway.process.pid })
+    const gate = (headers: () => Record<string, string>, path = '/api/todos'): Target => ({ url: `http://127.0.0.1:${gwPort}${path}`, headers, pid: gateway.process.pid })
 
     const hot = issuer.mint('RS256', benchClaims(0))
     const rs = Array.from({ length: 10_000 }, (_, i) => issuer.mint('RS256', benchClaims(i)))
@@ -87,6 +87,7 @@ async function main (): Promise<void> {
     await paired('one hot token, a route with two conditions', hotHeaders, undefined, 0, conditionsTarget)
     const rsRow = await paired('10,000 distinct tokens, RS256', cycle(rs).next, undefined, rs.length)
     const esRow = await paired('10,000 distinct tokens, ES256', cycle(es).next, undefined, es.length)
+    await paired('10,000 tokens, rate-limited route', cycle(es).next, undefined, es.length, (headers) => gate(headers, '/limited/todos'))
     // A second gateway, its issuer introspecting opaque tokens: one hot opaque token is a cache hit after
     // the first request, which should cost what a JWT cache hit costs (the hot JWT on the same gateway beside it).
     const opaqueGateway = await startGateway('bench-opaque-config', (port, adminPort) => opaqueBenchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)

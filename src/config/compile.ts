@@ -15,9 +15,10 @@ import { compileIntrospection } from './compile-introspection.js'
 import { compileHostPattern } from '../routing/match-host.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
+import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
-  ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
-  Grant, RawConfig, RawPolicy
+  ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
+  Grant, RawConfig, RawCors, RawPolicy, RawRateLimit
 } from './types.js'
 
 /** Headers scopegate sets upstream. Client copies of these, and of every `x-auth-*`, are always removed. */
@@ -207,6 +208,59 @@ function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, Comp
   return upstreams
 }
 
+/**
+ * A route's rate limit. The window is whole seconds: `RateLimit-Policy` states it as an integer `w`
+ * (docs/rate-limits.md). `store: redis` needs the top-level `redis` block.
+ */
+function compileRateLimit (problems: Problems, path: string, routeId: string, raw: RawRateLimit | undefined, hasRedis: boolean): CompiledRateLimit | null {
+  if (raw === undefined) return null
+  const windowMs = duration(problems, `${path}.window`, raw.window)
+  if (windowMs < 1000 || windowMs % 1000 !== 0) problems.add(`${path}.window`, 'must be a whole number of seconds, at least 1s')
+  if (raw.store === 'redis' && !hasRedis) problems.add(`${path}.store`, 'redis needs a top-level redis section')
+  return {
+    limit: raw.limit,
+    windowMs,
+    key: [...raw.key],
+    store: raw.store,
+    onStoreError: raw.onStoreError,
+    policyField: `"${routeId}";q=${raw.limit};w=${Math.floor(windowMs / 1000)}`
+  }
+}
+
+/** Methods a CORS route allows when neither `cors.methods` nor `match.methods` names them. */
+const CORS_DEFAULT_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']
+
+/** A route's CORS (docs/cors.md): origins split into exact ones and `*.` patterns, fields rendered once. */
+function compileCors (problems: Problems, path: string, raw: RawCors | undefined, routeMethods: string[] | undefined): CompiledCors | null {
+  if (raw === undefined) return null
+  const anyOrigin = raw.origins.includes('*')
+  if (anyOrigin && raw.credentials) problems.add(`${path}.origins`, '"*" cannot be used with credentials: true (the Fetch standard refuses it); list the origins')
+  const origins = new Set<string>()
+  const patterns: Array<{ scheme: string, suffix: string }> = []
+  for (const origin of raw.origins) {
+    if (origin === '*') continue
+    const lower = origin.toLowerCase()
+    const wildcard = /^(https?:\/\/)\*(\..+)$/.exec(lower)
+    if (wildcard === null) origins.add(lower)
+    else patterns.push({ scheme: wildcard[1] as string, suffix: wildcard[2] as string })
+  }
+  const methods = raw.methods ?? (routeMethods === undefined ? CORS_DEFAULT_METHODS : [...routeMethods, ...(routeMethods.includes('GET') ? ['HEAD'] : [])])
+  const headers = raw.headers.map((h) => h.toLowerCase())
+  const maxAgeMs = duration(problems, `${path}.maxAge`, raw.maxAge)
+  return {
+    anyOrigin,
+    origins,
+    patterns,
+    methods: new Set(methods),
+    headers: new Set(headers),
+    credentials: raw.credentials,
+    allowMethods: [...new Set(methods)].join(', '),
+    allowHeaders: headers.join(', '),
+    exposeHeaders: raw.exposeHeaders.join(', '),
+    maxAge: Math.floor(maxAgeMs / 1000)
+  }
+}
+
 function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string, CompiledIssuer>,
   upstreams: Map<string, CompiledUpstream>, claimHeaders: Set<string>): CompiledRoute[] {
   const ids = new Set<string>()
@@ -272,7 +326,9 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
         claims,
         stripHeaders: compileStrippedHeaders(route.forward.stripHeaders)
       },
-      websocket: { ...route.websocket }
+      websocket: { ...route.websocket },
+      rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined),
+      cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods)
     }
   })
 }
@@ -342,6 +398,9 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     identityHeaders: new Set([...IDENTITY_HEADERS, ...claimHeaders]),
     reissue: raw.reissue ?? null,
     keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue' ||
-      route.policy.conditions.token.length + route.policy.conditions.request.length > 0)
+      route.policy.conditions.token.length + route.policy.conditions.request.length > 0),
+    redis: raw.redis === undefined
+      ? null
+      : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
   })
 }

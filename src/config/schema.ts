@@ -275,6 +275,39 @@ const websocket: Schema = object({
   closeOnReload: { type: 'boolean', default: true }
 }, { default: {} })
 
+/** A route's rate limit (docs/rate-limits.md): `limit` requests per `window`, a bucket per key. */
+const rateLimit: Schema = object({
+  limit: { type: 'integer', minimum: 1 },
+  window: duration,
+  key: {
+    type: 'array',
+    minItems: 1,
+    uniqueItems: true,
+    items: { type: 'string', enum: ['client', 'subject', 'route', 'address'] },
+    default: ['route', 'client', 'subject']
+  },
+  store: { type: 'string', enum: ['memory', 'redis'], default: 'memory' },
+  onStoreError: { type: 'string', enum: ['open', 'closed'], default: 'open' }
+}, { required: ['limit', 'window'] })
+
+/** A route's CORS (docs/cors.md): origins exact, `*`, or `scheme://*.domain[:port]`. */
+const cors: Schema = object({
+  origins: {
+    type: 'array',
+    minItems: 1,
+    items: {
+      type: 'string',
+      pattern: '^(?:\\*|https?://(?:\\*\\.)?[A-Za-z0-9.-]+(?::[0-9]+)?)$',
+      'x-message': { pattern: 'must be "*", an origin such as https://app.example.com, or a pattern such as https://*.example.com' }
+    }
+  },
+  methods: { type: 'array', minItems: 1, uniqueItems: true, items: method },
+  headers: { type: 'array', items: headerName, default: ['authorization', 'content-type'] },
+  exposeHeaders: { type: 'array', items: headerName, default: [] },
+  credentials: { type: 'boolean', default: false },
+  maxAge: withDefault(duration, '10m')
+}, { required: ['origins'] })
+
 const route: Schema = object({
   id: idName,
   match,
@@ -284,8 +317,23 @@ const route: Schema = object({
   mode: { type: 'string', enum: ['enforce', 'audit'], default: 'enforce' },
   policy: withDefault(policy, {}),
   forward,
-  websocket
+  websocket,
+  rateLimit,
+  cors
 }, { required: ['id', 'match', 'upstream'] })
+
+/* ------------------------------------------------------------------ redis ------------------------------------------------------------------ */
+
+/** State shared between replicas (rate limits; docs/rate-limits.md#redis). */
+const redis: Schema = object({
+  url: {
+    type: 'string',
+    pattern: '^rediss?://\\S+$',
+    'x-message': { pattern: 'must be a redis:// or rediss:// URL' }
+  },
+  keyPrefix: { type: 'string', default: 'scopegate:' },
+  timeout: withDefault(duration, '500ms')
+}, { required: ['url'] })
 
 /* ------------------------------------------------------------------ the whole file ------------------------------------------------------------------ */
 
@@ -299,7 +347,8 @@ export const configSchema: Schema = {
     upstreams: mapOf(upstream, { minProperties: 1, propertyNames: idName }),
     reissue,
     defaults: object({ policy: withDefault(policy, {}) }, { default: {} }),
-    routes: { type: 'array', minItems: 1, items: route }
+    routes: { type: 'array', minItems: 1, items: route },
+    redis
   }, { required: ['upstreams', 'routes'] })
 }
 

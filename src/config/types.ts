@@ -5,6 +5,7 @@
  * once by `compile.ts` and deep-frozen.
  */
 import type { KeyObject } from 'node:crypto'
+import type { CompiledCors } from '../cors/cors-headers.js'
 import type { IpMatcher } from '../net/ip-matcher.js'
 import type { HostPattern } from '../routing/match-host.js'
 
@@ -159,6 +160,36 @@ export interface RawWebsocket {
   closeOnReload: boolean
 }
 
+/** A route's rate limit (docs/rate-limits.md). */
+export interface RawRateLimit {
+  /** Requests allowed per window, per key. */
+  limit: number
+  window: DurationText
+  /** What a bucket is kept per: any combination. */
+  key: Array<'client' | 'subject' | 'route' | 'address'>
+  store: 'memory' | 'redis'
+  /** When the store cannot answer: let the request through (`open`) or answer 503 (`closed`). */
+  onStoreError: 'open' | 'closed'
+}
+
+/** State shared between replicas (docs/rate-limits.md#redis). */
+export interface RawRedis {
+  url: string
+  keyPrefix: string
+  timeout: DurationText
+}
+
+/** A route's CORS (docs/cors.md). */
+export interface RawCors {
+  origins: string[]
+  /** Absent: the route's methods, or every common method. */
+  methods?: string[]
+  headers: string[]
+  exposeHeaders: string[]
+  credentials: boolean
+  maxAge: DurationText
+}
+
 export interface RawRoute {
   id: string
   /** `host`: a name or `*.` and one; absent: every host (docs/policy.md, "Hosts"). */
@@ -170,6 +201,8 @@ export interface RawRoute {
   policy: RawPolicy
   forward: RawForward
   websocket: RawWebsocket
+  rateLimit?: RawRateLimit
+  cors?: RawCors
 }
 
 export interface RawReissue {
@@ -189,6 +222,7 @@ export interface RawConfig {
   reissue?: RawReissue
   defaults: { policy: RawPolicy }
   routes: RawRoute[]
+  redis?: RawRedis
 }
 
 /* ------------------------------------------------------------------ compiled ------------------------------------------------------------------ */
@@ -337,6 +371,26 @@ export interface CompiledRoute {
   }
   /** As configured; `enabled: false` refuses every upgrade on the route. */
   websocket: Readonly<RawWebsocket>
+  /** null: no limit on this route. */
+  rateLimit: CompiledRateLimit | null
+  /** null: no CORS on this route (no preflight answered, no CORS fields). */
+  cors: CompiledCors | null
+}
+
+export interface CompiledRateLimit {
+  limit: number
+  windowMs: number
+  key: ReadonlyArray<RawRateLimit['key'][number]>
+  store: 'memory' | 'redis'
+  onStoreError: 'open' | 'closed'
+  /** The `RateLimit-Policy` field value, built once: `"<route id>";q=<limit>;w=<window seconds>`. */
+  policyField: string
+}
+
+export interface CompiledRedis {
+  url: string
+  keyPrefix: string
+  timeoutMs: number
 }
 
 export interface CompiledServer {
@@ -372,4 +426,6 @@ export interface CompiledConfig {
    * read it. Otherwise the token cache holds the identity alone, about half the memory per token.
    */
   keepClaims: boolean
+  /** The shared store; null when the config has no `redis` block. */
+  redis: CompiledRedis | null
 }

@@ -13,6 +13,7 @@ import { describeHostPattern } from '../routing/match-host.js'
 import { checkClaimTypes } from '../token/check-claim-types.js'
 import { identityClaims } from '../token/claims.js'
 import type { JwtPayload } from '../token/parse-jwt.js'
+import { describeRateLimitKey } from '../limits/rate-limiter.js'
 import { cacheKey, verifiedToken, type VerifiedToken } from '../token/verified-token.js'
 import type { TokenLookup, TokenMiss, Verifier } from '../token/verify-token.js'
 
@@ -157,6 +158,12 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
   if (!decision.allowed) {
     say('decision', denial(decision.error))
     return { lines, allowed: false, decision }
+  }
+  const limit = decision.route.rateLimit
+  if (limit !== null) {
+    // Shown, not spent: explain never touches a bucket (docs/rate-limits.md).
+    say('ratelimit', `${limit.limit} per ${limit.windowMs / 1000}s (store ${limit.store}, on store error ${limit.onStoreError}); ` +
+      `bucket ${describeRateLimitKey(limit, decision.route, decision.token, input.ip)}`)
   }
   for (const [name, value] of Object.entries(decision.headers)) say('header', `${name}: ${value}`)
   say('header', `authorization: ${decision.route.forward.authorization}`)

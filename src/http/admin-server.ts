@@ -16,6 +16,8 @@ export interface AdminServerOptions {
   plugins?: Array<(app: FastifyInstance) => void | Promise<void>>
   /** Readiness of a process group (a cluster worker asks the primary, see `cluster.ts`); default: this process's. */
   readiness?: () => Promise<Readiness>
+  /** Whether the shared Redis is connected; undefined without a redis section. */
+  redis?: () => boolean | undefined
 }
 
 export interface Readiness {
@@ -23,14 +25,19 @@ export interface Readiness {
   body: Record<string, unknown>
 }
 
-/** This process: ready when not shutting down and every issuer has usable (fresh or stale) keys. */
-export function localReadiness (engine: Engine, closing: boolean): Readiness {
+/**
+ * This process: ready when not shutting down and every issuer has usable (fresh or stale) keys.
+ * `redis` (connected or not; undefined without a redis section) is shown but does not make it unready:
+ * each rate-limited route's `onStoreError` decides what an outage means (docs/rate-limits.md#redis).
+ */
+export function localReadiness (engine: Engine, closing: boolean, redis?: boolean): Readiness {
   // probe(): a store with no usable keys retries from here too, so a not-ready instance (sent no traffic) recovers.
   const issuers = [...engine.keyStores.values()].map((store) => store.probe())
   const ready = !closing && issuers.every((s) => s.state === 'ready' || s.state === 'stale')
   const body: Readiness['body'] = { status: closing ? 'shutting_down' : ready ? 'ready' : 'not_ready', config: engine.config.source, issuers }
   // Shown, not counted against readiness: every replica asks the same IdP, and JWTs still verify without it.
   if (engine.introspection !== undefined) body.introspection = engine.introspection.status()
+  if (redis !== undefined) body.redis = { state: redis ? 'connected' : 'disconnected' }
   return { ready, body }
 }
 
@@ -42,7 +49,7 @@ export async function buildAdminServer (options: AdminServerOptions): Promise<Fa
   app.get('/readyz', async (_request, reply) => {
     // Shutting down answers at once, without asking the group: load balancers must stop sending now.
     const { ready, body } = options.readiness === undefined || options.closing()
-      ? localReadiness(options.engine(), options.closing())
+      ? localReadiness(options.engine(), options.closing(), options.redis?.())
       : await options.readiness()
     return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send(body)
   })

@@ -45,6 +45,8 @@ export interface DecisionLog {
   /** `method`: the method decided on, when it is not the request's own (forward auth names the original). */
   record (request: FastifyRequest, reply: FastifyReply, method?: string): void
   upstreamFailed (request: FastifyRequest, error: GatewayError): void
+  /** A CORS preflight scopegate answered itself on a matched route (docs/cors.md): reason `cors_preflight`, nothing upstream. */
+  preflightAnswered (request: FastifyRequest): void
   /** A denial written straight to the socket, before a request object existed (431, unparseable HTTP). */
   answeredOnSocket (error: GatewayError): void
   /** A WebSocket/Upgrade handshake, answered on the raw socket with no Fastify request (see `upgrade.ts`). */
@@ -113,7 +115,7 @@ function undecided (method: string | null, reason: string, status: number, laten
 export function createDecisionLog (logger: Logger, listeners: DecisionListener[] = []): DecisionLog {
   const stream = destinationOf(logger)
   const bindings = (logger as unknown as Record<symbol, string | undefined>)[pino.symbols.chindingsSym] ?? ''
-  const upstreamFailures = new WeakMap<FastifyRequest, GatewayError>()
+  const upstreamFailures = new WeakMap<FastifyRequest, Outcome>()
   const emit = (record: DecisionRecord): void => {
     for (const listener of listeners) listener(record)
     const level = record.decision === 'allow' ? INFO : WARN
@@ -121,6 +123,7 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
   }
   return {
     upstreamFailed (request, error) { upstreamFailures.set(request, error) },
+    preflightAnswered (request) { upstreamFailures.set(request, PREFLIGHT) },
     answeredOnSocket (error) { emit(undecided(null, error.reason, error.status, 0)) },
     record (request, reply, method = request.method) {
       emit(recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request)))
@@ -138,7 +141,12 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
 }
 
 /** The record of a finished decision; `failure` (an upstream failure or a later refusal) overrides the reason. */
-function recordOf (decision: Decision | null, method: string, status: number, startedAt: bigint, failure: GatewayError | undefined): DecisionRecord {
+/** What overrides a decision's reason in its line: an upstream failure, a later refusal, or a preflight answered here. */
+type Outcome = Pick<GatewayError, 'reason' | 'detail'> | { reason: 'cors_preflight', detail?: undefined }
+
+const PREFLIGHT: Outcome = { reason: 'cors_preflight' }
+
+function recordOf (decision: Decision | null, method: string, status: number, startedAt: bigint, failure: Outcome | undefined): DecisionRecord {
   const latencyMs = startedAt === 0n ? 0 : Number(process.hrtime.bigint() - startedAt) / 1e6
   if (decision === null) {
     // Answered before a decision was made (framework-level errors).

@@ -11,6 +11,8 @@
  *   fix its credentials;
  * - issuer keys unavailable (503 `temporarily_unavailable`) becomes 401, with its Retry-After: the
  *   credentials could not be checked, and a retry may succeed;
+ * - a rate limit (429 `rate_limited`) becomes 403, code, `Retry-After` and `RateLimit` fields unchanged
+ *   (docs/rate-limits.md#forward-auth);
  * - everything else becomes 403, code unchanged: no route (`no_route`), a path with no canonical form or
  *   an original request that cannot be determined (`invalid_request`), an internal error
  *   (`server_error`). No credentials would make these pass.
@@ -26,7 +28,7 @@
  * token's `exp`. It is `no-store` instead when the decision also depends on something else or must be
  * seen each time: a route with a network rule (the client address is not in the key), audit mode (each
  * request must be decided and logged), a re-issued token (it is minted per request), or a token with
- * less than a second to live.
+ * less than a second to live, or a route with a rate limit (each request must spend its bucket).
  */
 import type { CompiledConfig } from '../config/types.js'
 import type { Allow, Decision } from '../decision/decide.js'
@@ -72,7 +74,7 @@ export function forwardAuthError (err: GatewayError): GatewayError {
   const status = forwardAuthStatus(err)
   if (status === err.status) return err
   return new GatewayError(status, err.code, err.reason, err.description, {
-    detail: err.detail, scope: err.scope, retryAfter: err.retryAfter, cause: err.cause
+    detail: err.detail, scope: err.scope, retryAfter: err.retryAfter, headers: err.headers, cause: err.cause
   })
 }
 
@@ -84,6 +86,8 @@ export function cacheControl (decision: Decision, nowMs: number): { cacheControl
     return { cacheControl: 'no-store' }
   }
   if (forward.authorization === 'reissue') return { cacheControl: 'no-store' }
+  // A cached allow would skip the limit: each request must spend its bucket.
+  if (decision.route.rateLimit !== null) return { cacheControl: 'no-store' }
   let seconds = FORWARD_AUTH_CACHE_MAX_SECONDS
   if (decision.token !== null) seconds = Math.min(seconds, Math.floor(decision.token.expiresAt - nowMs / 1000))
   if (seconds < 1) return { cacheControl: 'no-store' }

@@ -21,6 +21,10 @@ import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues } from '../request/extract-token.js'
 import type { DecisionLog } from './decision-log.js'
+import type { RateLimiter } from '../limits/rate-limiter.js'
+import { responseCorsHeaders } from '../cors/cors-headers.js'
+import { answerPreflight } from '../cors/preflight.js'
+import type { Decision } from '../decision/decide.js'
 import { allowHeaders, cacheControl, denialWithoutBody, forwardAuthError } from './forward-auth-answer.js'
 import { DECISIONS_PATH, originalRequest, type OriginalRequest } from './forward-auth-request.js'
 import { sendError, sendErrorWithoutBody } from './reply-error.js'
@@ -32,6 +36,8 @@ export interface ForwardAuthOptions {
   now?: () => number
   /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
   reissue: (decision: Allow) => Promise<string> | undefined
+  /** Routes' rate limits, spent by an allowed call as by a proxied request (docs/rate-limits.md#forward-auth). */
+  limits: RateLimiter
 }
 
 /**
@@ -46,6 +52,12 @@ function forwardAuthClientIp (raw: IncomingMessage, trusted: IpMatcher | null): 
 
 function refused (error: GatewayError): Deny {
   return { allowed: false, error, route: null, path: null, token: null, scopes: [] }
+}
+
+/** On a CORS route, a denial carries the route's CORS fields: Traefik and Envoy hand it to the browser (docs/cors.md#forward-auth). */
+function withCors (reply: FastifyReply, raw: IncomingMessage, decision: Decision): void {
+  const cors = decision.route?.cors
+  if (cors !== undefined && cors !== null) reply.headers(responseCorsHeaders(cors, raw.headers.origin))
 }
 
 /** A denial as a forward-auth answer: 401 or 403, and without its body for the nginx family (see `denialWithoutBody`). */
@@ -117,16 +129,36 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
           return sendDenial(reply, raw, error)
         }
         decidedMethod.set(request, original.method)
+        // A CORS preflight carries no credentials: let it through with no identity (every identity header
+        // empty) and the CORS grant, for the ingress's CORS or the upstream to answer (docs/cors.md#forward-auth).
+        const preflight = answerPreflight(engine.routes, original.method, original.target, raw.headers.origin,
+          raw.headers['access-control-request-method'], raw.headers['access-control-request-headers'], original.host)
+        if (preflight !== null) {
+          const allow = { allowed: true as const, route: preflight.route, path: preflight.path, query: '', token: null, scopes: [], headers: {}, audit: null }
+          request.decision = allow
+          options.decisions.preflightAnswered(request)
+          return reply.code(200).headers({ ...allowHeaders(allow, engine.config), ...preflight.headers, 'cache-control': 'no-store' }).send()
+        }
+        const ip = forwardAuthClientIp(raw, trusted)
         const decided = decideKnown(engine, {
           method: original.method,
           target: original.target,
           authorization: authorizationValues(raw.rawHeaders),
-          clientIp: forwardAuthClientIp(raw, trusted),
+          clientIp: ip,
           host: original.host
         })
         const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
         request.decision = decision
-        if (!decision.allowed) return sendDenial(reply, raw, decision.error)
+        if (!decision.allowed) {
+          withCors(reply, raw, decision)
+          return sendDenial(reply, raw, decision.error)
+        }
+        const limited = await options.limits.check(decision.route, decision.token, ip)
+        if (limited !== null) {
+          request.decision = { ...decision, allowed: false, error: limited }
+          withCors(reply, raw, decision)
+          return sendDenial(reply, raw, limited)
+        }
 
         const reissuing = options.reissue(decision)
         return sendAllow(reply, decision, engine.config, reissuing === undefined ? undefined : await reissuing, now())

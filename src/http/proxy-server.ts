@@ -29,6 +29,9 @@ import { checkFormBody } from './form-body.js'
 import { proxiedHeaders } from './proxied-headers.js'
 import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
+import type { RateLimiter } from '../limits/rate-limiter.js'
+import { responseCorsHeaders, upstreamCorsHeaders } from '../cors/cors-headers.js'
+import { answerPreflight } from '../cors/preflight.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -49,6 +52,8 @@ export interface ProxyServerOptions {
   decisions: DecisionLog
   /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
   reissue: (decision: Allow) => Promise<string> | undefined
+  /** Routes' rate limits, spent after the engine allows (docs/rate-limits.md). */
+  limits: RateLimiter
 }
 
 /** An upstream that could not be reached or did not answer in time, as a 502 or 504 (also used by `upgrade.ts`). */
@@ -114,12 +119,19 @@ async function createApp (config: Engine['config'], logger: Logger, decisions: D
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const error = frameworkErrorToGatewayError(err)
     overruled(request, error)
+    withCors(request, reply)
     if (error.status >= 500) request.log.error({ err: { message: err.message, code: (err as { code?: string }).code } }, 'request failed')
     sendError(reply, error)
   })
   app.setNotFoundHandler((_request, reply) => { sendError(reply, deny.noRoute()) })
   app.addHook('onResponse', (request, reply, done) => { decisions.record(request, reply); done() })
   return app
+}
+
+/** A denial on a CORS route carries its fields, so the page can read it (docs/cors.md). */
+function withCors (request: FastifyRequest, reply: FastifyReply): void {
+  const cors = request.decision?.route?.cors
+  if (cors !== undefined && cors !== null) reply.headers(responseCorsHeaders(cors, request.raw.headers.origin))
 }
 
 /**
@@ -158,6 +170,7 @@ class Expectations {
     // Refused before the engine decided: the decision line still names the reason.
     request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
     if (this.awaiting(request.raw) || this.unsupported(request.raw)) reply.header('connection', 'close')
+    withCors(request, reply)
     sendError(reply, error)
   }
 }
@@ -169,6 +182,7 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
   const optionsFor = (route: CompiledRoute): ForwardOptions => {
     let forward = forwarding.get(route)
     if (forward === undefined) {
+      const cors = route.cors
       forward = {
         timeout: route.upstream.timeoutMs,
         // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
@@ -176,7 +190,10 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
         queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
         rewriteRequestHeaders: (request, headers) =>
           proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued),
-        rewriteHeaders: (headers) => downstreamHeaders(headers),
+        // The upstream's hop-by-hop headers stay behind; on a CORS route its own CORS fields are replaced.
+        rewriteHeaders: cors === null
+          ? (headers) => downstreamHeaders(headers)
+          : (headers, request) => upstreamCorsHeaders(downstreamHeaders(headers), cors, request?.raw.headers.origin),
         onError: (errorReply, { error }) => {
           const failed = errorReply as unknown as FastifyReply
           // The request body's own refusal (a token found in a long form body) aborted the upstream request.
@@ -206,7 +223,7 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
  * The `onRequest` hook that decides every request before any body byte is read. Callback-style: a
  * request whose token the caches know is decided without a promise; only a fresh verification waits.
  */
-function decideOnRequest (engine: () => Engine, expectations: Expectations) {
+function decideOnRequest (engine: () => Engine, expectations: Expectations, decisions: DecisionLog, limits: RateLimiter) {
   return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
     request.startedAt = process.hrtime.bigint()
     const current = engine()
@@ -218,20 +235,32 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations) {
     } catch (err) {
       return expectations.refuse(request, reply, toGatewayError(err))
     }
+    if (answeredPreflight(current, request, reply, decisions)) return
+    const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
     const decided = decideKnown(current, {
       method: raw.method ?? 'GET',
       target: raw.url ?? '',
       authorization: authorizationValues(raw.rawHeaders),
-      clientIp: clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy),
+      clientIp: ip,
       // One Host, agreeing with an absolute-form target: checkHost above refused anything else.
       host: raw.headers.host
     })
-    const proceed = (decision: Decision): void => {
-      request.decision = decision
-      if (!decision.allowed) return expectations.refuse(request, reply, decision.error)
+    const admit = (limited: GatewayError | null): void => {
+      if (limited !== null) {
+        overruled(request, limited)
+        return expectations.refuse(request, reply, limited)
+      }
       // Decided and allowed: now the client may send its body, which is streamed upstream.
       if (expectations.awaiting(raw)) reply.raw.writeContinue()
       done()
+    }
+    const proceed = (decision: Decision): void => {
+      request.decision = decision
+      if (!decision.allowed) return expectations.refuse(request, reply, decision.error)
+      // The rate limit is spent only now, by a request that proved its identity (docs/rate-limits.md).
+      const limited = limits.check(decision.route, decision.token, ip)
+      if (limited instanceof Promise) void limited.then(admit)
+      else admit(limited)
     }
     // Only a token never seen before waits for its verification (decidePending never rejects).
     if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)
@@ -239,12 +268,24 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations) {
   }
 }
 
+/** A CORS preflight on a CORS route: answered here, without a token, and never forwarded (docs/cors.md). */
+function answeredPreflight (engine: Engine, request: FastifyRequest, reply: FastifyReply, decisions: DecisionLog): boolean {
+  const raw = request.raw
+  const preflight = answerPreflight(engine.routes, raw.method ?? 'GET', raw.url ?? '', raw.headers.origin,
+    raw.headers['access-control-request-method'], raw.headers['access-control-request-headers'], raw.headers.host)
+  if (preflight === null) return false
+  request.decision = { allowed: true, route: preflight.route, path: preflight.path, query: '', token: null, scopes: [], headers: {}, audit: null }
+  decisions.preflightAnswered(request)
+  reply.code(204).headers({ ...preflight.headers, 'cache-control': 'no-store' }).send()
+  return true
+}
+
 export async function buildProxyServer (options: ProxyServerOptions): Promise<FastifyInstance> {
   const { engine, logger, decisions } = options
   const app = await createApp(engine().config, logger, decisions)
   const expectations = new Expectations(app)
   const forward = upstreamForwarder(engine, decisions)
-  app.all('*', { onRequest: decideOnRequest(engine, expectations) }, (request, reply) => {
+  app.all('*', { onRequest: decideOnRequest(engine, expectations, decisions, options.limits) }, (request, reply) => {
     const decision = request.decision as Allow
     const reissuing = options.reissue(decision)
     if (reissuing === undefined) return forward(reply, decision)

@@ -64,7 +64,10 @@ function render (err: GatewayError): Rendered {
 
 export function sendError (reply: FastifyReply, err: GatewayError): FastifyReply {
   const { headers, body } = render(err)
-  return reply.code(err.status).headers(headers).send(body)
+  reply.code(err.status).headers(headers)
+  // Per-request fields (a 429's RateLimit) are added here, not rendered: they would fill the cache with one-offs.
+  if (err.headers !== undefined) reply.headers(err.headers)
+  return reply.send(body)
 }
 
 /**
@@ -73,7 +76,9 @@ export function sendError (reply: FastifyReply, err: GatewayError): FastifyReply
  * nginx `auth_request` (see `forward-auth-answer.ts`, `denialWithoutBody`).
  */
 export function sendErrorWithoutBody (reply: FastifyReply, err: GatewayError): FastifyReply {
-  return reply.code(err.status).headers(render(err).bodiless).send()
+  reply.code(err.status).headers(render(err).bodiless)
+  if (err.headers !== undefined) reply.headers(err.headers)
+  return reply.send()
 }
 
 /** A whole HTTP/1.1 response, for errors answered on the raw socket before any request object exists. */

@@ -48,6 +48,7 @@ export class GatewayMetrics {
   private readonly upstreamErrors: Counter<'upstream' | 'kind'>
   private readonly introspections: Counter<'issuer' | 'result'>
   private readonly cacheCounters: CacheCounter[]
+  private readonly rateLimitStoreErrors: Counter<'route' | 'outcome'>
 
   /** @param engine the engine in force, read at scrape time; null where there is none (a cluster primary). */
   constructor (engine: () => Engine | null) {
@@ -105,6 +106,13 @@ export class GatewayMetrics {
       labelNames: ['issuer', 'result'] as const,
       registers
     })
+    // Rate limits (docs/rate-limits.md): limited requests are counted by requests_total{reason="rate_limited"}.
+    this.rateLimitStoreErrors = new Counter({
+      name: name('rate_limit_store_errors_total'),
+      help: 'Rate-limit checks the shared store (Redis) could not answer, by route id and outcome (open: let through, closed: 503).',
+      labelNames: ['route', 'outcome'] as const,
+      registers
+    })
     // Node's default process metrics: CPU, memory, event loop, GC, handles.
     collectDefaultMetrics({ register: this.registry })
   }
@@ -132,6 +140,23 @@ export class GatewayMetrics {
    */
   engineReplaced (previous: Engine): void {
     for (const counter of this.cacheCounters) counter.retire(previous.tokenCache)
+  }
+
+  /** Registers `redis_connected`, read at scrape time: only a process with a redis section has it. */
+  watchRedis (connected: () => boolean): void {
+    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+    new Gauge({
+      name: METRIC_PREFIX + 'redis_connected',
+      help: '1 while the Redis client of the redis section is connected, 0 while it is not.',
+      aggregator: 'min',
+      registers: [this.registry],
+      collect () { this.set(connected() ? 1 : 0) }
+    })
+  }
+
+  /** A rate-limit check the shared store failed; `open`: the request went through. */
+  readonly onRateLimitStoreError = (route: string, open: boolean): void => {
+    this.rateLimitStoreErrors.inc({ route, outcome: open ? 'open' : 'closed' })
   }
 
   /** One call per reload attempt, by whoever performs it (see `config/reload.ts`). */

@@ -20,6 +20,9 @@ import type { Allow } from '../decision/decide.js'
 import { jwksRoutes } from '../http/jwks-routes.js'
 import type { ReissueCacheLimits } from '../reissue/reissue-cache.js'
 import { Reissuer } from '../reissue/reissuer.js'
+import type { Redis } from 'ioredis'
+import { RateLimiter } from '../limits/rate-limiter.js'
+import { createRedis, redisConnected } from '../state/redis.js'
 
 /** What a cluster worker's admin listener reports for the whole process group (see `worker-link.ts`). */
 export interface ProcessGroup {
@@ -35,6 +38,8 @@ export interface GatewayOptions extends EngineOptions {
   reissueCache?: Partial<ReissueCacheLimits>
   /** In a cluster worker: /metrics and /readyz answer for the whole process group (see cluster.ts). */
   group?: ProcessGroup
+  /** Most rate-limit buckets kept in memory (`store: memory`); default 100 000. */
+  rateLimitEntries?: number
 }
 
 export interface GatewayAddresses {
@@ -62,6 +67,10 @@ export class Gateway {
   readonly reissue: Reissuer
   /** WebSockets open on the proxy listener: closed at token expiry, re-decided on reload, closed on shutdown. */
   readonly websockets: OpenWebSockets
+  /** The one Redis client of the process (the config's `redis` section at start), or null. */
+  readonly redis: Redis | null
+  /** Routes' rate limits; its memory buckets outlive reloads. */
+  readonly limits: RateLimiter
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
 
@@ -89,6 +98,25 @@ export class Gateway {
     this.engine = buildEngine(options.config, null, this.engineOptions)
     this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
     this.websockets = new OpenWebSockets({ logger: this.logger, now: options.now })
+    this.redis = options.config.redis === null ? null : createRedis(options.config.redis)
+    const redis = this.redis
+    if (redis !== null) this.metrics.watchRedis(() => redisConnected(redis))
+    this.limits = new RateLimiter({
+      redis,
+      now: options.now,
+      maxEntries: options.rateLimitEntries,
+      events: {
+        storeError: (route, open, err) => {
+          this.metrics.onRateLimitStoreError(route, open)
+          this.logger.warn({ route, outcome: open ? 'open' : 'closed', err: { message: err instanceof Error ? err.message : String(err) } }, 'rate-limit store failed')
+        }
+      }
+    })
+  }
+
+  /** Whether the Redis client is connected; undefined without a redis section (for /readyz). */
+  redisConnected (): boolean | undefined {
+    return this.redis === null ? undefined : redisConnected(this.redis)
   }
 
   /** The engine in force: read once per request, so a request finishes under the config it started with. */
@@ -104,6 +132,9 @@ export class Gateway {
     // Re-issue key files are read first: a config whose keys cannot be used is refused, the old one stays.
     return this.reissue.reload(config, () => {
       applyLogLevel(this.logger, this.engine.config.server.logLevel, config.server.logLevel)
+      if (JSON.stringify(config.redis) !== JSON.stringify(this.engine.config.redis)) {
+        this.logger.warn('the redis section changed: it takes effect at the next restart')
+      }
       const previous = this.engine
       this.engine = buildEngine(config, previous, this.engineOptions)
       this.metrics.engineReplaced(previous)
@@ -119,7 +150,8 @@ export class Gateway {
     const decisions = createDecisionLog(this.logger, this.decisionListeners)
     await this.reissue.start(this.engine.config)
     const reissue = (decision: Allow): Promise<string> | undefined => this.reissue.forDecision(decision)
-    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue })
+    const limits = this.limits
+    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits })
     const proxyServer = this.proxy.server
     proxyServer.on('upgrade', handleUpgrade({
       engine, decisions, reissue, websockets: this.websockets, serveHttp: (req, res) => proxyServer.emit('request', req, res)
@@ -129,10 +161,11 @@ export class Gateway {
       logger: this.logger,
       closing: () => this.closing,
       readiness: group === undefined ? undefined : () => group.readiness(),
+      redis: () => this.redisConnected(),
       // Each admin feature registers its own routes here, one line each.
       plugins: [
         jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
-        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue })
+        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue, limits })
       ]
     })
     await loadKeys(this.engine)
@@ -166,5 +199,7 @@ export class Gateway {
     await this.websockets.closeAll(deadline)
     await closeWithin(this.proxy, deadline)
     await closeWithin(this.admin, deadline)
+    // After the listeners: requests under way may still spend a shared bucket.
+    if (this.redis !== null) await this.redis.quit().catch(() => { this.redis?.disconnect() })
   }
 }

@@ -78,7 +78,7 @@ async function runWorker (file: string, config: CompiledConfig, slot: string): P
   const gateway = new Gateway({ config, logger, group: link })
   link.attach({
     metrics: () => gateway.metrics.registry.getMetricsAsJSON(),
-    readiness: () => localReadiness(gateway.current(), gateway.shuttingDown)
+    readiness: () => localReadiness(gateway.current(), gateway.shuttingDown, gateway.redisConnected())
   })
   // SIGHUP only, from the primary, which has checked the file, counted the reload and warned about
   // restart-only settings.

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'end_users_not_allowed'
   | 'insufficient_scope'
   | 'no_route'
+  | 'rate_limited'
   | 'request_header_fields_too_large'
   | 'expectation_failed'
   | 'temporarily_unavailable'
@@ -53,6 +54,8 @@ export type Reason =
   | 'scope_insufficient'
   | 'role_missing'
   | 'condition_failed'
+  | 'rate_limited'
+  | 'rate_limit_unavailable'
   | 'headers_too_large'
   | 'request_malformed'
   | 'expectation_unsupported'
@@ -68,8 +71,10 @@ export interface GatewayErrorOptions {
   detail?: string
   /** `scope="…"` of WWW-Authenticate, for insufficient_scope. */
   scope?: string
-  /** Seconds, for 503 `Retry-After`. */
+  /** Seconds, for 503 and 429 `Retry-After`. */
   retryAfter?: number
+  /** Extra response fields of the denial (lower-case names): the 429's `RateLimit` and `RateLimit-Policy`. */
+  headers?: Readonly<Record<string, string>>
   cause?: unknown
 }
 
@@ -95,6 +100,7 @@ export class GatewayError extends StacklessError {
   readonly detail: string | undefined
   readonly scope: string | undefined
   readonly retryAfter: number | undefined
+  readonly headers: Readonly<Record<string, string>> | undefined
 
   constructor (status: number, code: ErrorCode, reason: Reason, description: string, options: GatewayErrorOptions = {}) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause })
@@ -106,6 +112,7 @@ export class GatewayError extends StacklessError {
     this.detail = options.detail
     this.scope = options.scope
     this.retryAfter = options.retryAfter
+    this.headers = options.headers
   }
 }
 
@@ -130,6 +137,11 @@ export const deny = {
   keysUnavailable: (retryAfter: number, detail?: string) =>
     new GatewayError(503, 'temporarily_unavailable', 'keys_unavailable',
       'the token issuer\'s keys are temporarily unavailable', { retryAfter, detail }),
+  rateLimited: (retryAfter: number, headers: Readonly<Record<string, string>>, detail?: string) =>
+    new GatewayError(429, 'rate_limited', 'rate_limited', 'too many requests; retry later', { retryAfter, headers, detail }),
+  /** The shared rate-limit store did not answer and the route fails closed (docs/rate-limits.md). */
+  rateLimitUnavailable: (detail?: string) =>
+    new GatewayError(503, 'temporarily_unavailable', 'rate_limit_unavailable', 'the rate limit cannot be checked; retry later', { retryAfter: 1, detail }),
   internal: (detail?: string, cause?: unknown) =>
     new GatewayError(500, 'server_error', 'internal', 'internal error', { detail, cause })
 } as const

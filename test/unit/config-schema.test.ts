@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawCondition, RawConfig, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
+import type { RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawRateLimit, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -87,9 +87,12 @@ const everyField: RawConfig = {
         claims: { 'x-tenant-id': 'tenant', 'X-Org': ['org', 'id'] },
         stripHeaders: ['X-Debug-User']
       },
-      websocket: { enabled: true, subprotocolToken: true, closeOnExpiry: false, closeOnReload: false }
+      websocket: { enabled: true, subprotocolToken: true, closeOnExpiry: false, closeOnReload: false },
+      rateLimit: { limit: 50, window: '10s', key: ['address', 'client'], store: 'redis', onStoreError: 'closed' },
+      cors: { origins: ['https://app.example.com', 'https://*.example.org'], methods: ['GET', 'PUT'], headers: ['Authorization', 'X-Request-Id'], exposeHeaders: ['X-Total'], credentials: true, maxAge: '1h' }
     }
-  ]
+  ],
+  redis: { url: 'rediss://redis.internal:6380/1', keyPrefix: 'gw:', timeout: '250ms' }
 }
 
 t.test('a config with every field set is accepted unchanged', async (t) => {
@@ -145,8 +148,12 @@ const allowDenyMissing: Presence<NonNullable<RawPolicy['audience']>> = { allow: 
 
 const objects: Array<[string, string[], Record<string, string>]> = [
   ['RawConfig', [], {
-    server: 'default', issuers: 'default', upstreams: 'required', reissue: 'optional', defaults: 'default', routes: 'required'
+    server: 'default', issuers: 'default', upstreams: 'required', reissue: 'optional', defaults: 'default', routes: 'required', redis: 'optional'
   } satisfies Presence<RawConfig>],
+  ['RawRedis', ['redis'], { url: 'required', keyPrefix: 'default', timeout: 'default' } satisfies Presence<RawRedis>],
+  ['RawRateLimit', ['routes', '[]', 'rateLimit'], {
+    limit: 'required', window: 'required', key: 'default', store: 'default', onStoreError: 'default'
+  } satisfies Presence<RawRateLimit>],
   ['RawServer', ['server'], {
     proxy: 'default',
     admin: 'default',
@@ -249,8 +256,13 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     mode: 'default',
     policy: 'default',
     forward: 'default',
-    websocket: 'default'
+    websocket: 'default',
+    rateLimit: 'optional',
+    cors: 'optional'
   } satisfies Presence<RawRoute>],
+  ['RawCors', ['routes', '[]', 'cors'], {
+    origins: 'required', methods: 'optional', headers: 'default', exposeHeaders: 'default', credentials: 'default', maxAge: 'default'
+  } satisfies Presence<RawCors>],
   ['RawRoute.match', ['routes', '[]', 'match'], {
     path: 'required', prefix: 'default', methods: 'optional', host: 'optional'
   } satisfies Presence<RawRoute['match']>],

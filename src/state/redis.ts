@@ -1,0 +1,35 @@
+/**
+ * The one Redis client of a process, for state shared between replicas (rate limits: docs/rate-limits.md#redis).
+ * Commands fail fast instead of queueing while Redis is away: a request waits at most `timeoutMs` on it,
+ * and then the route's `onStoreError` decides. The client reconnects by itself; `status()` says whether
+ * it is connected, for `/readyz` and the metrics.
+ */
+import { Redis } from 'ioredis'
+import type { CompiledRedis } from '../config/types.js'
+
+/** Between reconnection attempts, milliseconds: short at first, at most 2 s. */
+function reconnectDelay (attempt: number): number {
+  return Math.min(50 * 2 ** attempt, 2000)
+}
+
+/** A client for the config's `redis` block. It connects in the background; closed by `redis.quit()` on shutdown. */
+export function createRedis (config: CompiledRedis): Redis {
+  const client = new Redis(config.url, {
+    keyPrefix: config.keyPrefix,
+    commandTimeout: config.timeoutMs,
+    connectTimeout: Math.max(config.timeoutMs, 1000),
+    // Fail fast while disconnected: a queued command would hold its request until Redis came back.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: reconnectDelay,
+    lazyConnect: false
+  })
+  // Errors are reported through the commands that fail and through status(); an unhandled 'error' event would crash.
+  client.on('error', () => {})
+  return client
+}
+
+/** Whether the client can take commands now. */
+export function redisConnected (client: Redis): boolean {
+  return client.status === 'ready'
+}
