@@ -13,7 +13,7 @@ import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import type {
-  ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
+  ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRoute, CompiledUpstream,
   Grant, RawConfig, RawPolicy
 } from './types.js'
 
@@ -153,6 +153,7 @@ function compileIssuers (problems: Problems, raw: RawConfig): Map<string, Compil
       audiences: new Set(issuer.audiences),
       clockToleranceSec: duration(problems, `${path}.clockTolerance`, issuer.clockTolerance) / 1000,
       requireTyp: issuer.requireTyp,
+      requireDpop: issuer.requireDpop,
       claims: {
         scope: issuer.claims.scope.map(claimSegments),
         roles: claimSegments(issuer.claims.roles),
@@ -247,9 +248,29 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
         claims,
         stripHeaders: compileStrippedHeaders(route.forward.stripHeaders)
       },
-      websocket: { ...route.websocket }
+      websocket: { ...route.websocket },
+      requireDpop: route.requireDpop
     }
   })
+}
+
+/** DPoP proofs (docs/dpop.md): a Redis replay store needs a `redis` block, several workers a shared nonce secret. */
+function compileDpop (problems: Problems, raw: RawConfig): CompiledDpop {
+  const { dpop } = raw
+  if (dpop.replay.store === 'redis' && raw.redis === undefined) problems.add('dpop.replay.store', 'redis needs a top-level redis block')
+  if (dpop.nonce.enabled && dpop.nonce.secret === undefined && raw.server.workers !== 1) {
+    problems.add('dpop.nonce.secret', 'is required unless server.workers is 1: each worker would make nonces the others refuse')
+  }
+  const windowMs = duration(problems, 'dpop.nonce.window', dpop.nonce.window)
+  if (dpop.nonce.enabled && windowMs < 1000) problems.add('dpop.nonce.window', 'must be at least 1s')
+  return {
+    algorithms: new Set(dpop.algorithms),
+    algs: dpop.algorithms.join(' '),
+    proofLifetimeMs: duration(problems, 'dpop.proofLifetime', dpop.proofLifetime),
+    clockSkewMs: duration(problems, 'dpop.clockSkew', dpop.clockSkew),
+    replay: { ...dpop.replay },
+    nonce: dpop.nonce.enabled ? { secret: dpop.nonce.secret ?? null, windowMs } : null
+  }
 }
 
 function deepFreeze<T> (value: T): T {
@@ -293,6 +314,11 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     problems.add('reissue.keys', 'is required unless server.workers is 1: each worker would generate a different key')
   }
 
+  const dpop = compileDpop(problems, raw)
+  const redis = raw.redis === undefined
+    ? null
+    : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
+
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 
   return deepFreeze({
@@ -314,6 +340,8 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     routes,
     identityHeaders: new Set([...IDENTITY_HEADERS, ...claimHeaders]),
     reissue: raw.reissue ?? null,
-    keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue')
+    keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue'),
+    dpop,
+    redis
   })
 }

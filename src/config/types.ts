@@ -56,6 +56,7 @@ export interface RawIssuer {
   audiences: string[]
   clockTolerance: DurationText
   requireTyp: boolean
+  requireDpop: boolean
   claims: {
     /** Alternatives, first present wins; each a top-level name or a list of segments. */
     scope: ClaimPath[]
@@ -115,6 +116,7 @@ export interface RawRoute {
   policy: RawPolicy
   forward: RawForward
   websocket: RawWebsocket
+  requireDpop: boolean
 }
 
 export interface RawReissue {
@@ -134,6 +136,24 @@ export interface RawConfig {
   reissue?: RawReissue
   defaults: { policy: RawPolicy }
   routes: RawRoute[]
+  dpop: RawDpop
+  redis?: RawRedis
+}
+
+/** DPoP proofs (docs/dpop.md). */
+export interface RawDpop {
+  algorithms: string[]
+  proofLifetime: DurationText
+  clockSkew: DurationText
+  replay: { store: 'memory' | 'redis', maxEntries: number, onStoreFailure: 'deny' | 'allow' }
+  nonce: { enabled: boolean, secret?: string, window: DurationText }
+}
+
+/** State shared between replicas. */
+export interface RawRedis {
+  url: string
+  keyPrefix: string
+  timeout: DurationText
 }
 
 /* ------------------------------------------------------------------ compiled ------------------------------------------------------------------ */
@@ -159,6 +179,7 @@ export interface CompiledIssuer {
   audiences: ReadonlySet<string>
   clockToleranceSec: number
   requireTyp: boolean
+  requireDpop: boolean
   claims: {
     scope: readonly ClaimSegments[]
     roles: ClaimSegments
@@ -218,6 +239,7 @@ export interface CompiledRoute {
   }
   /** As configured; `enabled: false` refuses every upgrade on the route. */
   websocket: Readonly<RawWebsocket>
+  requireDpop: boolean
 }
 
 export interface CompiledServer {
@@ -251,4 +273,24 @@ export interface CompiledConfig {
    * read it. Otherwise the token cache holds the identity alone, about half the memory per token.
    */
   keepClaims: boolean
+  dpop: CompiledDpop
+  redis: CompiledRedis | null
+}
+
+/** DPoP proofs (docs/dpop.md), durations in milliseconds. */
+export interface CompiledDpop {
+  algorithms: ReadonlySet<string>
+  /** The `algs` of a DPoP challenge: the algorithms, space-separated. */
+  algs: string
+  proofLifetimeMs: number
+  clockSkewMs: number
+  replay: { store: 'memory' | 'redis', maxEntries: number, onStoreFailure: 'deny' | 'allow' }
+  /** Null: server nonces are off. `secret` null: a random per-process secret (one replica, one worker). */
+  nonce: { secret: string | null, windowMs: number } | null
+}
+
+export interface CompiledRedis {
+  url: string
+  keyPrefix: string
+  timeoutMs: number
 }

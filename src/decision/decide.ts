@@ -20,6 +20,9 @@ import { extractToken } from '../request/extract-token.js'
 import { normalizeTarget } from '../request/normalize-path.js'
 import type { VerifiedToken } from '../token/verified-token.js'
 import { TokenMiss } from '../token/verify-token.js'
+import { extractDpopToken } from '../request/extract-dpop-token.js'
+import type { ProofRequest } from '../token/verify-dpop-proof.js'
+import { checkBearer, checkProof, dpopRequired, type DpopStep } from './check-dpop.js'
 
 export interface DecisionInput {
   method: string
@@ -28,6 +31,16 @@ export interface DecisionInput {
   /** Every Authorization header value received. */
   authorization: readonly string[]
   clientIp: string
+  /** What a DPoP proof is checked against (docs/dpop.md); absent: no proof can be checked. */
+  dpop?: DpopInput
+}
+
+/** The request's DPoP headers and its own origin, as the HTTP layer received them. */
+export interface DpopInput {
+  /** Every `DPoP` header value received. */
+  proofs: readonly string[]
+  /** `scheme://host[:port]` as received (see `request/request-origin.ts`); null when it cannot be known. */
+  origin: string | null
 }
 
 interface DecisionBase {
@@ -66,6 +79,7 @@ export type Step =
   | { stage: 'path', path: string }
   | { stage: 'route', route: CompiledRoute }
   | { stage: 'token', token: VerifiedToken | null, failure: GatewayError | null }
+  | DpopStep
   | PolicyStep
 
 /** Told each stage's outcome as the pipeline runs (see `explain.ts`). */
@@ -78,10 +92,16 @@ export class PendingDecision {
   readonly path: string
   readonly query: string
   readonly clientIp: string
-  readonly miss: TokenMiss
+  /** The token to verify; null when the token is known and only its DPoP proof's replay check is pending. */
+  readonly miss: TokenMiss | null
   readonly record: Recorder | undefined
+  /** The proof to check once the token is verified: null for a Bearer token. */
+  readonly proof: ProofRequest | null
+  /** The decision already under way (a replay check in Redis), when `miss` is null. */
+  readonly settling: Promise<Decision> | null
 
-  constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss, record: Recorder | undefined) {
+  constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss | null, record: Recorder | undefined,
+    proof: ProofRequest | null = null, settling: Promise<Decision> | null = null) {
     this.engine = engine
     this.route = route
     this.path = path
@@ -89,6 +109,8 @@ export class PendingDecision {
     this.clientIp = clientIp
     this.miss = miss
     this.record = record
+    this.proof = proof
+    this.settling = settling
   }
 }
 
@@ -143,31 +165,36 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
   }
 
   let bearer: string | null
+  let proof: ProofRequest | null = null
   try {
-    bearer = extractToken(input.authorization, query)
+    bearer = extractDpopToken(input.authorization, query)
+    if (bearer !== null) proof = { proofs: input.dpop?.proofs ?? [], origin: input.dpop?.origin ?? null, method: input.method, path, token: bearer }
+    else bearer = extractToken(input.authorization, query)
   } catch (err) {
     const failure = toGatewayError(err)
     record?.({ stage: 'token', token: null, failure })
     return denied(failure, route, path, query, null, clientIp)
   }
   if (bearer === null) {
-    const failure = route.auth === 'required' ? deny.tokenMissing() : null
+    const failure = route.auth === 'required' ? tokenMissing(engine, route) : null
     record?.({ stage: 'token', token: null, failure })
     return failure === null ? settle(engine, route, path, query, null, clientIp, record) : denied(failure, route, path, query, null, clientIp)
   }
   const found = engine.verifier.lookup(bearer)
-  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record)
+  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record, proof)
   if (found instanceof GatewayError) {
     record?.({ stage: 'token', token: null, failure: found })
     return denied(found, route, path, query, null, clientIp)
   }
   record?.({ stage: 'token', token: found, failure: null })
-  return settle(engine, route, path, query, found, clientIp, record)
+  const decided = settleBound(engine, route, path, query, found, clientIp, record, proof)
+  return decided instanceof Promise ? new PendingDecision(engine, route, path, query, clientIp, null, record, proof, decided) : decided
 }
 
 /** The decision once the pending token is verified, under the engine it was pending on. Never rejects. */
 export async function decidePending (pending: PendingDecision): Promise<Decision> {
   const { engine, route, path, query, clientIp, record } = pending
+  if (pending.miss === null) return await (pending.settling as Promise<Decision>)
   let token: VerifiedToken
   try {
     token = await engine.verifier.verifyMiss(pending.miss)
@@ -177,7 +204,35 @@ export async function decidePending (pending: PendingDecision): Promise<Decision
     return denied(failure, route, path, query, null, clientIp)
   }
   record?.({ stage: 'token', token, failure: null })
-  return settle(engine, route, path, query, token, clientIp, record)
+  return await settleBound(engine, route, path, query, token, clientIp, record, pending.proof)
+}
+
+/** 401 without credentials; on a route that requires DPoP, challenged with the DPoP scheme. */
+function tokenMissing (engine: Engine, route: CompiledRoute): GatewayError {
+  const missing = deny.tokenMissing()
+  if (!route.requireDpop) return missing
+  return new GatewayError(missing.status, missing.code, missing.reason, missing.description, { dpop: { algs: engine.config.dpop.algs } })
+}
+
+/**
+ * The DPoP stage (check-dpop.ts), then the policy: a Bearer token must not need DPoP, a DPoP token must
+ * come with a good, bound, unused proof. A promise only while a Redis replay check is under way.
+ */
+function settleBound (engine: Engine, route: CompiledRoute, path: string, query: string, token: VerifiedToken, clientIp: string,
+  record: Recorder | undefined, proof: ProofRequest | null): Decision | Promise<Decision> {
+  if (proof === null) {
+    if (!dpopRequired(route, token)) return settle(engine, route, path, query, token, clientIp, record)
+    const failure = checkBearer(engine.config, route, token)
+    record?.({ stage: 'dpop', scheme: 'Bearer', jkt: null, failure })
+    if (failure !== null) return denied(failure, route, path, query, token, clientIp)
+    return settle(engine, route, path, query, token, clientIp, record)
+  }
+  const { jkt, failure } = checkProof(engine.config, engine.dpop, token, proof)
+  const then = (found: GatewayError | null): Decision => {
+    record?.({ stage: 'dpop', scheme: 'DPoP', jkt, failure: found })
+    return found === null ? settle(engine, route, path, query, token, clientIp, record) : denied(found, route, path, query, token, clientIp)
+  }
+  return failure instanceof Promise ? failure.then(then) : then(failure)
 }
 
 /** `decideKnown`, then `decidePending` if needed: for callers that await anyway. Never rejects. */

@@ -11,6 +11,10 @@ import { buildRouteTable, type RouteTable } from '../routing/route-table.js'
 import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache, type TokenCacheOptions } from '../token/token-cache.js'
 import { TokenVerifier, type Verifier } from '../token/verify-token.js'
 import { PolicyOutcomes } from './policy-outcome.js'
+import { createRedis } from '../state/redis.js'
+import { DpopNonces } from '../token/dpop-nonce.js'
+import { MemoryReplayStore, RedisReplayStore } from '../token/dpop-replay.js'
+import type { DpopParts } from './check-dpop.js'
 
 export interface Engine {
   config: CompiledConfig
@@ -20,6 +24,8 @@ export interface Engine {
   tokenCache: TokenCache
   /** What each route's policy made of each cached token; this engine's alone (see policy-outcome.ts). */
   outcomes: PolicyOutcomes
+  /** The DPoP replay store and nonces (see check-dpop.ts). */
+  dpop: DpopParts
 }
 
 export interface EngineOptions {
@@ -33,6 +39,35 @@ export interface EngineOptions {
 /** Where an issuer's keys come from: while it is unchanged, a reload keeps the keys already fetched. */
 function keySource (issuer: CompiledIssuer): string {
   return JSON.stringify([issuer.id, issuer.issuer, issuer.keys])
+}
+
+/**
+ * The DPoP state, carried over from the previous engine while its settings are unchanged: a reload must not
+ * forget the proofs already accepted (they could be replayed) nor the nonce secret (nonces handed out
+ * would be refused). The memory store is built only when a route could see a DPoP token; it is cheap anyway.
+ */
+function dpopParts (config: CompiledConfig, previous: DpopParts | null, previousConfig: CompiledConfig | null, now: () => number): DpopParts {
+  const { replay, nonce } = config.dpop
+  const same = (pick: (c: CompiledConfig) => unknown): boolean => previousConfig !== null && JSON.stringify(pick(previousConfig)) === JSON.stringify(pick(config))
+  const keepStore = previous !== null && same((c) => [c.dpop.replay.store, c.dpop.replay.maxEntries, c.dpop.replay.store === 'redis' ? c.redis : null])
+  let store = keepStore ? previous.replay : null
+  let redis = keepStore ? previous.redis : null
+  if (store === null) {
+    if (replay.store === 'redis' && config.redis !== null) {
+      redis = createRedis(config.redis)
+      store = new RedisReplayStore(redis, config.redis.keyPrefix, now)
+    } else {
+      store = new MemoryReplayStore(replay.maxEntries, now)
+    }
+  }
+  // A Redis client the new engine no longer uses is closed once the requests still using it have had their time.
+  if (!keepStore && previous?.redis != null) {
+    const old = previous.redis
+    setTimeout(() => { void old.quit().catch(() => {}) }, 30_000).unref()
+  }
+  const keepNonces = previous !== null && same((c) => c.dpop.nonce)
+  const nonces = keepNonces ? previous.nonces : nonce === null ? null : new DpopNonces(nonce.secret, nonce.windowMs, now)
+  return { replay: store, redis, nonces, now }
 }
 
 export function buildEngine (config: CompiledConfig, previous: Engine | null, options: EngineOptions = {}): Engine {
@@ -53,7 +88,8 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
     verifier: new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now })),
     keyStores,
     tokenCache,
-    outcomes: new PolicyOutcomes()
+    outcomes: new PolicyOutcomes(),
+    dpop: dpopParts(config, previous?.dpop ?? null, previous?.config ?? null, now)
   }
 }
 

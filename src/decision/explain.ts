@@ -6,7 +6,7 @@
  * real one: signature and expiry are skipped, and the output says so.
  */
 import type { CompiledConfig, CompiledRoute } from '../config/types.js'
-import { decideKnown, decidePending, PendingDecision, type Decision, type Step } from './decide.js'
+import { decideKnown, decidePending, PendingDecision, type Decision, type DpopInput, type Step } from './decide.js'
 import { buildEngine, loadKeys, type Engine } from './engine.js'
 import { GatewayError } from '../shared/errors.js'
 import { identityClaims } from '../token/claims.js'
@@ -24,6 +24,8 @@ export interface ExplainInput {
   engine?: Engine
   /** Authorization values sent as they are, ahead of the one made from `token` or `claims`. */
   authorization?: readonly string[]
+  /** A DPoP proof and the request's origin: `token` is then sent as `DPoP <token>` (docs/dpop.md). */
+  dpop?: DpopInput
 }
 
 export interface Explanation {
@@ -48,7 +50,9 @@ function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedT
   if (chosen === undefined) {
     return new GatewayError(401, 'invalid_token', 'token_issuer_unknown', 'the token issuer is not accepted', { detail: `iss ${JSON.stringify(claims.iss)} is not configured` })
   }
-  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)))
+  const cnf = claims.cnf as { jkt?: unknown } | undefined
+  const jkt = typeof cnf?.jkt === 'string' ? cnf.jkt : null
+  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)), jkt)
 }
 
 /** Stands in for the token verifier with a claims file: every bearer "verifies" to these claims. */
@@ -104,6 +108,11 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
         say('require', scopes === undefined || scopes.require.length === 0 ? 'nothing required' : `pass (${scopes.match} of [${scopes.require.join(' ')}])`)
         return
       }
+      case 'dpop': {
+        const result = step.failure === null ? 'pass' : denial(step.failure)
+        say('dpop', step.scheme === 'Bearer' ? `Bearer scheme: ${result}` : `proof ${step.jkt === null ? '' : `key ${step.jkt} `}${result}`)
+        return
+      }
       default: say(step.stage, step.failure === null ? 'pass' : denial(step.failure))
     }
   }
@@ -115,10 +124,10 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
     engine = { ...engine, verifier: claimsVerifier(config, input.claims) }
     authorization.push(CLAIMS_BEARER)
   } else if (input.token !== undefined) {
-    authorization.push(`Bearer ${input.token}`)
+    authorization.push(`${input.dpop === undefined ? 'Bearer' : 'DPoP'} ${input.token}`)
   }
 
-  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip }, record)
+  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip, dpop: input.dpop }, record)
   let decision: Decision
   if (decided instanceof PendingDecision) {
     // A token to verify: only now are the issuers' keys fetched, as the gateway does at start.

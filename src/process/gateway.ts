@@ -162,5 +162,7 @@ export class Gateway {
     await this.websockets.closeAll(deadline)
     await closeWithin(this.proxy, deadline)
     await closeWithin(this.admin, deadline)
+    // Shared state last: the requests drained above may still have needed it (the DPoP replay store).
+    this.engine.dpop.redis?.disconnect()
   }
 }
