@@ -9,6 +9,7 @@ import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gatewa
 import { send, type TestResponse } from '../helpers/http.js'
 import { mintToken, type TestKey } from '../helpers/jwks-server.js'
 import { ath, makeProof, makeProofKey, unsignedProof, type ProofKey } from '../helpers/dpop.js'
+import { explain } from '../../src/decision/explain.js'
 
 const TODO = 'https://todo.api'
 const ALGS = 'ES256 ES384 RS256 PS256 EdDSA'
@@ -148,4 +149,25 @@ t.test('forward auth: htu is checked against the scheme and host the ingress nam
   t.match(wrongHost.headers['www-authenticate'], /^DPoP /, 'with the DPoP challenge')
   const noScheme = await ask('https://api.example.com/todos/1', {})
   t.equal(noScheme.status, 401, 'without the scheme from the ingress the proof cannot be checked: 401')
+})
+
+t.test('explain shows the DPoP step: the proof key when it passes, the check that failed when not', async (t) => {
+  const { gw, echo, key, iss } = await setUp(t)
+  const client = await makeProofKey('ES256')
+  const token = await mintToken(key, { iss, aud: TODO, sub: 'alice', cnf: { jkt: client.jkt } })
+  const origin = 'https://api.example.com'
+  const engine = gw.gateway.current()
+  const config = engine.config
+  const run = async (proof: string): Promise<Awaited<ReturnType<typeof explain>>> =>
+    await explain(config, { method: 'GET', path: '/todos/1', ip: '127.0.0.1', token, dpop: { proofs: [proof], origin }, engine })
+
+  const passed = await run(await makeProof(client, { htm: 'GET', htu: `${origin}/todos/1`, token }))
+  t.ok(passed.allowed, 'allowed')
+  t.ok(passed.lines.some((line) => line.startsWith('dpop') && line.includes(`key ${client.jkt} pass`)), 'the dpop line names the proof key')
+  const failed = await run(await makeProof(client, { htm: 'GET', htu: `${origin}/admin`, token }))
+  t.notOk(failed.allowed, 'denied')
+  t.ok(failed.lines.some((line) => line.startsWith('dpop') && line.includes('invalid_dpop_proof') && line.includes('htu does not name')), 'the dpop line says which check failed')
+  const bearer = await explain(config, { method: 'GET', path: '/todos/1', ip: '127.0.0.1', token, engine })
+  t.ok(bearer.lines.some((line) => line.startsWith('dpop') && line.includes('Bearer scheme') && line.includes('dpop_bound_token_as_bearer')), 'a bound token as Bearer: the dpop line says so')
+  t.equal(echo.received.length, 0, 'explain sends nothing upstream')
 })
