@@ -64,8 +64,8 @@ export function upstreamError (err: Error & { statusCode?: number, code?: string
   return new GatewayError(502, 'bad_gateway', reason, 'the upstream could not be reached', { detail: `${upstream}: ${code}` })
 }
 
-/** The origin the client sent to: TLS or, from a trusted proxy, `X-Forwarded-Proto`; and the Host header. */
-function proxyOrigin (raw: IncomingMessage, trustProxy: IpMatcher | null): string | null {
+/** The origin the client sent to: TLS or, from a trusted proxy, `X-Forwarded-Proto`; and the Host header (also used by `upgrade.ts`). */
+export function proxyOrigin (raw: IncomingMessage, trustProxy: IpMatcher | null): string | null {
   const trusted = trustProxy !== null && trustProxy.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
   const proto = raw.headers['x-forwarded-proto']
   const encrypted = (raw.socket as { encrypted?: boolean }).encrypted === true

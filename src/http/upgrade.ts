@@ -25,12 +25,13 @@ import type { Engine } from '../decision/engine.js'
 import { HOP_BY_HOP } from '../forward/upstream-headers.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues, extractToken } from '../request/extract-token.js'
+import { DPOP_SCHEME, dpopProofValues } from '../request/extract-dpop-token.js'
 import { joinUpstreamPath, normalizeTarget } from '../request/normalize-path.js'
 import { subprotocolToken, type SubprotocolToken } from '../request/subprotocol-token.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import type { DecisionLog, UpgradeRecord } from './decision-log.js'
 import type { OpenWebSockets } from './open-websockets.js'
-import { upstreamError } from './proxy-server.js'
+import { proxyOrigin, upstreamError } from './proxy-server.js'
 import { proxiedHeaders } from './proxied-headers.js'
 import { rawErrorResponse } from './reply-error.js'
 import { CLOSE_GRACE_MS, WebSocketTunnel } from './websocket-tunnel.js'
@@ -176,7 +177,11 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
       method,
       target,
       authorization,
-      clientIp: clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy)
+      clientIp: clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy),
+      // A DPoP-scheme token's proof is checked on the handshake as on any request (docs/dpop.md).
+      dpop: DPOP_SCHEME.test(request.headers.authorization ?? '')
+        ? { proofs: dpopProofValues(request.rawHeaders), origin: proxyOrigin(request, engine.config.server.trustProxy) }
+        : undefined
     }
 
     const connect = (decision: Allow, reissued: string | undefined): void => {

@@ -10,6 +10,7 @@ import { send, type TestResponse } from '../helpers/http.js'
 import { mintToken, type TestKey } from '../helpers/jwks-server.js'
 import { ath, makeProof, makeProofKey, unsignedProof, type ProofKey } from '../helpers/dpop.js'
 import { explain } from '../../src/decision/explain.js'
+import { openWs, startWsUpstream } from '../helpers/ws-upstream.js'
 
 const TODO = 'https://todo.api'
 const ALGS = 'ES256 ES384 RS256 PS256 EdDSA'
@@ -170,4 +171,35 @@ t.test('explain shows the DPoP step: the proof key when it passes, the check tha
   const bearer = await explain(config, { method: 'GET', path: '/todos/1', ip: '127.0.0.1', token, engine })
   t.ok(bearer.lines.some((line) => line.startsWith('dpop') && line.includes('Bearer scheme') && line.includes('dpop_bound_token_as_bearer')), 'a bound token as Bearer: the dpop line says so')
   t.equal(echo.received.length, 0, 'explain sends nothing upstream')
+})
+
+t.test('a WebSocket handshake with a DPoP token is checked like any request', async (t) => {
+  const { key, jwks } = await issuerAndEcho(t)
+  const upstream = await startWsUpstream()
+  t.teardown(() => upstream.close())
+  const gw = await startGateway({
+    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [TODO] }],
+    upstreams: { ws: { url: upstream.url } },
+    routes: [{ id: 'live', match: { path: '/live', prefix: true }, upstream: 'ws', websocket: { enabled: true } }]
+  })
+  t.teardown(() => gw.close())
+  const client = await makeProofKey('ES256')
+  const token = await mintToken(key, { iss: jwks.issuer, aud: TODO, sub: 'alice', cnf: { jkt: client.jkt } })
+  const wsUrl = `${gw.proxyUrl.replace('http:', 'ws:')}/live`
+  // The handshake is a GET to the http(s) URL of the same origin (RFC 9449 §4.3 compares htu with the request URI).
+  const htu = `${gw.proxyUrl}/live`
+
+  const good = await openWs(wsUrl, { headers: { authorization: `DPoP ${token}`, dpop: await makeProof(client, { htm: 'GET', htu, token }) } })
+  t.ok(good.open, 'a good proof: the WebSocket opens')
+  if (good.open) good.socket.close()
+  t.equal(upstream.handshakes.length, 1, 'the upstream saw the handshake')
+
+  const wrong = await openWs(wsUrl, { headers: { authorization: `DPoP ${token}`, dpop: await makeProof(client, { htm: 'GET', htu: `${gw.proxyUrl}/other`, token }) } })
+  t.notOk(wrong.open, 'a proof for another URL: refused')
+  if (!wrong.open) {
+    t.equal(wrong.status, 401, '401')
+    t.equal(wrong.json?.error, 'invalid_dpop_proof', 'invalid_dpop_proof')
+    t.match(wrong.headers['www-authenticate'], /^DPoP /, 'with the DPoP challenge')
+  }
+  t.equal(upstream.handshakes.length, 1, 'the upstream saw nothing more')
 })
