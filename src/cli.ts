@@ -12,6 +12,7 @@ import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
 import { runDevIssuer } from './demo/run-dev-issuer.js'
 import { explain } from './decision/explain.js'
+import { requestOrigin } from './request/request-origin.js'
 import { policyTestCommand } from './policy-test/commands.js'
 import { checkSigningKeys } from './reissue/signing-keys.js'
 import { runServe } from './process/serve.js'
@@ -22,6 +23,7 @@ const USAGE = `usage: scopegate <command> [options]
   serve    [--config FILE]          run the gateway
   validate [--config FILE]          check a config; print every problem, exit 1 if any
   explain  --config FILE --method M --path P (--token JWT | --claims FILE.json) [--ip ADDR] [--host H]
+           [--dpop PROOF --origin https://host]   the token is sent as DPoP with this proof
                                     show each step of one decision; exit 0 allow, 2 deny
   test     --config FILE [--reporter human|tap|junit] CASES.yaml...
                                     decide each case; exit 0 all pass, 1 any fail, 2 unusable input
@@ -102,9 +104,15 @@ async function explainCommand (args: string[]): Promise<number> {
       token: { type: 'string' },
       claims: { type: 'string' },
       ip: { type: 'string', default: '127.0.0.1' },
-      host: { type: 'string' }
+      host: { type: 'string' },
+      dpop: { type: 'string' },
+      origin: { type: 'string' }
     }
   })
+  if ((values.dpop !== undefined || values.origin !== undefined) && (values.token === undefined || values.dpop === undefined || values.origin === undefined)) {
+    process.stderr.write('explain --dpop needs --token and --origin (the scheme and host the request was sent to)\n')
+    return 64
+  }
   if (values.method === undefined || values.path === undefined || (values.token === undefined) === (values.claims === undefined)) {
     process.stderr.write('explain needs --method, --path, and one of --token or --claims\n')
     return 64
@@ -122,7 +130,8 @@ async function explainCommand (args: string[]): Promise<number> {
       return 1
     }
   }
-  const result = await explain(config, { method: values.method.toUpperCase(), path: values.path, ip: values.ip, host: values.host, token: values.token, claims })
+  const dpop = values.dpop === undefined ? undefined : { proofs: [values.dpop], origin: requestOrigin(values.origin ?? '') }
+  const result = await explain(config, { method: values.method.toUpperCase(), path: values.path, ip: values.ip, host: values.host, token: values.token, claims, dpop })
   process.stdout.write(result.lines.join('\n') + '\n')
   return result.allowed ? 0 : 2
 }

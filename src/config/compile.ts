@@ -17,7 +17,7 @@ import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
 import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
-  ClaimPath, ClaimSegments, CompiledConfig, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
+  ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
   Grant, RawConfig, RawCors, RawPolicy, RawRateLimit
 } from './types.js'
 
@@ -159,6 +159,7 @@ function compileIssuers (problems: Problems, raw: RawConfig): Map<string, Compil
       audiences: new Set(issuer.audiences),
       clockToleranceSec: duration(problems, `${path}.clockTolerance`, issuer.clockTolerance) / 1000,
       requireTyp: issuer.requireTyp,
+      requireDpop: issuer.requireDpop,
       claims: {
         scope: issuer.claims.scope.map(claimSegments),
         roles: claimSegments(issuer.claims.roles),
@@ -328,9 +329,29 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       },
       websocket: { ...route.websocket },
       rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined),
-      cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods)
+      cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods),
+      requireDpop: route.requireDpop
     }
   })
+}
+
+/** DPoP proofs (docs/dpop.md): a Redis replay store needs a `redis` block, several workers a shared nonce secret. */
+function compileDpop (problems: Problems, raw: RawConfig): CompiledDpop {
+  const { dpop } = raw
+  if (dpop.replay.store === 'redis' && raw.redis === undefined) problems.add('dpop.replay.store', 'redis needs a top-level redis block')
+  if (dpop.nonce.enabled && dpop.nonce.secret === undefined && raw.server.workers !== 1) {
+    problems.add('dpop.nonce.secret', 'is required unless server.workers is 1: each worker would make nonces the others refuse')
+  }
+  const windowMs = duration(problems, 'dpop.nonce.window', dpop.nonce.window)
+  if (dpop.nonce.enabled && windowMs < 1000) problems.add('dpop.nonce.window', 'must be at least 1s')
+  return {
+    algorithms: new Set(dpop.algorithms),
+    algs: dpop.algorithms.join(' '),
+    proofLifetimeMs: duration(problems, 'dpop.proofLifetime', dpop.proofLifetime),
+    clockSkewMs: duration(problems, 'dpop.clockSkew', dpop.clockSkew),
+    replay: { ...dpop.replay },
+    nonce: dpop.nonce.enabled ? { secret: dpop.nonce.secret ?? null, windowMs } : null
+  }
 }
 
 function deepFreeze<T> (value: T): T {
@@ -375,6 +396,11 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
   }
 
   const opaque = opaqueIssuer(problems, issuersById)
+  const dpop = compileDpop(problems, raw)
+  const redis = raw.redis === undefined
+    ? null
+    : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
+
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 
   return deepFreeze({
@@ -399,8 +425,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     reissue: raw.reissue ?? null,
     keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue' ||
       route.policy.conditions.token.length + route.policy.conditions.request.length > 0),
-    redis: raw.redis === undefined
-      ? null
-      : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
+    dpop,
+    redis
   })
 }

@@ -180,6 +180,8 @@ const issuer: Schema = object({
   audiences: nonEmptyStringList,
   clockTolerance: withDefault(duration, '30s'),
   requireTyp: { type: 'boolean', default: false },
+  // Every token of this issuer must come with a DPoP proof (docs/dpop.md).
+  requireDpop: { type: 'boolean', default: false },
   claims,
   jwks,
   introspection
@@ -319,19 +321,34 @@ const route: Schema = object({
   forward,
   websocket,
   rateLimit,
-  cors
+  cors,
+  // Every token on this route must come with a DPoP proof (docs/dpop.md).
+  requireDpop: { type: 'boolean', default: false }
 }, { required: ['id', 'match', 'upstream'] })
 
-/* ------------------------------------------------------------------ redis ------------------------------------------------------------------ */
+/* ------------------------------------------------------------------ dpop, redis ------------------------------------------------------------------ */
 
-/** State shared between replicas (rate limits; docs/rate-limits.md#redis). */
+/** DPoP proofs (RFC 9449), docs/dpop.md: which algorithms, how old a proof may be, where seen `jti`s are kept. */
+const dpop: Schema = object({
+  algorithms: { type: 'array', minItems: 1, uniqueItems: true, items: algorithm, default: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'] },
+  proofLifetime: withDefault(duration, '60s'),
+  clockSkew: withDefault(duration, '5s'),
+  replay: object({
+    store: { type: 'string', enum: ['memory', 'redis'], default: 'memory' },
+    maxEntries: { type: 'integer', minimum: 1, default: 100000 },
+    onStoreFailure: { type: 'string', enum: ['deny', 'allow'], default: 'deny' }
+  }, { default: {} }),
+  nonce: object({
+    enabled: { type: 'boolean', default: false },
+    secret: { type: 'string', minLength: 32 },
+    window: withDefault(duration, '5m')
+  }, { default: {} })
+}, { default: {} })
+
+/** State shared between replicas (DPoP replay, rate limits): one Redis. */
 const redis: Schema = object({
-  url: {
-    type: 'string',
-    pattern: '^rediss?://\\S+$',
-    'x-message': { pattern: 'must be a redis:// or rediss:// URL' }
-  },
-  keyPrefix: { type: 'string', default: 'scopegate:' },
+  url: { type: 'string', pattern: '^rediss?://\\S+$', 'x-message': { pattern: 'must be a redis:// or rediss:// URL' } },
+  keyPrefix: withDefault(nonEmptyString, 'scopegate:'),
   timeout: withDefault(duration, '500ms')
 }, { required: ['url'] })
 
@@ -348,6 +365,7 @@ export const configSchema: Schema = {
     reissue,
     defaults: object({ policy: withDefault(policy, {}) }, { default: {} }),
     routes: { type: 'array', minItems: 1, items: route },
+    dpop,
     redis
   }, { required: ['upstreams', 'routes'] })
 }

@@ -59,6 +59,7 @@ export interface RawIssuer {
   audiences: string[]
   clockTolerance: DurationText
   requireTyp: boolean
+  requireDpop: boolean
   claims: {
     /** Alternatives, first present wins; each a top-level name or a list of segments. */
     scope: ClaimPath[]
@@ -203,6 +204,7 @@ export interface RawRoute {
   websocket: RawWebsocket
   rateLimit?: RawRateLimit
   cors?: RawCors
+  requireDpop: boolean
 }
 
 export interface RawReissue {
@@ -222,7 +224,17 @@ export interface RawConfig {
   reissue?: RawReissue
   defaults: { policy: RawPolicy }
   routes: RawRoute[]
+  dpop: RawDpop
   redis?: RawRedis
+}
+
+/** DPoP proofs (docs/dpop.md). */
+export interface RawDpop {
+  algorithms: string[]
+  proofLifetime: DurationText
+  clockSkew: DurationText
+  replay: { store: 'memory' | 'redis', maxEntries: number, onStoreFailure: 'deny' | 'allow' }
+  nonce: { enabled: boolean, secret?: string, window: DurationText }
 }
 
 /* ------------------------------------------------------------------ compiled ------------------------------------------------------------------ */
@@ -248,6 +260,7 @@ export interface CompiledIssuer {
   audiences: ReadonlySet<string>
   clockToleranceSec: number
   requireTyp: boolean
+  requireDpop: boolean
   claims: {
     scope: readonly ClaimSegments[]
     roles: ClaimSegments
@@ -371,6 +384,7 @@ export interface CompiledRoute {
   }
   /** As configured; `enabled: false` refuses every upgrade on the route. */
   websocket: Readonly<RawWebsocket>
+  requireDpop: boolean
   /** null: no limit on this route. */
   rateLimit: CompiledRateLimit | null
   /** null: no CORS on this route (no preflight answered, no CORS fields). */
@@ -426,6 +440,18 @@ export interface CompiledConfig {
    * read it. Otherwise the token cache holds the identity alone, about half the memory per token.
    */
   keepClaims: boolean
-  /** The shared store; null when the config has no `redis` block. */
+  dpop: CompiledDpop
   redis: CompiledRedis | null
+}
+
+/** DPoP proofs (docs/dpop.md), durations in milliseconds. */
+export interface CompiledDpop {
+  algorithms: ReadonlySet<string>
+  /** The `algs` of a DPoP challenge: the algorithms, space-separated. */
+  algs: string
+  proofLifetimeMs: number
+  clockSkewMs: number
+  replay: { store: 'memory' | 'redis', maxEntries: number, onStoreFailure: 'deny' | 'allow' }
+  /** Null: server nonces are off. `secret` null: a random per-process secret (one replica, one worker). */
+  nonce: { secret: string | null, windowMs: number } | null
 }

@@ -22,6 +22,9 @@ import { requestHost } from '../routing/match-host.js'
 import type { VerifiedToken } from '../token/verified-token.js'
 import { TokenMiss } from '../token/verify-token.js'
 import { IntrospectionMiss } from '../token/introspect-token.js'
+import { extractDpopToken } from '../request/extract-dpop-token.js'
+import type { ProofRequest } from '../token/verify-dpop-proof.js'
+import { checkBearer, checkProof, dpopRequired, type DpopStep } from './check-dpop.js'
 
 export interface DecisionInput {
   method: string
@@ -35,6 +38,8 @@ export interface DecisionInput {
    * case included; absent: none, and only routes without `match.host` match.
    */
   host?: string
+  /** What a DPoP proof is checked against (docs/dpop.md); absent: no proof can be checked. */
+  dpop?: DpopInput
 }
 
 /** The request as the conditions that read it see it; built only for routes that have such conditions. */
@@ -43,6 +48,14 @@ interface Request {
   host: string
   path: string
   clientIp: string
+}
+
+/** The request's DPoP headers and its own origin, as the HTTP layer received them. */
+export interface DpopInput {
+  /** Every `DPoP` header value received. */
+  proofs: readonly string[]
+  /** `scheme://host[:port]` as received (see `request/request-origin.ts`); null when it cannot be known. */
+  origin: string | null
 }
 
 interface DecisionBase {
@@ -86,6 +99,7 @@ export type Step =
   | { stage: 'path', path: string }
   | { stage: 'route', route: CompiledRoute, host: string }
   | { stage: 'token', token: VerifiedToken | null, failure: GatewayError | null, via?: TokenPath }
+  | DpopStep
   | PolicyStep
 
 /** Told each stage's outcome as the pipeline runs (see `explain.ts`). */
@@ -98,14 +112,19 @@ export class PendingDecision {
   readonly path: string
   readonly query: string
   readonly clientIp: string
-  readonly miss: TokenMiss
+  /** The token to verify; null when the token is known and only its DPoP proof's replay check is pending. */
+  readonly miss: TokenMiss | null
   readonly record: Recorder | undefined
   readonly method: string
   /** As routes compare it (see `requestHost`). */
   readonly host: string
+  /** The proof to check once the token is verified: null for a Bearer token. */
+  readonly proof: ProofRequest | null
+  /** The decision already under way (a replay check in Redis), when `miss` is null. */
+  readonly settling: Promise<Decision> | null
 
-  constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss, record: Recorder | undefined,
-    method: string, host: string) {
+  constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss | null, record: Recorder | undefined,
+    method: string, host: string, proof: ProofRequest | null = null, settling: Promise<Decision> | null = null) {
     this.engine = engine
     this.route = route
     this.path = path
@@ -115,6 +134,8 @@ export class PendingDecision {
     this.record = record
     this.method = method
     this.host = host
+    this.proof = proof
+    this.settling = settling
   }
 }
 
@@ -178,26 +199,31 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
   }
 
   let bearer: string | null
+  let proof: ProofRequest | null = null
   try {
-    bearer = extractToken(input.authorization, query)
+    bearer = extractDpopToken(input.authorization, query)
+    if (bearer !== null) proof = { proofs: input.dpop?.proofs ?? [], origin: input.dpop?.origin ?? null, method: input.method, path, token: bearer }
+    else bearer = extractToken(input.authorization, query)
   } catch (err) {
     const failure = toGatewayError(err)
     record?.({ stage: 'token', token: null, failure })
     return denied(failure, route, path, query, null, clientIp)
   }
   if (bearer === null) {
-    const failure = route.auth === 'required' ? deny.tokenMissing() : null
+    const failure = route.auth === 'required' ? tokenMissing(engine, route) : null
     record?.({ stage: 'token', token: null, failure })
     return failure === null ? settle(engine, route, path, query, null, clientIp, record, request) : denied(failure, route, path, query, null, clientIp)
   }
   const found = engine.verifier.lookup(bearer)
-  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record, input.method, host)
+  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record, input.method, host, proof)
   if (found instanceof GatewayError) {
     record?.({ stage: 'token', token: null, failure: found, via: 'cache' })
     return via(denied(found, route, path, query, null, clientIp), 'cache')
   }
   record?.({ stage: 'token', token: found, failure: null, via: 'cache' })
-  return via(settle(engine, route, path, query, found, clientIp, record, request), 'cache')
+  const decided = settleBound(engine, route, path, query, found, clientIp, record, proof, request)
+  if (!(decided instanceof Promise)) return via(decided, 'cache')
+  return new PendingDecision(engine, route, path, query, clientIp, null, record, input.method, host, proof, decided.then((d) => via(d, 'cache')))
 }
 
 /** The decision, marked with how its token was judged. */
@@ -209,6 +235,7 @@ function via (decision: Decision, path: TokenPath): Decision {
 /** The decision once the pending token is verified, under the engine it was pending on. Never rejects. */
 export async function decidePending (pending: PendingDecision): Promise<Decision> {
   const { engine, route, path, query, clientIp, record, method, host } = pending
+  if (pending.miss === null) return await (pending.settling as Promise<Decision>)
   const tokenPath: TokenPath = pending.miss instanceof IntrospectionMiss ? 'introspection' : 'jwt'
   let token: VerifiedToken
   try {
@@ -219,7 +246,35 @@ export async function decidePending (pending: PendingDecision): Promise<Decision
     return via(denied(failure, route, path, query, null, clientIp), tokenPath)
   }
   record?.({ stage: 'token', token, failure: null, via: tokenPath })
-  return via(settle(engine, route, path, query, token, clientIp, record, { method, host, path, clientIp }), tokenPath)
+  return via(await settleBound(engine, route, path, query, token, clientIp, record, pending.proof, { method, host, path, clientIp }), tokenPath)
+}
+
+/** 401 without credentials; on a route that requires DPoP, challenged with the DPoP scheme. */
+function tokenMissing (engine: Engine, route: CompiledRoute): GatewayError {
+  const missing = deny.tokenMissing()
+  if (!route.requireDpop) return missing
+  return new GatewayError(missing.status, missing.code, missing.reason, missing.description, { dpop: { algs: engine.config.dpop.algs } })
+}
+
+/**
+ * The DPoP stage (check-dpop.ts), then the policy: a Bearer token must not need DPoP, a DPoP token must
+ * come with a good, bound, unused proof. A promise only while a Redis replay check is under way.
+ */
+function settleBound (engine: Engine, route: CompiledRoute, path: string, query: string, token: VerifiedToken, clientIp: string,
+  record: Recorder | undefined, proof: ProofRequest | null, request: Request): Decision | Promise<Decision> {
+  if (proof === null) {
+    if (!dpopRequired(route, token)) return settle(engine, route, path, query, token, clientIp, record, request)
+    const failure = checkBearer(engine.config, route, token)
+    record?.({ stage: 'dpop', scheme: 'Bearer', jkt: null, failure })
+    if (failure !== null) return denied(failure, route, path, query, token, clientIp)
+    return settle(engine, route, path, query, token, clientIp, record, request)
+  }
+  const { jkt, failure } = checkProof(engine.config, engine.dpop, token, proof)
+  const then = (found: GatewayError | null): Decision => {
+    record?.({ stage: 'dpop', scheme: 'DPoP', jkt, failure: found })
+    return found === null ? settle(engine, route, path, query, token, clientIp, record, request) : denied(found, route, path, query, token, clientIp)
+  }
+  return failure instanceof Promise ? failure.then(then) : then(failure)
 }
 
 /** `decideKnown`, then `decidePending` if needed: for callers that await anyway. Never rejects. */

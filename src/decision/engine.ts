@@ -12,6 +12,10 @@ import { FAILURE_CACHE_DEFAULTS, FailureCache, TOKEN_CACHE_DEFAULTS, TokenCache,
 import { TokenVerifier, type Verifier } from '../token/verify-token.js'
 import { IntrospectingVerifier, type IntrospectionListener } from '../token/introspect-token.js'
 import { PolicyOutcomes } from './policy-outcome.js'
+import { createRedis } from '../state/redis.js'
+import { DpopNonces } from '../token/dpop-nonce.js'
+import { MemoryReplayStore, RedisReplayStore } from '../token/dpop-replay.js'
+import type { DpopParts } from './check-dpop.js'
 
 export interface Engine {
   config: CompiledConfig
@@ -25,6 +29,8 @@ export interface Engine {
   introspection?: IntrospectingVerifier
   /** Milliseconds since the epoch: the clock conditions read (`now`, `maxAge`); injected by tests. */
   now: () => number
+  /** The DPoP replay store and nonces (see check-dpop.ts). */
+  dpop: DpopParts
 }
 
 export interface EngineOptions {
@@ -40,6 +46,36 @@ export interface EngineOptions {
 /** Where an issuer's keys come from: while it is unchanged, a reload keeps the keys already fetched. */
 function keySource (issuer: CompiledIssuer): string {
   return JSON.stringify([issuer.id, issuer.issuer, issuer.keys])
+}
+
+/**
+ * The DPoP state, carried over from the previous engine while its settings are unchanged: a reload must not
+ * forget the proofs already accepted (they could be replayed) nor the nonce secret (nonces handed out
+ * would be refused). The memory store is built only when a route could see a DPoP token; it is cheap anyway.
+ */
+function dpopParts (config: CompiledConfig, previous: DpopParts | null, previousConfig: CompiledConfig | null, now: () => number): DpopParts {
+  const { replay, nonce } = config.dpop
+  const same = (pick: (c: CompiledConfig) => unknown): boolean => previousConfig !== null && JSON.stringify(pick(previousConfig)) === JSON.stringify(pick(config))
+  const keepStore = previous !== null && same((c) => [c.dpop.replay.store, c.dpop.replay.maxEntries, c.dpop.replay.store === 'redis' ? c.redis : null])
+  let store = keepStore ? previous.replay : null
+  let redis = keepStore ? previous.redis : null
+  if (store === null) {
+    if (replay.store === 'redis' && config.redis !== null) {
+      redis = createRedis(config.redis, { lazy: true })
+      // The client prefixes every key with `redis.keyPrefix` itself.
+      store = new RedisReplayStore(redis, '', now)
+    } else {
+      store = new MemoryReplayStore(replay.maxEntries, now)
+    }
+  }
+  // A Redis client the new engine no longer uses is closed once the requests still using it have had their time.
+  if (!keepStore && previous?.redis != null) {
+    const old = previous.redis
+    setTimeout(() => { void old.quit().catch(() => {}) }, 30_000).unref()
+  }
+  const keepNonces = previous !== null && same((c) => c.dpop.nonce)
+  const nonces = keepNonces ? previous.nonces : nonce === null ? null : new DpopNonces(nonce.secret, nonce.windowMs, now)
+  return { replay: store, redis, nonces, now }
 }
 
 export function buildEngine (config: CompiledConfig, previous: Engine | null, options: EngineOptions = {}): Engine {
@@ -67,6 +103,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
     tokenCache,
     outcomes: new PolicyOutcomes(),
     now,
+    dpop: dpopParts(config, previous?.dpop ?? null, previous?.config ?? null, now),
     ...(introspection === undefined ? {} : { introspection })
   }
 }

@@ -6,7 +6,7 @@
  * real one: signature and expiry are skipped, and the output says so.
  */
 import type { CompiledConfig, CompiledRoute } from '../config/types.js'
-import { decideKnown, decidePending, PendingDecision, type Decision, type Recorder, type Step } from './decide.js'
+import { decideKnown, decidePending, PendingDecision, type Decision, type DpopInput, type Recorder, type Step } from './decide.js'
 import { buildEngine, loadKeys, type Engine } from './engine.js'
 import { GatewayError, toGatewayError } from '../shared/errors.js'
 import { describeHostPattern } from '../routing/match-host.js'
@@ -29,6 +29,8 @@ export interface ExplainInput {
   engine?: Engine
   /** Authorization values sent as they are, ahead of the one made from `token` or `claims`. */
   authorization?: readonly string[]
+  /** A DPoP proof and the request's origin: `token` is then sent as `DPoP <token>` (docs/dpop.md). */
+  dpop?: DpopInput
 }
 
 export interface Explanation {
@@ -59,7 +61,9 @@ function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedT
   } catch (err) {
     return toGatewayError(err)
   }
-  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)))
+  const cnf = claims.cnf as { jkt?: unknown } | undefined
+  const jkt = typeof cnf?.jkt === 'string' ? cnf.jkt : null
+  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)), jkt)
 }
 
 /** Stands in for the token verifier with a claims file: every bearer "verifies" to these claims. */
@@ -124,6 +128,11 @@ function stepWriter (input: ExplainInput, say: (step: string, text: string) => v
         say('require', scopes === undefined || scopes.require.length === 0 ? 'nothing required' : `pass (${scopes.match} of [${scopes.require.join(' ')}])`)
         return
       }
+      case 'dpop': {
+        const result = step.failure === null ? 'pass' : denial(step.failure)
+        say('dpop', step.scheme === 'Bearer' ? `Bearer scheme: ${result}` : `proof ${step.jkt === null ? '' : `key ${step.jkt} `}${result}`)
+        return
+      }
       default: say(step.stage, step.failure === null ? 'pass' : denial(step.failure))
     }
   }
@@ -142,10 +151,10 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
     engine = { ...engine, verifier: claimsVerifier(config, input.claims) }
     authorization.push(CLAIMS_BEARER)
   } else if (input.token !== undefined) {
-    authorization.push(`Bearer ${input.token}`)
+    authorization.push(`${input.dpop === undefined ? 'Bearer' : 'DPoP'} ${input.token}`)
   }
 
-  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip, host: input.host }, record)
+  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip, host: input.host, dpop: input.dpop }, record)
   let decision: Decision
   if (decided instanceof PendingDecision) {
     // A token to verify: only now are the issuers' keys fetched, as the gateway does at start.

@@ -74,13 +74,15 @@ export function forwardAuthError (err: GatewayError): GatewayError {
   const status = forwardAuthStatus(err)
   if (status === err.status) return err
   return new GatewayError(status, err.code, err.reason, err.description, {
-    detail: err.detail, scope: err.scope, retryAfter: err.retryAfter, headers: err.headers, cause: err.cause
+    detail: err.detail, scope: err.scope, retryAfter: err.retryAfter, headers: err.headers, dpop: err.dpop, cause: err.cause
   })
 }
 
 /** Whether a decision may be reused by the ingress, and for how long. */
 export function cacheControl (decision: Decision, nowMs: number): { cacheControl: string, vary?: string } {
   if (!decision.allowed || decision.audit !== null) return { cacheControl: 'no-store' }
+  // A DPoP proof is good for one request: an ingress that reused this answer would let its proof be replayed.
+  if (decision.token?.jkt != null) return { cacheControl: 'no-store' }
   const { policy, forward } = decision.route
   if (policy.network.allow !== null || (policy.network.deny !== null && policy.network.deny.cidrs.length > 0)) {
     return { cacheControl: 'no-store' }

@@ -20,6 +20,8 @@ import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues } from '../request/extract-token.js'
+import { DPOP_SCHEME, dpopProofValues } from '../request/extract-dpop-token.js'
+import { forwardAuthOrigin } from './forward-auth-origin.js'
 import type { DecisionLog } from './decision-log.js'
 import type { RateLimiter } from '../limits/rate-limiter.js'
 import { responseCorsHeaders } from '../cors/cors-headers.js'
@@ -119,6 +121,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
       const engine = options.engine()
       const raw = request.raw
       const trusted = engine.config.server.trustProxy
+      const peerTrusted = trusted !== null && trusted.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
       try {
         let original: OriginalRequest
         try {
@@ -145,7 +148,11 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
           target: original.target,
           authorization: authorizationValues(raw.rawHeaders),
           clientIp: ip,
-          host: original.host
+          host: original.host,
+          // Read only for a DPoP-scheme token (docs/dpop.md): the proof and the origin the ingress names.
+          dpop: DPOP_SCHEME.test(raw.headers.authorization ?? '')
+            ? { proofs: dpopProofValues(raw.rawHeaders), origin: forwardAuthOrigin(raw.rawHeaders, peerTrusted) }
+            : undefined
         })
         const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
         request.decision = decision

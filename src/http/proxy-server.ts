@@ -22,6 +22,9 @@ import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { clientIp } from '../request/client-ip.js'
 import { checkHost } from '../request/check-host.js'
 import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
+import { DPOP_SCHEME, dpopProofValues } from '../request/extract-dpop-token.js'
+import { receivedOrigin } from '../request/request-origin.js'
+import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
 import { downstreamHeaders } from '../forward/response-headers.js'
 import { clientErrorHandler, expectationFailed } from './client-errors.js'
@@ -65,6 +68,14 @@ export function upstreamError (err: Error & { statusCode?: number, code?: string
   }
   const reason = /RESET|SOCKET/i.test(code) ? 'upstream_reset' : 'upstream_refused'
   return new GatewayError(502, 'bad_gateway', reason, 'the upstream could not be reached', { detail: `${upstream}: ${code}` })
+}
+
+/** The origin the client sent to: TLS or, from a trusted proxy, `X-Forwarded-Proto`; and the Host header (also used by `upgrade.ts`). */
+export function proxyOrigin (raw: IncomingMessage, trustProxy: IpMatcher | null): string | null {
+  const trusted = trustProxy !== null && trustProxy.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
+  const proto = raw.headers['x-forwarded-proto']
+  const encrypted = (raw.socket as { encrypted?: boolean }).encrypted === true
+  return receivedOrigin(raw.headers.host, encrypted, trusted && typeof proto === 'string' ? proto : undefined)
 }
 
 /** An Authorization header of the Bearer scheme (whether or not its token is well formed). */
@@ -243,7 +254,11 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations, deci
       authorization: authorizationValues(raw.rawHeaders),
       clientIp: ip,
       // One Host, agreeing with an absolute-form target: checkHost above refused anything else.
-      host: raw.headers.host
+      host: raw.headers.host,
+      // Read only for a DPoP-scheme token (docs/dpop.md): the proofs, and the origin the client sent to.
+      dpop: DPOP_SCHEME.test(raw.headers.authorization ?? '')
+        ? { proofs: dpopProofValues(raw.rawHeaders), origin: proxyOrigin(raw, current.config.server.trustProxy) }
+        : undefined
     })
     const admit = (limited: GatewayError | null): void => {
       if (limited !== null) {

@@ -13,11 +13,22 @@ function quoted (text: string): string {
 }
 
 export function wwwAuthenticate (err: GatewayError): string {
+  if (err.dpop !== undefined) return dpopChallenge(err, err.dpop.algs)
   let value = `Bearer realm=${quoted(REALM)}`
   if (err.code === 'unauthorized') return value
   value += `, error=${quoted(err.code)}, error_description=${quoted(err.description)}`
   if (err.scope !== undefined) value += `, scope=${quoted(err.scope)}`
   return value
+}
+
+/**
+ * RFC 9449 §7.1: the DPoP scheme's challenge names the accepted proof algorithms. A request that brought
+ * no credentials gets no error code, as with Bearer.
+ */
+function dpopChallenge (err: GatewayError, algs: string): string {
+  let value = `DPoP realm=${quoted(REALM)}`
+  if (err.code !== 'unauthorized') value += `, error=${quoted(err.code)}, error_description=${quoted(err.description)}`
+  return `${value}, algs=${quoted(algs)}`
 }
 
 export function errorHeaders (err: GatewayError): Record<string, string> {
@@ -27,6 +38,7 @@ export function errorHeaders (err: GatewayError): Record<string, string> {
   }
   if (err.status === 401 || err.status === 403) headers['www-authenticate'] = wwwAuthenticate(err)
   if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter)
+  if (err.dpop?.nonce !== undefined) headers['dpop-nonce'] = err.dpop.nonce
   return headers
 }
 
@@ -50,7 +62,7 @@ const rendered = new Map<string, Rendered>()
 const RENDERED_MAX = 512
 
 function render (err: GatewayError): Rendered {
-  const key = `${err.status}\0${err.code}\0${err.description}\0${err.scope ?? ''}\0${err.retryAfter ?? ''}`
+  const key = `${err.status}\0${err.code}\0${err.description}\0${err.scope ?? ''}\0${err.retryAfter ?? ''}\0${err.dpop?.algs ?? ''}\0${err.dpop?.nonce ?? ''}`
   let answer = rendered.get(key)
   if (answer === undefined) {
     if (rendered.size >= RENDERED_MAX) rendered.clear()

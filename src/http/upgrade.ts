@@ -26,13 +26,14 @@ import { HOP_BY_HOP } from '../forward/upstream-headers.js'
 import { checkHost } from '../request/check-host.js'
 import { clientIp } from '../request/client-ip.js'
 import { authorizationValues, extractToken } from '../request/extract-token.js'
+import { DPOP_SCHEME, dpopProofValues } from '../request/extract-dpop-token.js'
 import { joinUpstreamPath, normalizeTarget } from '../request/normalize-path.js'
 import { subprotocolToken, type SubprotocolToken } from '../request/subprotocol-token.js'
 import { requestHost } from '../routing/match-host.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import type { DecisionLog, UpgradeRecord } from './decision-log.js'
 import type { OpenWebSockets } from './open-websockets.js'
-import { upstreamError } from './proxy-server.js'
+import { proxyOrigin, upstreamError } from './proxy-server.js'
 import { proxiedHeaders } from './proxied-headers.js'
 import { rawErrorResponse } from './reply-error.js'
 import { CLOSE_GRACE_MS, WebSocketTunnel } from './websocket-tunnel.js'
@@ -176,7 +177,17 @@ function readHandshake (options: UpgradeOptions, request: IncomingMessage, socke
     return null
   }
   const clientAddress = clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], engine.config.server.trustProxy)
-  const input: DecisionInput = { method, target, authorization, clientIp: clientAddress, host: request.headers.host }
+  const input: DecisionInput = {
+    method,
+    target,
+    authorization,
+    clientIp: clientAddress,
+    host: request.headers.host,
+    // A DPoP-scheme token's proof is checked on the handshake as on any request (docs/dpop.md).
+    dpop: DPOP_SCHEME.test(request.headers.authorization ?? '')
+      ? { proofs: dpopProofValues(request.rawHeaders), origin: proxyOrigin(request, engine.config.server.trustProxy) }
+      : undefined
+  }
   return { request, socket, head, engine, input, offered, record, refuse }
 }
 

@@ -201,5 +201,7 @@ export class Gateway {
     await closeWithin(this.admin, deadline)
     // After the listeners: requests under way may still spend a shared bucket.
     if (this.redis !== null) await this.redis.quit().catch(() => { this.redis?.disconnect() })
+    // Shared state last: the requests drained above may still have needed it (the DPoP replay store).
+    this.engine.dpop.redis?.disconnect()
   }
 }

@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'bad_gateway'
   | 'gateway_timeout'
   | 'server_error'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
 
 /** Stable, finer-grained reason ids: one per check that can fail. Used in logs and metric labels. */
 export type Reason =
@@ -65,6 +67,15 @@ export type Reason =
   | 'upstream_reset'
   | 'upstream_timeout'
   | 'internal'
+  | 'dpop_proof_missing'
+  | 'dpop_proof_duplicated'
+  | 'dpop_proof_invalid'
+  | 'dpop_proof_replayed'
+  | 'dpop_nonce_required'
+  | 'dpop_binding_mismatch'
+  | 'dpop_required'
+  | 'dpop_bound_token_as_bearer'
+  | 'dpop_replay_store_unavailable'
 
 export interface GatewayErrorOptions {
   /** Log-only detail: may name claim values, never the token. */
@@ -75,7 +86,17 @@ export interface GatewayErrorOptions {
   retryAfter?: number
   /** Extra response fields of the denial (lower-case names): the 429's `RateLimit` and `RateLimit-Policy`. */
   headers?: Readonly<Record<string, string>>
+  /** Challenge with the DPoP scheme rather than Bearer (docs/dpop.md). */
+  dpop?: DpopChallenge
   cause?: unknown
+}
+
+/** What a `WWW-Authenticate: DPoP` challenge carries beside the error (RFC 9449 §7.1, §9). */
+export interface DpopChallenge {
+  /** `algs="…"`: the proof algorithms accepted, space-separated. */
+  algs: string
+  /** A fresh server nonce, sent as the `DPoP-Nonce` header with `use_dpop_nonce`. */
+  nonce?: string
 }
 
 /**
@@ -101,6 +122,7 @@ export class GatewayError extends StacklessError {
   readonly scope: string | undefined
   readonly retryAfter: number | undefined
   readonly headers: Readonly<Record<string, string>> | undefined
+  readonly dpop: DpopChallenge | undefined
 
   constructor (status: number, code: ErrorCode, reason: Reason, description: string, options: GatewayErrorOptions = {}) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause })
@@ -113,6 +135,7 @@ export class GatewayError extends StacklessError {
     this.scope = options.scope
     this.retryAfter = options.retryAfter
     this.headers = options.headers
+    this.dpop = options.dpop
   }
 }
 

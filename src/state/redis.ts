@@ -1,5 +1,6 @@
 /**
- * The one Redis client of a process, for state shared between replicas (rate limits: docs/rate-limits.md#redis).
+ * The Redis clients of a process, for state shared between replicas (rate limits: docs/rate-limits.md#redis;
+ * DPoP replay: docs/dpop.md).
  * Commands fail fast instead of queueing while Redis is away: a request waits at most `timeoutMs` on it,
  * and then the route's `onStoreError` decides. The client reconnects by itself; `status()` says whether
  * it is connected, for `/readyz` and the metrics.
@@ -12,17 +13,23 @@ function reconnectDelay (attempt: number): number {
   return Math.min(50 * 2 ** attempt, 2000)
 }
 
-/** A client for the config's `redis` block. It connects in the background; closed by `redis.quit()` on shutdown. */
-export function createRedis (config: CompiledRedis): Redis {
+/**
+ * A client for the config's `redis` block; keys get `keyPrefix`. It connects in the background, or with
+ * `lazy` at its first command (the DPoP replay store: `scopegate explain` and `scopegate test` build engines
+ * that may never use it; its commands wait for the connection, each bounded by the timeout). Closed by
+ * `redis.quit()` on shutdown.
+ */
+export function createRedis (config: CompiledRedis, options: { lazy?: boolean } = {}): Redis {
+  const lazy = options.lazy === true
   const client = new Redis(config.url, {
     keyPrefix: config.keyPrefix,
     commandTimeout: config.timeoutMs,
     connectTimeout: Math.max(config.timeoutMs, 1000),
     // Fail fast while disconnected: a queued command would hold its request until Redis came back.
-    enableOfflineQueue: false,
+    enableOfflineQueue: lazy,
     maxRetriesPerRequest: 0,
     retryStrategy: reconnectDelay,
-    lazyConnect: false
+    lazyConnect: lazy
   })
   // Errors are reported through the commands that fail and through status(); an unhandled 'error' event would crash.
   client.on('error', () => {})

@@ -28,6 +28,11 @@ export interface VerifiedToken extends IdentityClaims {
    * holding the token itself. The string the token cache is keyed by, so it costs a reference.
    */
   digest: string
+  /**
+   * The RFC 7638 thumbprint the token is bound to (`cnf.jkt`, RFC 9449 §6.1), or null for a token that is
+   * not DPoP-bound: such a token must come with a proof made with that key (docs/dpop.md).
+   */
+  jkt: string | null
 }
 
 /**
@@ -45,7 +50,7 @@ export function cacheKey (token: string): string {
  * own, about 400 bytes per entry (measured in a heap snapshot of a full cache).
  */
 export function verifiedToken (identity: IdentityClaims, issuer: CompiledIssuer, claims: JwtPayload, expiresAt: number, key: KeyEntry | null,
-  size: number, digest: string): VerifiedToken {
+  size: number, digest: string, jkt: string | null = null): VerifiedToken {
   return {
     subject: identity.subject,
     clientId: identity.clientId,
@@ -57,6 +62,7 @@ export function verifiedToken (identity: IdentityClaims, issuer: CompiledIssuer,
     expiresAt,
     key,
     size,
-    digest
+    digest,
+    jkt
   }
 }

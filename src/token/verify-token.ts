@@ -24,6 +24,14 @@ const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 
 const NO_CLAIMS: JwtPayload = Object.freeze({})
 
+/** `cnf.jkt` (RFC 9449 §6.1) when it is a string: the token is then DPoP-bound (see `decision/check-dpop.ts`). */
+function boundKey (payload: JwtPayload): string | null {
+  const cnf = payload.cnf
+  if (typeof cnf !== 'object' || cnf === null) return null
+  const jkt = (cnf as Record<string, unknown>).jkt
+  return typeof jkt === 'string' ? jkt : null
+}
+
 /**
  * A token the caches do not know: it must be verified afresh (`TokenVerifier.verifyMiss`). Carries the
  * digest already computed, so the verification does not hash the token again.
@@ -163,6 +171,6 @@ export class TokenVerifier implements Verifier {
 
     // The payload is kept only where a route reads claims beyond the identity (config.keepClaims).
     const claims = this.config.keepClaims ? payload : NO_CLAIMS
-    return verifiedToken(identity, issuer, claims, exp, key, signingInput.length * (this.config.keepClaims ? 2 : 1), digest)
+    return verifiedToken(identity, issuer, claims, exp, key, signingInput.length * (this.config.keepClaims ? 2 : 1), digest, boundKey(payload))
   }
 }

@@ -297,3 +297,30 @@ t.test('diff: widening exits 1, narrowing and no change exit 0', async (t) => {
   const broken = await run(['diff', '--from', 'gw.yaml'], dir)
   t.equal(broken.code, 2)
 })
+
+t.test('DPoP in cases: a bound token (cnf.jkt) as Bearer, and a Bearer token on a requireDpop route, are denied', async (t) => {
+  const config = `${CONFIG}
+  - id: payments
+    match: { path: /payments, prefix: true }
+    upstream: api
+    requireDpop: true
+`
+  const cases = `
+cases:
+  - name: a DPoP-bound token sent as Bearer
+    request: { path: /orders/1, claims: ${JSON.stringify({ ...CLERK, cnf: { jkt: 'bound-key-thumbprint' } })} }
+    expect: { decision: deny, status: 401, error: invalid_token }
+  - name: a Bearer token where DPoP is required
+    request: { path: /payments, claims: ${JSON.stringify(CLERK)} }
+    expect: { decision: deny, status: 401, error: invalid_token }
+  - name: an unbound Bearer token elsewhere is still fine
+    request: { path: /orders/1, claims: ${JSON.stringify(CLERK)} }
+    expect: { decision: allow }
+`
+  const dir = await workdir(t, { 'gw.yaml': config, 'cases.yaml': cases })
+  const result = await run(['test', '--config', 'gw.yaml', 'cases.yaml'], dir)
+  t.equal(result.code, 0, result.stdout + result.stderr)
+  t.match(result.stdout, /^3 passed, 0 failed$/m)
+  const wrong = await workdir(t, { 'gw.yaml': config, 'cases.yaml': cases.replace('error: invalid_token', 'error: insufficient_scope') })
+  t.equal((await run(['test', '--config', 'gw.yaml', 'cases.yaml'], wrong)).code, 1, 'and the wrong expectation fails')
+})

@@ -27,8 +27,8 @@ import { problemsOf } from '../../src/config/problems.js'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 const NOT_CONFIG = '<!-- not-config -->'
-const CONFIG_KEYS = new Set(['server', 'issuers', 'upstreams', 'reissue', 'defaults', 'routes', 'redis'])
-const ROUTE_KEYS = new Set(['id', 'match', 'upstream', 'stripPrefix', 'auth', 'mode', 'policy', 'forward', 'rateLimit', 'cors'])
+const CONFIG_KEYS = new Set(['server', 'issuers', 'upstreams', 'reissue', 'defaults', 'routes', 'dpop', 'redis'])
+const ROUTE_KEYS = new Set(['id', 'match', 'upstream', 'stripPrefix', 'auth', 'mode', 'policy', 'forward', 'rateLimit', 'cors', 'requireDpop'])
 
 const BASE = {
   issuers: [{

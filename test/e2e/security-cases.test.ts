@@ -402,7 +402,15 @@ t.test('security cases against one gateway', async (t) => {
       await denied(t, '/api/orders/1', auth(`Bearer ${T},`), 400, 'invalid_request')
     })
     await t.test('25: another scheme is no bearer credentials: 401 with a bare challenge', async (t) => {
-      for (const value of ['Basic dXNlcjpwYXNz', `Token ${T}`, `DPoP ${T}`]) await denied(t, '/api/orders/1', auth(value), 401, 'unauthorized')
+      for (const value of ['Basic dXNlcjpwYXNz', `Token ${T}`]) await denied(t, '/api/orders/1', auth(value), 401, 'unauthorized')
+    })
+    await t.test('25b: the DPoP scheme without its proof is refused with a DPoP challenge (docs/dpop.md)', async (t) => {
+      const before = echo.received.length
+      const res = await send(gw.proxyUrl, '/api/orders/1', { headers: auth(`DPoP ${T}`) })
+      t.equal(res.status, 401, 'status')
+      t.equal(res.json?.error, 'invalid_dpop_proof', 'error code')
+      t.match(res.headers['www-authenticate'], /^DPoP realm="scopegate", error="invalid_dpop_proof", error_description="[^"\r\n]+", algs="[^"\r\n]+"$/, 'the DPoP challenge')
+      t.equal(echo.received.length, before, 'the upstream received nothing')
     })
     await stillServes(t)
   })

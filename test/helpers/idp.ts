@@ -33,6 +33,8 @@ export interface TokenRequest {
   clientId: string
   resource?: string
   scope?: string
+  /** A DPoP proof for the token request (`htm` POST, `htu` the token endpoint): the token is then DPoP-bound (`cnf.jkt`). */
+  dpop?: string
 }
 
 export interface Idp {
@@ -213,6 +215,8 @@ export async function startIdp (opts: StartIdpOptions): Promise<Idp> {
         clientCredentials: { enabled: true },
         introspection: { enabled: opts.introspection === true, allowedPolicy: async () => true },
         devInteractions: { enabled: false },
+        // A token request with a DPoP proof gets a DPoP-bound token (RFC 9449); without one, a Bearer token as before.
+        dPoP: { enabled: true },
         resourceIndicators: {
           enabled: true,
           defaultResource: async () => undefined,
@@ -250,7 +254,7 @@ export async function startIdp (opts: StartIdpOptions): Promise<Idp> {
     issuer,
     jwksUri: `${issuer}/jwks`,
     tokenEndpoint,
-    async token ({ clientId, resource, scope }) {
+    async token ({ clientId, resource, scope, dpop }) {
       const client = clientsById.get(clientId)
       if (!client) throw new Error(`startIdp: unknown client ${clientId}`)
       const form = new URLSearchParams({
@@ -260,7 +264,8 @@ export async function startIdp (opts: StartIdpOptions): Promise<Idp> {
       })
       if (resource !== undefined) form.set('resource', resource)
       if (scope !== undefined) form.set('scope', scope)
-      const res = await fetch(tokenEndpoint, { method: 'POST', body: form, signal: AbortSignal.timeout(5000) })
+      const headers: Record<string, string> = dpop === undefined ? {} : { dpop }
+      const res = await fetch(tokenEndpoint, { method: 'POST', body: form, headers, signal: AbortSignal.timeout(5000) })
       const body = (await res.json()) as { access_token?: string; error?: string; error_description?: string }
       if (!res.ok || typeof body.access_token !== 'string') {
         const cause = res.status >= 500 ? lastError : undefined

@@ -48,6 +48,7 @@ export function verifiedToken (config: CompiledConfig, claims: Record<string, un
     expiresAt: typeof claims.exp === 'number' ? claims.exp : 0,
     key: { kid: 'k', key: verifyKey, algorithms: new Set(['ES256']) },
     size: 100,
-    digest: cacheKey(token)
+    digest: cacheKey(token),
+    jkt: null
   }
 }

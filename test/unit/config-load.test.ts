@@ -82,20 +82,30 @@ const DEFAULT_SERVER: RawConfig['server'] = {
   forwarded: { xForwardedFor: 'append', xForwardedProto: true, xForwardedHost: true, xForwardedPort: true, forwarded: false, clientIpHeaders: [] }
 }
 
-const DEFAULT_ISSUER_PARTS: Pick<RawIssuer, 'clockTolerance' | 'requireTyp' | 'claims' | 'jwks'> = {
+const DEFAULT_ISSUER_PARTS: Pick<RawIssuer, 'clockTolerance' | 'requireTyp' | 'requireDpop' | 'claims' | 'jwks'> = {
   clockTolerance: '30s',
   requireTyp: false,
+  requireDpop: false,
   claims: { scope: ['scope', 'scp', 'permissions'], roles: 'roles', clientId: ['client_id', 'azp'], subject: 'sub' },
   jwks: { refreshInterval: '10m', cooldown: '30s', timeout: '5s', maxStale: '24h', maxBytes: 1048576 }
 }
 
-const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'policy' | 'forward' | 'websocket'> = {
+const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'policy' | 'forward' | 'websocket' | 'requireDpop'> = {
+  requireDpop: false,
   stripPrefix: false,
   auth: 'required',
   mode: 'enforce',
   policy: {},
   forward: { authorization: 'keep', stripHeaders: [] },
   websocket: { enabled: false, subprotocolToken: false, closeOnExpiry: true, closeOnReload: true }
+}
+
+const DEFAULT_DPOP: RawConfig['dpop'] = {
+  algorithms: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'],
+  proofLifetime: '60s',
+  clockSkew: '5s',
+  replay: { store: 'memory', maxEntries: 100000, onStoreFailure: 'deny' },
+  nonce: { enabled: false, window: '5m' }
 }
 
 /** The smallest valid config, as plain values: tests change one thing in a copy. */
@@ -167,8 +177,10 @@ t.test('the contract example loads as written, with the unset defaults filled in
         denyStatus: { policy: 401, scope: 403 }
       },
       forward: { authorization: 'keep', audience: 'https://todo.internal', claims: { 'x-tenant-id': 'tenant' }, stripHeaders: [] },
-      websocket: { enabled: false, subprotocolToken: false, closeOnExpiry: true, closeOnReload: true }
-    }]
+      websocket: { enabled: false, subprotocolToken: false, closeOnExpiry: true, closeOnReload: true },
+      requireDpop: false
+    }],
+    dpop: DEFAULT_DPOP
   } satisfies RawConfig)
 })
 
@@ -179,7 +191,8 @@ t.test('a minimal config gets every default', async (t) => {
     routes: [{ id: 'r0', match: { path: '/todos', prefix: false }, upstream: 'todo', ...DEFAULT_ROUTE_PARTS }],
     issuers: [{ id: 'idp', issuer: 'https://idp/', discovery: true, algorithms: ['RS256'], audiences: ['api'], ...DEFAULT_ISSUER_PARTS }],
     server: DEFAULT_SERVER,
-    defaults: { policy: {} }
+    defaults: { policy: {} },
+    dpop: DEFAULT_DPOP
   } satisfies RawConfig)
 })
 

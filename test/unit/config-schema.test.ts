@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawRateLimit, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
+import type { RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -41,6 +41,7 @@ const everyField: RawConfig = {
       audiences: ['https://todo.api', 'https://other.api'],
       clockTolerance: '1.5s',
       requireTyp: true,
+      requireDpop: true,
       claims: {
         scope: ['scp', ['realm_access', 'scope']],
         roles: ['realm_access', 'roles'],
@@ -57,6 +58,7 @@ const everyField: RawConfig = {
       audiences: ['api'],
       clockTolerance: '0s',
       requireTyp: false,
+      requireDpop: false,
       claims: { scope: ['scope'], roles: 'https://example.com/roles', clientId: ['client_id'], subject: 'sub' },
       jwks: { refreshInterval: '10m', cooldown: '30s', timeout: '5s', maxStale: '24h', maxBytes: 1048576 }
     }
@@ -89,9 +91,17 @@ const everyField: RawConfig = {
       },
       websocket: { enabled: true, subprotocolToken: true, closeOnExpiry: false, closeOnReload: false },
       rateLimit: { limit: 50, window: '10s', key: ['address', 'client'], store: 'redis', onStoreError: 'closed' },
-      cors: { origins: ['https://app.example.com', 'https://*.example.org'], methods: ['GET', 'PUT'], headers: ['Authorization', 'X-Request-Id'], exposeHeaders: ['X-Total'], credentials: true, maxAge: '1h' }
+      cors: { origins: ['https://app.example.com', 'https://*.example.org'], methods: ['GET', 'PUT'], headers: ['Authorization', 'X-Request-Id'], exposeHeaders: ['X-Total'], credentials: true, maxAge: '1h' },
+      requireDpop: true
     }
   ],
+  dpop: {
+    algorithms: ['ES256', 'EdDSA'],
+    proofLifetime: '30s',
+    clockSkew: '2s',
+    replay: { store: 'redis', maxEntries: 5000, onStoreFailure: 'allow' },
+    nonce: { enabled: true, secret: 'a-nonce-secret-of-at-least-32-characters', window: '1m' }
+  },
   redis: { url: 'rediss://redis.internal:6380/1', keyPrefix: 'gw:', timeout: '250ms' }
 }
 
@@ -148,8 +158,13 @@ const allowDenyMissing: Presence<NonNullable<RawPolicy['audience']>> = { allow: 
 
 const objects: Array<[string, string[], Record<string, string>]> = [
   ['RawConfig', [], {
-    server: 'default', issuers: 'default', upstreams: 'required', reissue: 'optional', defaults: 'default', routes: 'required', redis: 'optional'
+    server: 'default', issuers: 'default', upstreams: 'required', reissue: 'optional', defaults: 'default', routes: 'required', dpop: 'default', redis: 'optional'
   } satisfies Presence<RawConfig>],
+  ['RawDpop', ['dpop'], {
+    algorithms: 'default', proofLifetime: 'default', clockSkew: 'default', replay: 'default', nonce: 'default'
+  } satisfies Presence<RawDpop>],
+  ['RawDpop.replay', ['dpop', 'replay'], { store: 'default', maxEntries: 'default', onStoreFailure: 'default' } satisfies Presence<RawDpop['replay']>],
+  ['RawDpop.nonce', ['dpop', 'nonce'], { enabled: 'default', secret: 'optional', window: 'default' } satisfies Presence<RawDpop['nonce']>],
   ['RawRedis', ['redis'], { url: 'required', keyPrefix: 'default', timeout: 'default' } satisfies Presence<RawRedis>],
   ['RawRateLimit', ['routes', '[]', 'rateLimit'], {
     limit: 'required', window: 'required', key: 'default', store: 'default', onStoreError: 'default'
@@ -184,6 +199,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     audiences: 'required',
     clockTolerance: 'default',
     requireTyp: 'default',
+    requireDpop: 'default',
     claims: 'default',
     jwks: 'default',
     introspection: 'optional'
@@ -258,7 +274,8 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     forward: 'default',
     websocket: 'default',
     rateLimit: 'optional',
-    cors: 'optional'
+    cors: 'optional',
+    requireDpop: 'default'
   } satisfies Presence<RawRoute>],
   ['RawCors', ['routes', '[]', 'cors'], {
     origins: 'required', methods: 'optional', headers: 'default', exposeHeaders: 'default', credentials: 'default', maxAge: 'default'
@@ -291,6 +308,8 @@ const enums: Array<[string, string[], string[]]> = [
   ['server.logLevel', ['server', 'logLevel'], membersOf<RawServer['logLevel']>({ fatal: true, error: true, warn: true, info: true, debug: true, trace: true, silent: true })],
   ['reissue.algorithm', ['reissue', 'algorithm'], membersOf<RawReissue['algorithm']>({ ES256: true, EdDSA: true, RS256: true, PS256: true })],
   ['route auth', ['routes', '[]', 'auth'], membersOf<RawRoute['auth']>({ required: true, optional: true, none: true })],
+  ['dpop.replay.store', ['dpop', 'replay', 'store'], membersOf<RawDpop['replay']['store']>({ memory: true, redis: true })],
+  ['dpop.replay.onStoreFailure', ['dpop', 'replay', 'onStoreFailure'], membersOf<RawDpop['replay']['onStoreFailure']>({ deny: true, allow: true })],
   ['route mode', ['routes', '[]', 'mode'], membersOf<RawRoute['mode']>({ enforce: true, audit: true })],
   ['server.forwarded.xForwardedFor', ['server', 'forwarded', 'xForwardedFor'], membersOf<RawForwarding['xForwardedFor']>({ append: true, replace: true, remove: true })],
   ['forward.authorization', ['routes', '[]', 'forward', 'authorization'], membersOf<RawForward['authorization']>({ keep: true, strip: true, reissue: true })],

@@ -29,6 +29,7 @@ function issuer (jwks: Partial<CompiledJwksOptions> = {}, discovery = false): Co
     audiences: new Set(['https://api.test']),
     clockToleranceSec: 30,
     requireTyp: false,
+    requireDpop: false,
     claims: { scope: [['scope']], roles: ['roles'], clientId: [['client_id']], subject: ['sub'] },
     jwks: { ...JWKS, ...jwks }
   }

@@ -37,7 +37,8 @@ function verified (expiresAt: number, size = 100): VerifiedToken {
     expiresAt,
     key: {} as KeyEntry,
     size,
-    digest: 'tok'
+    digest: 'tok',
+    jkt: null
   }
 }
 
