@@ -52,20 +52,25 @@ function preview (body: Buffer): string {
 }
 
 /** GET `url` and parse its JSON body, within `timeoutMs` and `maxBytes`; throws `FetchJsonError`, whose `kind` says what went wrong. */
+/** Throws, the body cancelled, for a redirect (never followed) or any status but 200. */
+export async function expectOk (response: Response): Promise<void> {
+  if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
+    await response.body?.cancel()
+    throw new FetchJsonError('redirect', `answered ${response.status}; redirects are not followed`)
+  }
+  if (response.status !== 200) {
+    await response.body?.cancel()
+    throw new FetchJsonError('status', `answered HTTP ${response.status}`)
+  }
+}
+
 export async function fetchJson (url: string, options: FetchJsonOptions): Promise<unknown> {
   const doFetch = options.fetch ?? (globalThis.fetch as FetchLike)
   const signal = AbortSignal.timeout(options.timeoutMs)
   try {
     const response = await doFetch(url, { redirect: 'manual', signal, headers: { accept: 'application/json, application/jwk-set+json' } })
     // A redirect could lead anywhere; the key URL is the one configured (or discovered), nothing else.
-    if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
-      await response.body?.cancel()
-      throw new FetchJsonError('redirect', `answered ${response.status}; redirects are not followed`)
-    }
-    if (response.status !== 200) {
-      await response.body?.cancel()
-      throw new FetchJsonError('status', `answered HTTP ${response.status}`)
-    }
+    await expectOk(response)
     const body = await readBounded(response, options.maxBytes)
     try {
       return JSON.parse(body.toString('utf8'))

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto'
 import { SignJWT } from 'jose'
 import type { CompiledIntrospection, CompiledIssuer } from '../config/types.js'
-import { fetchJson, FetchJsonError, readBounded, type FetchLike } from './fetch-json.js'
+import { expectOk, fetchJson, FetchJsonError, readBounded, type FetchLike } from './fetch-json.js'
 
 /** What an introspection call can fail with, besides the kinds of `fetchJson` (`not_json` covers garbage). */
 export type IntrospectionFailure = FetchJsonError['kind'] | 'discovery'
@@ -109,14 +109,7 @@ export class IntrospectionClient {
         headers: { ...headers, accept: this.config.jwtResponse ? SIGNED_TYPE : 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
         body: form.toString()
       })
-      if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
-        await response.body?.cancel()
-        throw new FetchJsonError('redirect', `answered ${response.status}; redirects are not followed`)
-      }
-      if (response.status !== 200) {
-        await response.body?.cancel()
-        throw new FetchJsonError('status', `answered HTTP ${response.status}`)
-      }
+      await expectOk(response)
       body = await readBounded(response, this.config.maxBytes)
       signed = (response.headers.get('content-type') ?? '').toLowerCase().startsWith(SIGNED_TYPE)
     } catch (err) {
