@@ -17,7 +17,7 @@
  *   an original request that cannot be determined (`invalid_request`), an internal error
  *   (`server_error`). No credentials would make these pass.
  *
- * Body of a denial. The contract's JSON body, except for the nginx family (see `denialWithoutBody`).
+ * Body of a denial. The JSON body of docs/responses.md, except for the nginx family (see `denialWithoutBody`).
  *
  * Caching (allow only; every denial is `no-store`). An ingress that caches decisions (ingress-nginx
  * `auth-cache-key`, nginx `proxy_cache`) keys them on what the operator names, so an allow may be
