@@ -12,9 +12,9 @@ import { certificateKit } from '../helpers/certificates.js'
 t.jobs = 4
 const kit = certificateKit()
 t.teardown(() => { kit.remove() })
-const server = kit.issue('server')
+kit.issue('server')
 const other = kit.issue('other')
-const expired = kit.issue('expired', { expired: true })
+kit.issue('expired', { expired: true })
 copyFileSync(other.key, join(kit.dir, 'not-the-key.key'))
 writeFileSync(join(kit.dir, 'garbage.crt'), 'not a certificate\n')
 
