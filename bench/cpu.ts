@@ -11,7 +11,10 @@
  * and the JWKS on the other (taskset), as in `npm run bench`.
  *
  * Environment: CPU_REQUESTS (requests per slice, 20,000), CPU_ROUNDS (ABBA rounds, 3), CPU_ONLY (a
- * comma-separated list of scenario names: hot, 10k, invalid, missing, workers).
+ * comma-separated list of scenario names: hot, 10k, invalid, missing, workers), CPU_AGAINST (the
+ * output folder of another build, e.g. `bench-dist/dist-before`, made with `git stash; npm run build;
+ * cp -r dist bench-dist/dist-before; git stash pop`: each scenario then pairs this build with that one
+ * instead of the baseline, which is how one change's effect is measured).
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -23,6 +26,7 @@ import { startIssuer } from './tokens.js'
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000)
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3)
 const ONLY = process.env.CPU_ONLY?.split(',') ?? null
+const AGAINST = process.env.CPU_AGAINST
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
@@ -110,23 +114,31 @@ async function main (): Promise<void> {
     process.stdout.write(`${new Date().toISOString()}  ${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}, Node ${process.version}, log level ${LOG_LEVEL}, ` +
       `${REQUESTS} requests per slice, ${ROUNDS} ABBA rounds, ${CONNECTIONS} connections, ${HAS_TASKSET ? `proxies on core ${PROXY_CORE}, loader on core ${LOAD_CORE}` : 'unpinned'}\n`)
 
-    const base: Side = { name: 'baseline', url: `http://127.0.0.1:${basePort}/api/todos`, headers: () => ({}), pid: baseline.process.pid ?? 0 }
     const gate = (name: string, headers: () => Record<string, string>, target: Child & { port: number } = gateway): Side =>
       ({ name, url: `http://127.0.0.1:${target.port}/api/todos`, headers, pid: target.process.pid ?? 0 })
+    const before = AGAINST === undefined
+      ? null
+      : await startGateway('cpu-config-against', (port, adminPort) => benchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE, [], AGAINST)
+    if (before !== null) children.push(before)
+    /** What each scenario is paired with: the bare proxy, or the other build given the same headers. */
+    const against = (headers: () => Record<string, string>): Side => before === null
+      ? { name: 'baseline', url: `http://127.0.0.1:${basePort}/api/todos`, headers: () => ({}), pid: baseline.process.pid ?? 0 }
+      : gate(AGAINST ?? '', headers, before)
     const hot = issuer.mint('RS256', benchClaims(0))
     const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
 
-    if (wanted('hot')) await pair('one hot token', gate('scopegate', hotHeaders), base)
+    if (wanted('hot')) await pair('one hot token', gate('scopegate', hotHeaders), against(hotHeaders))
     if (wanted('10k')) {
       const tokens = cycle(Array.from({ length: 10_000 }, (_, i) => issuer.mint('RS256', benchClaims(i))))
       await slice(gate('prime', tokens.next), 10_000)
-      await pair('10,000 distinct RS256 tokens', gate('scopegate', tokens.next), base)
+      if (before !== null) await slice(gate('prime', tokens.next, before), 10_000)
+      await pair('10,000 distinct RS256 tokens', gate('scopegate', tokens.next), against(tokens.next))
     }
     if (wanted('invalid')) {
       const invalid = cycle(Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA')))
-      await pair('invalid tokens, a bad signature (401)', gate('scopegate', invalid.next), base)
+      await pair('invalid tokens, a bad signature (401)', gate('scopegate', invalid.next), against(invalid.next))
     }
-    if (wanted('missing')) await pair('no token (401)', gate('scopegate', () => ({})), base)
+    if (wanted('missing')) await pair('no token (401)', gate('scopegate', () => ({})), against(() => ({})))
     if (wanted('workers')) {
       const two = await startGateway('cpu-config-workers', (port, adminPort) => {
         const config = benchConfig(issuer.url, upstream.url, port, adminPort)
