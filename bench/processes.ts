@@ -82,12 +82,14 @@ export async function startUpstream (core: number): Promise<Child> {
 
 /**
  * scopegate itself (`node [nodeArgs] dist/cli.js serve`) on two free loopback ports, pinned to `core`, its
- * config written to `bench-dist/<name>.json`; ready once `/readyz` answers.
+ * config written to `bench-dist/<name>.json`; ready once `/readyz` answers. `dist`: another build's
+ * output folder (relative to the repository), to compare two builds.
  */
-export async function startGateway (name: string, config: (port: number, adminPort: number) => unknown, core: number, nodeArgs: string[] = []): Promise<Child & { port: number }> {
+export async function startGateway (name: string, config: (port: number, adminPort: number) => unknown, core: number, nodeArgs: string[] = [],
+  dist = 'dist'): Promise<Child & { port: number }> {
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = join(ROOT, 'bench-dist', `${name}.json`)
   writeFileSync(file, JSON.stringify(config(port, adminPort)))
-  const child = await startNode([...nodeArgs, 'dist/cli.js', 'serve', '--config', file], `http://127.0.0.1:${adminPort}/readyz`, core)
+  const child = await startNode([...nodeArgs, `${dist}/cli.js`, 'serve', '--config', file], `http://127.0.0.1:${adminPort}/readyz`, core)
   return { ...child, port }
 }

@@ -30,8 +30,8 @@ export interface UpstreamHeaderOptions {
   reissued?: string
 }
 
-/** A Connection value that names nothing but the connection's own fate, as almost every client sends. */
-const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i
+/** A Connection value that names nothing but the connection's own fate, as almost every client (and upstream) sends. */
+export const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i
 
 /** Names listed in a Connection header value, lower-cased. */
 export function connectionNames (value: string | string[] | undefined): string[] {

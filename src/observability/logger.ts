@@ -4,6 +4,7 @@
  */
 import { createRequire } from 'node:module'
 import { pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino'
+import { LineBatch } from './line-batch.js'
 
 export interface LoggerOptions {
   level: LevelWithSilent
@@ -38,8 +39,9 @@ export function createLogger (options: LoggerOptions): Logger {
   }
   // Without a given destination: stdout, written asynchronously, so lines that pile up while a write is
   // under way go out in one write instead of one syscall per decision. pino flushes it on exit. (A
-  // minimum batch size would save a little more, but would hold lifecycle lines back as well.)
-  const destination = options.destination ?? (pretty ? undefined : pino.destination({ dest: 1, sync: false }))
+  // minimum batch size would save a little more, but would hold lifecycle lines back as well.) The lines
+  // of one turn of the event loop are gathered into one write first (line-batch.ts).
+  const destination = options.destination ?? (pretty ? undefined : new LineBatch(pino.destination({ dest: 1, sync: false })))
   const logger = destination === undefined ? pino(settings) : pino(settings, destination)
   if (options.pretty === true && !pretty && options.destination === undefined) logger.info('pino-pretty is not installed: logging JSON lines')
   return logger

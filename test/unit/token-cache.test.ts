@@ -288,6 +288,31 @@ t.test('verifier with a failure cache: a bad signature is checked once, then ans
   t.equal(lookups, 3, 'an unknown kid is looked up every time: a refetch may bring it')
 })
 
+t.test('verifier: a spray of distinct bad tokens, more than the failure cache holds, evicts no verified token', async (t) => {
+  const k1 = await makeKey('ES256', 'k1')
+  const r = await rig([k1])
+  const failures = new FailureCache({ maxEntries: 1000, ttlMs: FAILURE_CACHE_DEFAULTS.ttlMs, now: () => r.clock.now })
+  const verifier = new TokenVerifier(config, new Map([['idp', r.store]]), r.tokenCache, () => r.clock.now, failures)
+  const good = await mintToken(k1, claims, { iat, expiresIn: 3600 })
+  const kept = await verifier.verify(good)
+  const [header, , signature] = good.split('.')
+  // Well-formed, issuer and kid known, each payload different, none signed: every one reaches the
+  // signature check and is cached as a settled failure, in a cache of its own.
+  const body = (i: number): string => Buffer.from(JSON.stringify({ ...claims, exp: iat + 3600, jti: `spray-${i}` })).toString('base64url')
+  let refused = 0
+  for (let i = 0; i < 3000; i++) {
+    const found = verifier.lookup(`${header ?? ''}.${body(i)}.${signature ?? ''}`)
+    if (found instanceof TokenMiss) {
+      const err = await rejection(verifier.verifyMiss(found))
+      if (err.reason === 'token_signature_invalid') refused++
+    }
+  }
+  t.equal(refused, 3000, 'each bad token refused for its signature')
+  t.equal(verifier.lookup(good), kept, 'the good token is still answered from the token cache')
+  t.equal(r.tokenCache.size, 1, 'the token cache holds the good token only')
+  t.equal(r.fetches(), 1, 'the spray made no key fetch')
+})
+
 t.test('verifier contract: lookup answers at once and never throws; verifyMiss rejects only with a GatewayError', async (t) => {
   const k1 = await makeKey('ES256', 'k1')
   const r = await rig([k1])

@@ -1,0 +1,156 @@
+/**
+ * `npm run bench:cpu`: the gateway's own CPU time per request, against the bare @fastify/http-proxy
+ * baseline, for the paths the performance targets name. Throughput on a shared host is noise; the CPU a
+ * process spends per request it served is far steadier, since another tenant's load delays a process but
+ * does not make it do more work.
+ *
+ * Each scenario is measured in ABBA pairs (scopegate, baseline, baseline, scopegate, …), every slice the
+ * same number of requests from the same loader at the same concurrency. The CPU time is read from
+ * /proc/<pid>/stat (user + system, every thread) of the process and, for `workers: 2`, of its whole
+ * process tree (the primary and both workers). The proxies run on one core and the loader, the upstream
+ * and the JWKS on the other (taskset), as in `npm run bench`.
+ *
+ * Environment: CPU_REQUESTS (requests per slice, 20,000), CPU_ROUNDS (ABBA rounds, 3), CPU_ONLY (a
+ * comma-separated list of scenario names: hot, 10k, invalid, missing, workers), CPU_AGAINST (the
+ * output folder of another build, e.g. `bench-dist/dist-before`, made with `git stash; npm run build;
+ * cp -r dist bench-dist/dist-before; git stash pop`: each scenario then pairs this build with that one
+ * instead of the baseline, which is how one change's effect is measured).
+ */
+import { readdirSync, readFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import autocannon from 'autocannon'
+import { benchClaims, benchConfig, cycle, LOG_LEVEL } from './config.js'
+import { HAS_TASKSET, freePort, pinSelf, startGateway, startNode, startUpstream, type Child } from './processes.js'
+import { startIssuer } from './tokens.js'
+
+const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000)
+const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3)
+const ONLY = process.env.CPU_ONLY?.split(',') ?? null
+const AGAINST = process.env.CPU_AGAINST
+const CONNECTIONS = 50
+const PROXY_CORE = 1
+const LOAD_CORE = 0
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
+const CLK_TCK = 100
+
+interface Side { name: string, url: string, headers: () => Record<string, string>, pid: number }
+interface Slice { cpuUs: number, p99: number, non2xx: number, errors: number }
+
+/** [pid, ppid, user + system ticks] of every process /proc lists. */
+function processTable (): Array<[number, number, number]> {
+  const table: Array<[number, number, number]> = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      table.push([Number(entry), Number(fields[1]), Number(fields[11]) + Number(fields[12])])
+    } catch { /* the process ended while the table was read */ }
+  }
+  return table
+}
+
+/** CPU seconds used by `pid` and all its descendants (the cluster's primary and its workers). */
+function treeCpuSeconds (pid: number): number {
+  const table = processTable()
+  const tree = new Set([pid])
+  for (let grew = true, pass = 0; grew && pass < 8; pass++) {
+    grew = false
+    for (const [child, parent] of table) if (tree.has(parent) && !tree.has(child)) { tree.add(child); grew = true }
+  }
+  return table.reduce((sum, [p, , ticks]) => tree.has(p) ? sum + ticks : sum, 0) / CLK_TCK
+}
+
+/** Exactly REQUESTS requests at CONNECTIONS concurrency; the CPU µs per request the side's processes spent on them. */
+async function slice (side: Side, amount = REQUESTS): Promise<Slice> {
+  const before = treeCpuSeconds(side.pid)
+  const result = await autocannon({
+    url: side.url,
+    connections: CONNECTIONS,
+    amount,
+    requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...side.headers() } }) }]
+  })
+  const cpu = treeCpuSeconds(side.pid) - before
+  return { cpuUs: 1e6 * cpu / Math.max(1, result.requests.total), p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors + result.timeouts }
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] ?? 0 : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
+}
+
+/** ABBA rounds of `a` against `b`, after a warm-up slice of each: per-round CPU µs/req, ratios a ÷ b, p99s. */
+async function pair (label: string, a: Side, b: Side): Promise<void> {
+  await slice(a, REQUESTS / 2)
+  await slice(b, REQUESTS / 2)
+  const [as, bs]: [Slice[], Slice[]] = [[], []]
+  for (let round = 0; round < ROUNDS; round++) {
+    const order: Array<[Side, Slice[]]> = round % 2 === 0 ? [[a, as], [b, bs]] : [[b, bs], [a, as]]
+    for (const [side, into] of order) into.push(await slice(side))
+  }
+  const ratios = as.map((s, i) => s.cpuUs / (bs[i]?.cpuUs ?? NaN))
+  const us = (slices: Slice[]): string => slices.map((s) => s.cpuUs.toFixed(1)).join(' ')
+  process.stdout.write(`${label}\n` +
+    `  ${a.name.padEnd(22)} µs CPU/req: median ${median(as.map((s) => s.cpuUs)).toFixed(1)} (slices: ${us(as)})  p99 ${median(as.map((s) => s.p99)).toFixed(1)} ms  non-2xx ${as.reduce((n, s) => n + s.non2xx, 0)}  errors ${as.reduce((n, s) => n + s.errors, 0)}\n` +
+    `  ${b.name.padEnd(22)} µs CPU/req: median ${median(bs.map((s) => s.cpuUs)).toFixed(1)} (slices: ${us(bs)})  p99 ${median(bs.map((s) => s.p99)).toFixed(1)} ms  non-2xx ${bs.reduce((n, s) => n + s.non2xx, 0)}  errors ${bs.reduce((n, s) => n + s.errors, 0)}\n` +
+    `  ratio ${a.name} ÷ ${b.name}: median ${median(ratios).toFixed(3)}, spread ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}\n`)
+}
+
+const wanted = (name: string): boolean => ONLY === null || ONLY.includes(name)
+
+async function main (): Promise<void> {
+  pinSelf(LOAD_CORE)
+  const children: Child[] = []
+  const issuer = await startIssuer()
+  try {
+    const upstream = await startUpstream(LOAD_CORE)
+    children.push(upstream)
+    const basePort = await freePort()
+    const baseline = await startNode(['bench-dist/baseline.js', upstream.url.replace(/\/$/, ''), String(basePort)], `http://127.0.0.1:${basePort}/`, PROXY_CORE)
+    children.push(baseline)
+    const gateway = await startGateway('cpu-config', (port, adminPort) => benchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
+    children.push(gateway)
+    process.stdout.write(`${new Date().toISOString()}  ${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}, Node ${process.version}, log level ${LOG_LEVEL}, ` +
+      `${REQUESTS} requests per slice, ${ROUNDS} ABBA rounds, ${CONNECTIONS} connections, ${HAS_TASKSET ? `proxies on core ${PROXY_CORE}, loader on core ${LOAD_CORE}` : 'unpinned'}\n`)
+
+    const gate = (name: string, headers: () => Record<string, string>, target: Child & { port: number } = gateway): Side =>
+      ({ name, url: `http://127.0.0.1:${target.port}/api/todos`, headers, pid: target.process.pid ?? 0 })
+    const before = AGAINST === undefined
+      ? null
+      : await startGateway('cpu-config-against', (port, adminPort) => benchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE, [], AGAINST)
+    if (before !== null) children.push(before)
+    /** What each scenario is paired with: the bare proxy, or the other build given the same headers. */
+    const against = (headers: () => Record<string, string>): Side => before === null
+      ? { name: 'baseline', url: `http://127.0.0.1:${basePort}/api/todos`, headers: () => ({}), pid: baseline.process.pid ?? 0 }
+      : gate(AGAINST ?? '', headers, before)
+    const hot = issuer.mint('RS256', benchClaims(0))
+    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
+
+    if (wanted('hot')) await pair('one hot token', gate('scopegate', hotHeaders), against(hotHeaders))
+    if (wanted('10k')) {
+      const tokens = cycle(Array.from({ length: 10_000 }, (_, i) => issuer.mint('RS256', benchClaims(i))))
+      await slice(gate('prime', tokens.next), 10_000)
+      if (before !== null) await slice(gate('prime', tokens.next, before), 10_000)
+      await pair('10,000 distinct RS256 tokens', gate('scopegate', tokens.next), against(tokens.next))
+    }
+    if (wanted('invalid')) {
+      const invalid = cycle(Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA')))
+      await pair('invalid tokens, a bad signature (401)', gate('scopegate', invalid.next), against(invalid.next))
+    }
+    if (wanted('missing')) await pair('no token (401)', gate('scopegate', () => ({})), against(() => ({})))
+    if (wanted('workers')) {
+      const two = await startGateway('cpu-config-workers', (port, adminPort) => {
+        const config = benchConfig(issuer.url, upstream.url, port, adminPort)
+        return { ...config, server: { ...(config.server as Record<string, unknown>), workers: 2 } }
+      }, PROXY_CORE)
+      children.push(two)
+      await pair('one hot token, workers: 2 against workers: 1 (both on one core)', gate('workers: 2', hotHeaders, two), gate('workers: 1', hotHeaders))
+    }
+  } finally {
+    for (const child of children.reverse()) await child.stop()
+    await issuer.close()
+  }
+}
+
+await main()
