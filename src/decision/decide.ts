@@ -40,6 +40,11 @@ export interface DecisionInput {
   host?: string
   /** What a DPoP proof is checked against (docs/dpop.md); absent: no proof can be checked. */
   dpop?: DpopInput
+  /**
+   * The verified TLS client certificate's RFC 8705 §3.1 thumbprint: base64url SHA-256 of its DER; absent
+   * without mTLS or without a verified certificate (docs/tls.md).
+   */
+  certificateThumbprint?: string
 }
 
 /** The request as the conditions that read it see it; built only for routes that have such conditions. */

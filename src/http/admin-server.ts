@@ -2,7 +2,7 @@
  * The admin listener: liveness, readiness (config loaded and every issuer has usable keys), and the
  * operational endpoints. It is a separate listener so none of its paths can collide with an upstream's.
  */
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerFactory } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { Engine } from '../decision/engine.js'
 import { adminFrameworkError } from './forward-auth.js'
@@ -18,6 +18,8 @@ export interface AdminServerOptions {
   readiness?: () => Promise<Readiness>
   /** Whether the shared Redis is connected; undefined without a redis section. */
   redis?: () => boolean | undefined
+  /** The listener's server when it uses TLS (`listener-server.ts`). */
+  serverFactory?: FastifyServerFactory
 }
 
 export interface Readiness {
@@ -42,7 +44,7 @@ export function localReadiness (engine: Engine, closing: boolean, redis?: boolea
 }
 
 export async function buildAdminServer (options: AdminServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false, forceCloseConnections: 'idle', frameworkErrors: adminFrameworkError })
+  const app = Fastify({ ...(options.serverFactory === undefined ? {} : { serverFactory: options.serverFactory }), loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false, forceCloseConnections: 'idle', frameworkErrors: adminFrameworkError })
 
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }))
 

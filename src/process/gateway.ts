@@ -2,6 +2,7 @@
  * The running gateway: the current engine (swapped whole on reload), the proxy and admin listeners,
  * and an orderly shutdown. This is the only module that wires stages, HTTP and lifecycle together.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -11,7 +12,9 @@ import { buildAdminServer, type Readiness } from '../http/admin-server.js'
 import { createDecisionLog, type DecisionListener } from '../http/decision-log.js'
 import { forwardAuth } from '../http/forward-auth.js'
 import { closeWithin } from '../http/drain.js'
-import { buildProxyServer } from '../http/proxy-server.js'
+import { buildProxyServer, proxyHttpOptions } from '../http/proxy-server.js'
+import { certificateThumbprint } from '../http/client-certificate.js'
+import { TlsListeners } from './tls-listeners.js'
 import { OpenWebSockets } from '../http/open-websockets.js'
 import { handleUpgrade } from '../http/upgrade.js'
 import { applyLogLevel, createLogger } from '../observability/logger.js'
@@ -48,10 +51,10 @@ export interface GatewayAddresses {
   adminUrl: string
 }
 
-function urlOf (app: FastifyInstance): string {
+function urlOf (app: FastifyInstance, tls = false): string {
   const address = app.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
+  return `${tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
 }
 
 export class Gateway {
@@ -74,6 +77,8 @@ export class Gateway {
   readonly limits: RateLimiter
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
+  /** The listeners' TLS (docs/tls.md): certificates read at start, rotated without a restart; null before start. */
+  tls: TlsListeners | null = null
 
   constructor (options: GatewayOptions) {
     this.logger = options.logger ?? createLogger({ level: options.config.server.logLevel })
@@ -143,6 +148,8 @@ export class Gateway {
       this.metrics.engineReplaced(previous)
       void loadKeys(this.engine)
       this.websockets.recheck(this.engine)
+      // The listeners' certificate files are re-read too (their paths are start-up settings).
+      this.tls?.reload('config')
     })
   }
 
@@ -159,17 +166,21 @@ export class Gateway {
     await this.reissue.start(this.engine.config)
     const reissue = (decision: Allow): Promise<string> | undefined => this.reissue.forDecision(decision)
     const limits = this.limits
-    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits })
+    const { config } = this.engine
+    const tls = this.tls = new TlsListeners(config, proxyHttpOptions(config), this.logger)
+    // The client certificate is read only where the listener asks for one.
+    const thumbprint = config.server.proxy.tls !== null && config.server.proxy.tls.clientCertificate !== 'none' ? certificateThumbprint : undefined
+    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits, serverFactory: tls.proxy.serverFactory, certificateThumbprint: thumbprint })
     const proxyServer = this.proxy.server
-    proxyServer.on('upgrade', handleUpgrade({
-      engine, decisions, reissue, websockets: this.websockets, serveHttp: (req, res) => proxyServer.emit('request', req, res)
-    }))
+    const serveHttp = (req: IncomingMessage, res: ServerResponse): boolean => proxyServer.emit('request', req, res)
+    proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, serveHttp, certificateThumbprint: thumbprint }))
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,
       closing: () => this.closing,
       readiness: group === undefined ? undefined : () => group.readiness(),
       redis: () => this.redisConnected(),
+      serverFactory: tls.admin.serverFactory,
       // Each admin feature registers its own routes here, one line each.
       plugins: [
         jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
@@ -182,7 +193,8 @@ export class Gateway {
     const adminAt = listen.admin ?? server.admin
     await this.proxy.listen({ host: proxyAt.host, port: proxyAt.port })
     await this.admin.listen({ host: adminAt.host, port: adminAt.port })
-    return { proxyUrl: urlOf(this.proxy), adminUrl: urlOf(this.admin) }
+    tls.watch()
+    return { proxyUrl: urlOf(this.proxy, server.proxy.tls !== null), adminUrl: urlOf(this.admin, server.admin.tls !== null) }
   }
 
   /** True once close() has begun. */
@@ -202,6 +214,7 @@ export class Gateway {
 
   private async drain (): Promise<void> {
     this.closing = true
+    this.tls?.close()
     const deadline = Date.now() + this.engine.config.server.shutdownTimeoutMs
     // Upgraded sockets are no longer the HTTP server's to close: each WebSocket is closed (1001) first.
     await this.websockets.closeAll(deadline)
