@@ -30,7 +30,13 @@ const Orders = loaded.scopegate.test.Orders
 /** A call the upstream received: its method path and the metadata it carried. */
 interface UpstreamCall { path: string, metadata: Record<string, grpc.MetadataValue[]> }
 
-interface Upstream { address: string, calls: UpstreamCall[], close: () => Promise<void> }
+interface Upstream {
+  address: string
+  calls: UpstreamCall[]
+  /** The method paths of calls the upstream saw cancelled. */
+  cancelled: string[]
+  close: () => Promise<void>
+}
 
 function trailer (): grpc.Metadata {
   const metadata = new grpc.Metadata()
@@ -41,6 +47,7 @@ function trailer (): grpc.Metadata {
 /** The upstream: a grpc-js server on 127.0.0.1 (h2c), recording every call it receives. */
 async function startUpstream (t: Test): Promise<Upstream> {
   const calls: UpstreamCall[] = []
+  const cancelled: string[] = []
   const record = (path: string, metadata: grpc.Metadata): void => {
     const map: Record<string, grpc.MetadataValue[]> = {}
     for (const name of Object.keys(metadata.getMap())) map[name] = metadata.get(name)
@@ -61,6 +68,12 @@ async function startUpstream (t: Test): Promise<Upstream> {
     },
     List: (call: grpc.ServerWritableStream<OrderRequest, Order>) => {
       record(`${SERVICE}/List`, call.metadata)
+      if (call.request.id === 'endless') {
+        // One message, then the stream stays open until the client cancels it.
+        call.write({ id: 'first', note: 'more to come' })
+        call.on('cancelled', () => { cancelled.push(`${SERVICE}/List`) })
+        return
+      }
       for (let i = 0; i < call.request.count; i++) call.write({ id: `${call.request.id}-${i}`, note: 'listed' })
       call.end(trailer())
     },
@@ -81,7 +94,7 @@ async function startUpstream (t: Test): Promise<Upstream> {
   })
   const close = (): Promise<void> => new Promise((resolve) => { server.forceShutdown(); resolve() })
   t.teardown(close)
-  return { address: `127.0.0.1:${port}`, calls, close }
+  return { address: `127.0.0.1:${port}`, calls, cancelled, close }
 }
 
 type OrdersClient = grpc.Client & {
@@ -177,6 +190,22 @@ t.test('gRPC pass-through', async (t) => {
     t.same(messages.map((m) => m.id), ['batch-0', 'batch-1', 'batch-2', 'batch-3', 'batch-4'])
     t.equal(status.code, grpc.status.OK)
     t.same(status.metadata.get('x-custom-trailer'), ['from-upstream'])
+  })
+
+  t.test('a client that cancels a stream cancels the upstream call', async (t) => {
+    const call = c.List({ id: 'endless', count: 0 }, auth(reader))
+    const first = await new Promise<Order>((resolve) => { call.once('data', resolve) })
+    t.same(first, { id: 'first', note: 'more to come' })
+    // Polled, bounded: at most 1000 looks 10 ms apart; the assertion below fails if it never came.
+    const seenCancelled = new Promise<void>((resolve) => {
+      let looks = 0
+      const check = (): void => { if (upstream.cancelled.length > 0 || ++looks > 1000) resolve(); else setTimeout(check, 10) }
+      check()
+    })
+    call.on('error', () => {})
+    call.cancel()
+    await seenCancelled
+    t.same(upstream.cancelled, [`${SERVICE}/List`], 'the upstream saw the call cancelled')
   })
 
   t.test('client streaming: allowed with the write scope, denied without it', async (t) => {
