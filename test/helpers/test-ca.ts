@@ -1,13 +1,11 @@
 /**
- * Certificates made for a test by Debian's `openssl` in a temporary directory: a CA, a server certificate
- * it signs (DNS `upstream.test` and IP 127.0.0.1), a client certificate it signs, and a second CA that
- * signed none of them. Removed when the test ends.
+ * The certificates the upstream TLS tests use, from the shared kit (`certificates.ts`: Debian's `openssl`
+ * in a temporary directory): a CA, a server certificate it signs (DNS `localhost`, IP 127.0.0.1), an
+ * expired one, a client certificate, and a second CA that signed none of them. Removed when the test ends.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import type { Test } from 'tap'
+import { certificateKit } from './certificates.js'
 
 export interface TestPki {
   dir: string
@@ -16,45 +14,31 @@ export interface TestPki {
   otherCaCert: string
   serverCert: string
   serverKey: string
+  expiredCert: string
+  expiredKey: string
   clientCert: string
   clientKey: string
   /** Read a file of the set. */
   read: (file: string) => Buffer
 }
 
-function openssl (dir: string, args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
-}
-
-function ca (dir: string, name: string): void {
-  openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`])
-}
-
-function leaf (dir: string, name: string, extensions: string): void {
-  openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${name}`,
-    '-keyout', `${name}.key`, '-out', `${name}.csr`])
-  writeFileSync(join(dir, `${name}.ext`), extensions)
-  openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
-    '-extfile', `${name}.ext`, '-out', `${name}.crt`])
-}
-
 export function makeTestPki (t: Test): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'scopegate-pki-'))
-  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  ca(dir, 'ca')
-  ca(dir, 'other-ca')
-  leaf(dir, 'server', 'subjectAltName=DNS:upstream.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
-  leaf(dir, 'client', 'extendedKeyUsage=clientAuth\n')
-  const at = (file: string): string => join(dir, file)
+  const kit = certificateKit()
+  t.teardown(() => { kit.remove() })
+  const server = kit.issue('server')
+  const expired = kit.issue('expired', { expired: true })
+  const client = kit.issue('client', { client: true })
+  const other = kit.authority('other-ca')
   return {
-    dir,
-    caCert: at('ca.crt'),
-    otherCaCert: at('other-ca.crt'),
-    serverCert: at('server.crt'),
-    serverKey: at('server.key'),
-    clientCert: at('client.crt'),
-    clientKey: at('client.key'),
+    dir: kit.dir,
+    caCert: kit.ca.cert,
+    otherCaCert: other.cert,
+    serverCert: server.cert,
+    serverKey: server.key,
+    expiredCert: expired.cert,
+    expiredKey: expired.key,
+    clientCert: client.cert,
+    clientKey: client.key,
     read: (file) => readFileSync(file)
   }
 }

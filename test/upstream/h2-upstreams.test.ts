@@ -185,13 +185,13 @@ t.test('HTTP/2 upstreams', async (t) => {
   t.test('h2 over TLS by ALPN, verified against the configured CA', async (t) => {
     const pki = makeTestPki(t)
     const upstream = await startH2Upstream(t, { cert: pki.read(pki.serverCert), key: pki.read(pki.serverKey) })
-    const gw = await gatewayFor(t, { url: upstream.url, tls: { ca: pki.caCert, servername: 'upstream.test' } })
+    const gw = await gatewayFor(t, { url: upstream.url, tls: { ca: pki.caCert, servername: 'localhost' } })
     const res = await send(gw.proxyUrl, '/api/secure', { headers: bearer(token) })
     t.equal(res.status, 200)
     t.equal(upstream.seen[0]?.httpVersion, '2.0')
     t.equal(upstream.seen[0]?.alpn, 'h2')
 
-    const wrong = await gatewayFor(t, { url: upstream.url, tls: { ca: pki.otherCaCert, servername: 'upstream.test' } })
+    const wrong = await gatewayFor(t, { url: upstream.url, tls: { ca: pki.otherCaCert, servername: 'localhost' } })
     const refused = await send(wrong.proxyUrl, '/api/secure', { headers: bearer(token) })
     t.equal(refused.status, 502)
     t.same(refused.json, { error: 'bad_gateway', error_description: 'the upstream could not be reached' })

@@ -31,8 +31,11 @@ interface Seen {
 
 interface TlsUpstream { url: string, seen: Seen[], handshakes: Seen[], close: () => Promise<void> }
 
-/** An HTTPS upstream with the test CA's server certificate; `requireClientCert`: mTLS against the same CA. */
-async function startTlsUpstream (t: Test, pki: TestPki, requireClientCert = false): Promise<TlsUpstream> {
+/**
+ * An HTTPS upstream with the test CA's server certificate (`expired`: one whose validity has ended);
+ * `requireClientCert`: mTLS against the same CA.
+ */
+async function startTlsUpstream (t: Test, pki: TestPki, requireClientCert = false, expired = false): Promise<TlsUpstream> {
   const seen: Seen[] = []
   const handshakes: Seen[] = []
   const describe = (req: { url?: string, headers: Seen['headers'], socket: Socket }): Seen => {
@@ -41,8 +44,8 @@ async function startTlsUpstream (t: Test, pki: TestPki, requireClientCert = fals
     return { url: req.url ?? '', headers: req.headers, servername: socket.servername ?? false, clientCn: typeof peer?.subject?.CN === 'string' ? peer.subject.CN : null }
   }
   const server = https.createServer({
-    cert: pki.read(pki.serverCert),
-    key: pki.read(pki.serverKey),
+    cert: pki.read(expired ? pki.expiredCert : pki.serverCert),
+    key: pki.read(expired ? pki.expiredKey : pki.serverKey),
     ca: pki.read(pki.caCert),
     requestCert: requireClientCert,
     rejectUnauthorized: requireClientCert
@@ -83,13 +86,13 @@ t.test('TLS to upstreams', async (t) => {
 
   t.test('verified against the configured CA, with the configured SNI name', async (t) => {
     const upstream = await startTlsUpstream(t, pki)
-    const gw = await startGateway(oneRoute({ ca: pki.caCert, servername: 'upstream.test' }, upstream.url))
+    const gw = await startGateway(oneRoute({ ca: pki.caCert, servername: 'localhost' }, upstream.url))
     t.teardown(() => gw.close())
     const res = await send(gw.proxyUrl, '/api/x', { headers: { ...bearer(token), 'x-auth-subject': 'mallory' } })
     t.equal(res.status, 200)
     t.equal(res.body, 'over tls')
     t.equal(upstream.seen.length, 1)
-    t.equal(upstream.seen[0]?.servername, 'upstream.test', 'the upstream saw the configured SNI name')
+    t.equal(upstream.seen[0]?.servername, 'localhost', 'the upstream saw the configured SNI name')
     t.equal(upstream.seen[0]?.headers['x-auth-subject'], 'alice', 'identity headers, not the client copy')
     t.equal(upstream.seen[0]?.clientCn, null, 'no client certificate unless configured')
     t.match(gw.decisions().at(-1), { decision: 'allow', status: 200 })
@@ -107,7 +110,7 @@ t.test('TLS to upstreams', async (t) => {
   t.test('a certificate that does not verify: 502 upstream_tls, nothing reaches the upstream', async (t) => {
     const upstream = await startTlsUpstream(t, pki)
     const cases: Array<[string, Record<string, unknown> | undefined]> = [
-      ['the wrong CA', { ca: pki.otherCaCert, servername: 'upstream.test' }],
+      ['the wrong CA', { ca: pki.otherCaCert, servername: 'localhost' }],
       ['no tls block: the system CAs', undefined],
       ['the right CA, a name the certificate does not hold', { ca: pki.caCert, servername: 'elsewhere.test' }]
     ]
@@ -118,11 +121,22 @@ t.test('TLS to upstreams', async (t) => {
         const res = await send(gw.proxyUrl, '/api/x', { headers: bearer(token) })
         t.equal(res.status, 502)
         t.same(res.json, { error: 'bad_gateway', error_description: 'the upstream could not be reached' })
-        t.notMatch(res.body, /CN=|upstream\.test|certificate/i, 'no certificate detail in the body')
+        t.notMatch(res.body, /CN=|localhost|certificate|expired/i, 'no certificate detail in the body')
         t.same(upstream.seen, [], 'the upstream saw no request')
         t.match(gw.decisions().at(-1), { decision: 'allow', reason: 'upstream_tls', status: 502 })
       })
     }
+  })
+
+  t.test('an expired certificate: 502 upstream_tls, whatever the CA', async (t) => {
+    const upstream = await startTlsUpstream(t, pki, false, true)
+    const gw = await startGateway(oneRoute({ ca: pki.caCert }, upstream.url))
+    t.teardown(() => gw.close())
+    const res = await send(gw.proxyUrl, '/api/x', { headers: bearer(token) })
+    t.equal(res.status, 502)
+    t.match(gw.decisions().at(-1), { reason: 'upstream_tls', status: 502 })
+    t.ok(gw.logs.some((line) => JSON.stringify(line).includes('CERT_HAS_EXPIRED')), 'the log names the TLS error')
+    t.same(upstream.seen, [])
   })
 
   t.test('mTLS: the client certificate is presented to an upstream that requires it', async (t) => {
@@ -158,7 +172,7 @@ t.test('TLS to upstreams', async (t) => {
     const upstream = await startTlsUpstream(t, pki)
     const caFile = join(pki.dir, 'reloaded-ca.crt')
     copyFileSync(pki.otherCaCert, caFile)
-    const config = oneRoute({ ca: caFile, servername: 'upstream.test' }, upstream.url)
+    const config = oneRoute({ ca: caFile, servername: 'localhost' }, upstream.url)
     const gw = await startGateway(config)
     t.teardown(() => gw.close())
     t.equal((await send(gw.proxyUrl, '/api/x', { headers: bearer(token) })).status, 502, 'the wrong CA first')
@@ -170,7 +184,7 @@ t.test('TLS to upstreams', async (t) => {
 
   t.test('WebSocket handshakes go to the upstream over TLS with the same options', async (t) => {
     const upstream = await startTlsUpstream(t, pki, true)
-    const gw = await startGateway(oneRoute({ ca: pki.caCert, servername: 'upstream.test', cert: pki.clientCert, key: pki.clientKey }, upstream.url))
+    const gw = await startGateway(oneRoute({ ca: pki.caCert, servername: 'localhost', cert: pki.clientCert, key: pki.clientKey }, upstream.url))
     t.teardown(() => gw.close())
     const opened = await openWs(gw.proxyUrl.replace('http:', 'ws:') + '/api/socket', { headers: bearer(token) })
     if (!opened.open) throw new Error(`the handshake was refused: ${opened.status}`)
@@ -179,10 +193,10 @@ t.test('TLS to upstreams', async (t) => {
     t.equal(echoed, 'ping')
     opened.socket.terminate()
     t.equal(upstream.handshakes.length, 1)
-    t.equal(upstream.handshakes[0]?.servername, 'upstream.test')
+    t.equal(upstream.handshakes[0]?.servername, 'localhost')
     t.equal(upstream.handshakes[0]?.clientCn, 'client')
 
-    const wrong = await startGateway(oneRoute({ ca: pki.otherCaCert, servername: 'upstream.test' }, upstream.url))
+    const wrong = await startGateway(oneRoute({ ca: pki.otherCaCert, servername: 'localhost' }, upstream.url))
     t.teardown(() => wrong.close())
     const refused = await openWs(wrong.proxyUrl.replace('http:', 'ws:') + '/api/socket', { headers: bearer(token) })
     t.equal(refused.open, false)
