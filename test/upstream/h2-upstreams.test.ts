@@ -10,6 +10,7 @@ import http from 'node:http'
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
+import { startEcho } from '../helpers/echo-upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
 import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
@@ -199,13 +200,22 @@ t.test('HTTP/2 upstreams', async (t) => {
     t.equal(upstream.seen.length, 1, 'the upstream saw no second request')
   })
 
-  t.test('failures: a hung upstream is a 504, a closed port a 502', async (t) => {
+  t.test('failures: a hung upstream is a 504, one that does not speak HTTP/2 or a closed port a 502', async (t) => {
     const upstream = await startH2Upstream(t)
     const gw = await gatewayFor(t, { url: upstream.url, timeout: '300ms' })
     const hung = await send(gw.proxyUrl, '/api/hang', { headers: bearer(token) })
     t.equal(hung.status, 504)
     t.equal(hung.json?.error, 'gateway_timeout')
     t.match(gw.decisions().at(-1), { reason: 'upstream_timeout', status: 504 })
+
+    // http2: true in front of a server that speaks only HTTP/1.1: it refuses the connection preface.
+    const h1 = await startEcho()
+    t.teardown(() => h1.close())
+    const mismatch = await gatewayFor(t, { url: h1.url })
+    const spoken = await send(mismatch.proxyUrl, '/api/x', { headers: bearer(token) })
+    t.equal(spoken.status, 502, 'an upstream that does not speak HTTP/2: 502, not a hang')
+    t.equal(spoken.json?.error, 'bad_gateway')
+    t.same(h1.received, [], 'the HTTP/1.1 server read no request')
 
     const closed = await startH2Upstream(t)
     await closed.close()
