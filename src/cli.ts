@@ -17,6 +17,7 @@ import { policyTestCommand } from './policy-test/commands.js'
 import { checkSigningKeys } from './reissue/signing-keys.js'
 import { runServe } from './process/serve.js'
 import { probeCommand } from './probe/probe-command.js'
+import { insecureUpstreamWarning, insecureUpstreams } from './config/compile-upstream-tls.js'
 
 const USAGE = `usage: scopegate <command> [options]
 
@@ -92,6 +93,7 @@ async function validate (args: string[]): Promise<number> {
   for (const { path, message } of [...config.server.proxy.tls?.warnings ?? [], ...config.server.admin.tls?.warnings ?? []]) {
     process.stderr.write(`warning: ${path}: ${message}\n`)
   }
+  for (const id of insecureUpstreams(config.upstreams)) process.stderr.write(`warning: ${insecureUpstreamWarning(id)}\n`)
   const audit = config.routes.filter((r) => r.mode === 'audit').length
   process.stdout.write(`${file}: ok: ${config.issuersById.size} issuer(s), ${config.upstreams.size} upstream(s), ` +
     `${config.routes.length} route(s)${audit > 0 ? ` (${audit} in audit mode)` : ''}\n`)

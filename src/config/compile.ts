@@ -16,6 +16,7 @@ import { compileListener } from './compile-tls.js'
 import { compileHostPattern } from '../routing/match-host.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
+import { compileUpstreamTls, configBaseDir } from './compile-upstream-tls.js'
 import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
@@ -189,11 +190,13 @@ function opaqueIssuer (problems: Problems, issuers: Map<string, CompiledIssuer>)
   return marked[0]
 }
 
-function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, CompiledUpstream> {
+function compileUpstreams (problems: Problems, raw: RawConfig, source: string): Map<string, CompiledUpstream> {
   const upstreams = new Map<string, CompiledUpstream>()
+  const connections = new Map<string, { id: string, options: string }>()
   for (const [id, upstream] of Object.entries(raw.upstreams)) {
     const path = `upstreams.${id}`
     const url = httpUrl(problems, `${path}.url`, upstream.url)
+    if (url !== null) sameOriginSameConnection(problems, connections, id, url.origin, upstream)
     if (url !== null && (url.search !== '' || url.hash !== '')) problems.add(`${path}.url`, 'must not have a query or fragment')
     const origin = url === null ? '' : url.origin
     const basePath = url === null ? '' : url.pathname.replace(/\/+$/, '')
@@ -204,10 +207,27 @@ function compileUpstreams (problems: Problems, raw: RawConfig): Map<string, Comp
       basePath,
       timeoutMs: duration(problems, `${path}.timeout`, upstream.timeout),
       host: url === null ? '' : url.host,
-      preserveHost: upstream.preserveHost
+      preserveHost: upstream.preserveHost,
+      tls: compileUpstreamTls((at, message) => { problems.add(at, message) }, path, upstream.tls, url?.protocol === 'https:', configBaseDir(source)),
+      http2: upstream.http2
     })
   }
   return upstreams
+}
+
+/**
+ * Connections to an upstream are pooled by origin (`upstream/connector.ts`, `upstream/h2-sessions.ts`), so
+ * two upstreams at one origin must connect alike: with different `tls` or `http2` settings, which one a
+ * pooled connection was opened with would be left to chance.
+ */
+function sameOriginSameConnection (problems: Problems, seen: Map<string, { id: string, options: string }>, id: string,
+  origin: string, upstream: RawConfig['upstreams'][string]): void {
+  const options = JSON.stringify([upstream.tls ?? null, upstream.http2])
+  const first = seen.get(origin)
+  if (first === undefined) seen.set(origin, { id, options })
+  else if (first.options !== options) {
+    problems.add(`upstreams.${id}`, `has the origin of upstreams.${first.id} with other tls or http2 settings: connections are pooled by origin, so they must agree`)
+  }
 }
 
 /**
@@ -317,7 +337,7 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       prefix: route.match.prefix,
       methods: route.match.methods === undefined ? null : new Set(route.match.methods.map((m) => m.toUpperCase())),
       host,
-      upstream: upstream ?? { id: route.upstream, base: '', origin: '', basePath: '', timeoutMs: 0, host: '', preserveHost: false },
+      upstream: upstream ?? { id: route.upstream, base: '', origin: '', basePath: '', timeoutMs: 0, host: '', preserveHost: false, tls: null, http2: false },
       stripPrefix: route.stripPrefix,
       auth: route.auth,
       mode: route.mode,
@@ -372,7 +392,7 @@ function deepFreeze<T> (value: T): T {
 export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledConfig {
   const problems = new Problems()
   const issuersById = compileIssuers(problems, raw)
-  const upstreams = compileUpstreams(problems, raw)
+  const upstreams = compileUpstreams(problems, raw, source)
   const claimHeaders = new Set<string>()
   const routes = compileRoutes(problems, raw, issuersById, upstreams, claimHeaders)
   for (const { index, message } of findAmbiguities(routes)) problems.add(`routes[${index}].match`, message)

@@ -201,10 +201,25 @@ const issuer: Schema = object({
 
 /* ------------------------------------------------------------------ upstreams, reissue ------------------------------------------------------------------ */
 
+/**
+ * TLS to an `https://` upstream (docs/tls.md, "TLS to upstreams"): PEM files, read at load and on reload.
+ * Verification is on unless `insecureSkipVerify` says otherwise, which `validate` and start-up warn about.
+ */
+const upstreamTls: Schema = object({
+  ca: nonEmptyString,
+  servername: nonEmptyString,
+  cert: nonEmptyString,
+  key: nonEmptyString,
+  insecureSkipVerify: { type: 'boolean', default: false }
+})
+
 const upstream: Schema = object({
   url: upstreamUrl,
   timeout: withDefault(duration, '30s'),
-  preserveHost: { type: 'boolean', default: false }
+  preserveHost: { type: 'boolean', default: false },
+  tls: upstreamTls,
+  // HTTP/2 to the upstream: ALPN h2 for https, prior knowledge (h2c) for http (docs/grpc.md).
+  http2: { type: 'boolean', default: false }
 }, { required: ['url'] })
 
 const reissue: Schema = object({

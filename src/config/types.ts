@@ -127,6 +127,24 @@ export interface RawUpstream {
   timeout: DurationText
   /** Send the client's Host upstream rather than the upstream URL's. */
   preserveHost: boolean
+  /** TLS to an https upstream (docs/tls.md, "TLS to upstreams"). */
+  tls?: RawUpstreamTls
+  /** HTTP/2 to the upstream: h2 by ALPN for https, prior knowledge for http (docs/grpc.md). */
+  http2: boolean
+}
+
+/** File paths are relative to the config file's directory. */
+export interface RawUpstreamTls {
+  /** PEM CA bundle the upstream's certificate must chain to, in place of the system's. */
+  ca?: string
+  /** The name sent as SNI and checked in the certificate, in place of the URL's host. */
+  servername?: string
+  /** PEM client certificate (and chain) presented to the upstream, with `key`. */
+  cert?: string
+  /** PEM private key of `cert`. */
+  key?: string
+  /** Accept any certificate: warned about by `validate` and at start-up. */
+  insecureSkipVerify: boolean
 }
 
 export interface RawPolicy {
@@ -329,6 +347,19 @@ export interface CompiledUpstream {
   /** The upstream URL's host (and port, when not the scheme's default): the Host sent unless `preserveHost`. */
   host: string
   preserveHost: boolean
+  /** TLS options for an https upstream, files read; null for http, or https with the system CAs and no options. */
+  tls: CompiledUpstreamTls | null
+  http2: boolean
+}
+
+/** An upstream's TLS options as `tls.connect` takes them, files read at load time. */
+export interface CompiledUpstreamTls {
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+  /** SNI and the name checked in the certificate; undefined: the URL's host (none for an IP address). */
+  servername?: string
+  rejectUnauthorized: boolean
 }
 
 /** A grant set: `all` when the map entry holds `"*"`. */

@@ -30,11 +30,15 @@ import { downstreamHeaders } from '../forward/response-headers.js'
 import { clientErrorHandler, expectationFailed } from './client-errors.js'
 import { checkFormBody } from './form-body.js'
 import { proxiedHeaders } from './proxied-headers.js'
-import { sendError } from './reply-error.js'
 import type { DecisionLog } from './decision-log.js'
 import type { RateLimiter } from '../limits/rate-limiter.js'
 import { responseCorsHeaders, upstreamCorsHeaders } from '../cors/cors-headers.js'
 import { answerPreflight } from '../cors/preflight.js'
+import { isTlsFailure, upstreamConnector } from '../upstream/connector.js'
+import { upstreamAt } from '../upstream/upstream-at.js'
+import { H2Sessions } from '../upstream/h2-sessions.js'
+import { forwardH2, type H2ForwardOptions } from './h2-forward.js'
+import { sendProxyError } from './grpc-error.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -70,7 +74,8 @@ export function upstreamError (err: Error & { statusCode?: number, code?: string
   if (err.statusCode === 504 || /TIMEOUT/i.test(code)) {
     return new GatewayError(504, 'gateway_timeout', 'upstream_timeout', 'the upstream did not answer in time', { detail: `${upstream}: ${code}` })
   }
-  const reason = /RESET|SOCKET/i.test(code) ? 'upstream_reset' : 'upstream_refused'
+  // A certificate that does not verify: reachable but not trusted. The detail (the log's) names the code, never the certificate.
+  const reason = isTlsFailure(code) ? 'upstream_tls' : /RESET|SOCKET/i.test(code) ? 'upstream_reset' : 'upstream_refused'
   return new GatewayError(502, 'bad_gateway', reason, 'the upstream could not be reached', { detail: `${upstream}: ${code}` })
 }
 
@@ -106,7 +111,8 @@ export function proxyHttpOptions (config: Engine['config']): { maxHeaderSize: nu
 }
 
 /** Fastify set up for a proxy that never parses bodies and answers every error as the docs say. */
-async function createApp (config: Engine['config'], logger: Logger, decisions: DecisionLog, serverFactory: FastifyServerFactory | undefined): Promise<FastifyInstance> {
+async function createApp (engine: () => Engine, logger: Logger, decisions: DecisionLog, serverFactory: FastifyServerFactory | undefined): Promise<FastifyInstance> {
+  const config = engine().config
   const app = Fastify({
     ...(serverFactory === undefined ? {} : { serverFactory }),
     loggerInstance: logger,
@@ -117,7 +123,7 @@ async function createApp (config: Engine['config'], logger: Logger, decisions: D
     requestTimeout: config.server.requestTimeoutMs,
     http: proxyHttpOptions(config),
     clientErrorHandler: clientErrorHandler(decisions),
-    frameworkErrors: (err, _request, reply) => { sendError(reply, frameworkErrorToGatewayError(err)) },
+    frameworkErrors: (err, _request, reply) => { sendProxyError(reply, frameworkErrorToGatewayError(err)) },
     return503OnClosing: false,
     forceCloseConnections: 'idle'
   })
@@ -132,7 +138,9 @@ async function createApp (config: Engine['config'], logger: Logger, decisions: D
     if (audited || !BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
     checkFormBody(payload, () => tokenDuplicated('access_token in the form body'), done)
   })
-  await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1 } })
+  // Each connection is opened with its upstream's TLS options, verified unless the config says otherwise (docs/tls.md).
+  const connect = upstreamConnector((origin) => upstreamAt(engine().config, origin)?.tls ?? null)
+  await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1, connect } })
 
   app.decorateRequest('decision', null)
   app.decorateRequest('engine', null)
@@ -144,9 +152,9 @@ async function createApp (config: Engine['config'], logger: Logger, decisions: D
     overruled(request, error)
     withCors(request, reply)
     if (error.status >= 500) request.log.error({ err: { message: err.message, code: (err as { code?: string }).code } }, 'request failed')
-    sendError(reply, error)
+    sendProxyError(reply, error)
   })
-  app.setNotFoundHandler((_request, reply) => { sendError(reply, deny.noRoute()) })
+  app.setNotFoundHandler((_request, reply) => { sendProxyError(reply, deny.noRoute()) })
   app.addHook('onResponse', (request, reply, done) => { decisions.record(request, reply); done() })
   return app
 }
@@ -202,12 +210,12 @@ class Expectations {
     // HTTP/2 has no Connection header (RFC 9113 §8.2.2): its stream ends with the answer, and the session stays.
     if (request.raw.httpVersionMajor !== 2 && (this.awaiting(request.raw) || this.unsupported(request.raw))) reply.header('connection', 'close')
     withCors(request, reply)
-    sendError(reply, error)
+    sendProxyError(reply, error)
   }
 }
 
 /** Streams an allowed request to its route's upstream, at the normalized path; reply-from's options built once per route. */
-function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (reply: FastifyReply, decision: Allow) => void {
+function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessions: H2Sessions): (reply: FastifyReply, decision: Allow) => void {
   // Routes are compiled objects of one engine: a reload brings new routes, and so new options.
   const forwarding = new WeakMap<CompiledRoute, ForwardOptions>()
   const optionsFor = (route: CompiledRoute): ForwardOptions => {
@@ -225,28 +233,39 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
         rewriteHeaders: cors === null
           ? (headers) => downstreamHeaders(headers)
           : (headers, request) => upstreamCorsHeaders(downstreamHeaders(headers), cors, request?.raw.headers.origin),
-        onError: (errorReply, { error }) => {
-          const failed = errorReply as unknown as FastifyReply
-          // The request body's own refusal (a token found in a long form body) aborted the upstream request.
-          if (error instanceof GatewayError) {
-            overruled(failed.request, error)
-            sendError(failed, error)
-            return
-          }
-          const failure = upstreamError(error as Error, route.upstream.id)
-          decisions.upstreamFailed(failed.request, failure)
-          sendError(failed, failure)
-        }
+        onError: (errorReply, { error }) => { failed(errorReply as unknown as FastifyReply, error as Error, route) }
       }
       forwarding.set(route, forward)
     }
     return forward
   }
+  const failed = (reply: FastifyReply, error: Error, route: CompiledRoute): void => {
+    // The request body's own refusal (a token found in a long form body) aborted the upstream request.
+    if (error instanceof GatewayError) {
+      overruled(reply.request, error)
+      sendProxyError(reply, error)
+      return
+    }
+    const failure = upstreamError(error, route.upstream.id)
+    decisions.upstreamFailed(reply.request, failure)
+    sendProxyError(reply, failure)
+  }
+  // `http2: true` upstreams: scopegate's own HTTP/2 forwarder, which keeps trailers (docs/grpc.md).
+  const h2: H2ForwardOptions = {
+    sessions,
+    engine,
+    fail: (reply, error) => { failed(reply, error, (reply.request.decision as Allow).route) },
+    responseHeaders: (route, headers, request) => route.cors === null
+      ? downstreamHeaders(headers)
+      : upstreamCorsHeaders(downstreamHeaders(headers), route.cors, request.raw.headers.origin)
+  }
   return (reply, decision) => {
     const { route } = decision
     // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.
     const { origin, basePath } = route.upstream
-    reply.from(origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix), optionsFor(route))
+    const path = joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix)
+    if (route.upstream.http2) forwardH2(h2, reply.request, reply, decision, path + decision.query)
+    else reply.from(origin + path, optionsFor(route))
   }
 }
 
@@ -322,9 +341,11 @@ function answeredPreflight (engine: Engine, request: FastifyRequest, reply: Fast
 
 export async function buildProxyServer (options: ProxyServerOptions): Promise<FastifyInstance> {
   const { engine, logger, decisions } = options
-  const app = await createApp(engine().config, logger, decisions, options.serverFactory)
+  const app = await createApp(engine, logger, decisions, options.serverFactory)
   const expectations = new Expectations(app)
-  const forward = upstreamForwarder(engine, decisions)
+  const sessions = new H2Sessions()
+  app.addHook('onClose', (_app, done) => { sessions.closeAll(); done() })
+  const forward = upstreamForwarder(engine, decisions, sessions)
   const onRequest = decideOnRequest(engine, expectations, decisions, options.limits, options.certificateThumbprint)
   app.all('*', { onRequest }, (request, reply) => {
     const decision = request.decision as Allow

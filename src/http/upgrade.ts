@@ -37,6 +37,7 @@ import { proxyOrigin, upstreamError } from './proxy-server.js'
 import { proxiedHeaders } from './proxied-headers.js'
 import { rawErrorResponse } from './reply-error.js'
 import { CLOSE_GRACE_MS, WebSocketTunnel } from './websocket-tunnel.js'
+import { upstreamTlsOptions } from '../upstream/connector.js'
 
 export interface UpgradeOptions {
   engine: () => Engine
@@ -217,9 +218,11 @@ function connectUpstream (handshake: Handshake, decision: Allow, reissued: strin
   const { route } = decision
   const { origin, basePath } = route.upstream
   const url = origin + joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix) + decision.query
-  const upstreamRequest = (origin.startsWith('https:') ? https : http).request(url, {
-    method: input.method, headers: handshakeHeaders(handshake, decision, reissued), agent: false, timeout: route.upstream.timeoutMs
-  })
+  const options = { method: input.method, headers: handshakeHeaders(handshake, decision, reissued), agent: false, timeout: route.upstream.timeoutMs }
+  // wss to an https upstream: the same TLS options as its HTTP requests (docs/tls.md, "TLS to upstreams").
+  const upstreamRequest = origin.startsWith('https:')
+    ? https.request(url, { ...options, ...upstreamTlsOptions(route.upstream.tls) })
+    : http.request(url, options)
   let settled = false
   upstreamRequest.on('timeout', () => {
     upstreamRequest.destroy(Object.assign(new Error('upstream timeout'), { code: 'HANDSHAKE_TIMEOUT', statusCode: 504 }))

@@ -37,6 +37,7 @@ export type ReloadResult = 'ok' | 'error'
 const UPSTREAM_KINDS: Readonly<Record<string, string>> = {
   upstream_refused: 'refused',
   upstream_reset: 'reset',
+  upstream_tls: 'tls',
   upstream_timeout: 'timeout'
 }
 

@@ -26,6 +26,7 @@ import { Reissuer } from '../reissue/reissuer.js'
 import type { Redis } from 'ioredis'
 import { RateLimiter } from '../limits/rate-limiter.js'
 import { createRedis, redisConnected } from '../state/redis.js'
+import { insecureUpstreamWarning, insecureUpstreams } from '../config/compile-upstream-tls.js'
 
 /** What a cluster worker's admin listener reports for the whole process group (see `worker-link.ts`). */
 export interface ProcessGroup {
@@ -101,6 +102,7 @@ export class Gateway {
     }
     this.decisionListeners = [this.metrics.onDecision, ...(options.decisionListeners ?? [])]
     this.engine = buildEngine(options.config, null, this.engineOptions)
+    this.warnInsecureUpstreams(options.config)
     this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
     this.websockets = new OpenWebSockets({ logger: this.logger, now: options.now })
     this.redis = options.config.redis === null ? null : createRedis(options.config.redis)
@@ -140,6 +142,7 @@ export class Gateway {
       if (JSON.stringify(config.redis) !== JSON.stringify(this.engine.config.redis)) {
         this.logger.warn('the redis section changed: it takes effect at the next restart')
       }
+      this.warnInsecureUpstreams(config)
       const previous = this.engine
       this.engine = buildEngine(config, previous, this.engineOptions)
       this.metrics.engineReplaced(previous)
@@ -148,6 +151,11 @@ export class Gateway {
       // The listeners' certificate files are re-read too (their paths are start-up settings).
       this.tls?.reload('config')
     })
+  }
+
+  /** An upstream whose certificate is not verified is never silent: one warning each, at start and on reload. */
+  private warnInsecureUpstreams (config: CompiledConfig): void {
+    for (const id of insecureUpstreams(config.upstreams)) this.logger.warn({ upstream: id }, insecureUpstreamWarning(id))
   }
 
   /** Fetch every issuer's keys once, then open both listeners. */

@@ -65,6 +65,7 @@ export type Reason =
   | 'authorization_conflict'
   | 'upstream_refused'
   | 'upstream_reset'
+  | 'upstream_tls'
   | 'upstream_timeout'
   | 'internal'
   | 'dpop_proof_missing'

@@ -328,7 +328,7 @@ t.test('durations compile to milliseconds and seconds', async (t) => {
   t.equal(compiled.issuersById.get('auth0')?.clockToleranceSec, 90)
   t.equal(compiled.issuersById.get('auth0')?.jwks.cooldownMs, 250)
   t.equal(compiled.issuersById.get('auth0')?.jwks.refreshIntervalMs, 600_000, 'defaults filled in')
-  t.same(compiled.upstreams.get('todo'), { id: 'todo', base: 'http://todo-api:3000/base', origin: 'http://todo-api:3000', basePath: '/base', timeoutMs: 5000, host: 'todo-api:3000', preserveHost: false }, 'base without trailing slash')
+  t.same(compiled.upstreams.get('todo'), { id: 'todo', base: 'http://todo-api:3000/base', origin: 'http://todo-api:3000', basePath: '/base', timeoutMs: 5000, host: 'todo-api:3000', preserveHost: false, tls: null, http2: false }, 'base without trailing slash')
 })
 
 t.test('a route that needs a token needs an issuer', async (t) => {

@@ -154,7 +154,7 @@ t.test('the contract example loads as written, with the unset defaults filled in
       ...DEFAULT_ISSUER_PARTS,
       claims: { ...DEFAULT_ISSUER_PARTS.claims, roles: 'https://example.com/roles' }
     }],
-    upstreams: { todo: { url: 'http://todo-api:3000', timeout: '30s', preserveHost: false } },
+    upstreams: { todo: { url: 'http://todo-api:3000', timeout: '30s', preserveHost: false, http2: false } },
     reissue: { issuer: 'https://scopegate.internal', ttl: '60s', algorithm: 'ES256', keys: [{ file: '/etc/scopegate/keys/current.jwk.json' }] },
     defaults: { policy: { audience: { denyMissing: true } } },
     routes: [{
@@ -187,7 +187,7 @@ t.test('the contract example loads as written, with the unset defaults filled in
 t.test('a minimal config gets every default', async (t) => {
   const config = parseConfigText(JSON.stringify(withIssuer({})), 'test.json', {})
   t.strictSame(config, {
-    upstreams: { todo: { url: 'http://todo:3000', timeout: '30s', preserveHost: false } },
+    upstreams: { todo: { url: 'http://todo:3000', timeout: '30s', preserveHost: false, http2: false } },
     routes: [{ id: 'r0', match: { path: '/todos', prefix: false }, upstream: 'todo', ...DEFAULT_ROUTE_PARTS }],
     issuers: [{ id: 'idp', issuer: 'https://idp/', discovery: true, algorithms: ['RS256'], audiences: ['api'], ...DEFAULT_ISSUER_PARTS }],
     server: DEFAULT_SERVER,

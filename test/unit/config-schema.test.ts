@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
+import type { RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -64,8 +64,14 @@ const everyField: RawConfig = {
     }
   ],
   upstreams: {
-    todo: { url: 'http://todo-api:3000', timeout: '45s', preserveHost: true },
-    'billing.v2': { url: 'https://billing.internal/api/v2', timeout: '30s', preserveHost: false }
+    todo: { url: 'http://todo-api:3000', timeout: '45s', preserveHost: true, http2: true },
+    'billing.v2': {
+      url: 'https://billing.internal/api/v2',
+      timeout: '30s',
+      preserveHost: false,
+      http2: false,
+      tls: { ca: 'ca.pem', servername: 'billing.internal', cert: 'client.pem', key: 'client.key', insecureSkipVerify: false }
+    }
   },
   reissue: {
     issuer: 'https://scopegate.internal',
@@ -231,7 +237,12 @@ const objects: Array<[string, string[], Record<string, string>]> = [
   ['RawJwksOptions', ['issuers', '[]', 'jwks'], {
     refreshInterval: 'default', cooldown: 'default', timeout: 'default', maxStale: 'default', maxBytes: 'default'
   } satisfies Presence<RawJwksOptions>],
-  ['RawUpstream', ['upstreams', '{}'], { url: 'required', timeout: 'default', preserveHost: 'default' } satisfies Presence<RawUpstream>],
+  ['RawUpstream', ['upstreams', '{}'], {
+    url: 'required', timeout: 'default', preserveHost: 'default', tls: 'optional', http2: 'default'
+  } satisfies Presence<RawUpstream>],
+  ['RawUpstreamTls', ['upstreams', '{}', 'tls'], {
+    ca: 'optional', servername: 'optional', cert: 'optional', key: 'optional', insecureSkipVerify: 'default'
+  } satisfies Presence<RawUpstreamTls>],
   ['RawReissue', ['reissue'], {
     issuer: 'required', ttl: 'default', algorithm: 'default', jwksUri: 'optional', keys: 'optional'
   } satisfies Presence<RawReissue>],
