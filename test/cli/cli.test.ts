@@ -8,7 +8,7 @@ import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from 'jose'
 import { createDemoKey, DEMO_ROLES_CLAIM, publicJwk } from '../../src/demo/dev-issuer.js'
 import { run, type Result } from '../helpers/cli.js'
 import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
-import { makeCertificates } from '../helpers/certificates.js'
+import { makeCertificates } from '../helpers/openssl-thumbprints.js'
 
 // Each run is a Node start-up plus loading the whole CLI (about a second of CPU, several on a busy
 // machine), so independent runs go in parallel and the file gets more than tap's default time.

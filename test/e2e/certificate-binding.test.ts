@@ -9,7 +9,7 @@ import t from 'tap'
 import { startGateway, issuerAndEcho, type TestGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
-import { makeCertificates } from '../helpers/certificates.js'
+import { makeCertificates } from '../helpers/openssl-thumbprints.js'
 import { envoyCheckRequest, extAuthzClient, type CheckResponse } from '../helpers/ext-authz-client.js'
 import { explain } from '../../src/decision/explain.js'
 

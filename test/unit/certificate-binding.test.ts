@@ -11,7 +11,7 @@ import { GatewayError } from '../../src/shared/errors.js'
 import { confirmation } from '../../src/token/confirmation.js'
 import { cacheKey, verifiedToken } from '../../src/token/verified-token.js'
 import { identityClaims } from '../../src/token/claims.js'
-import { makeCertificates } from '../helpers/certificates.js'
+import { makeCertificates } from '../helpers/openssl-thumbprints.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 const [a, b] = makeCertificates('client-a', 'client-b')
