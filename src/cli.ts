@@ -90,6 +90,10 @@ async function validate (args: string[]): Promise<number> {
   const file = configPath(values.config)
   const config = await loadOrReport(file)
   if (config === null) return 1
+  // Usable, but worth an operator's eye: an expired listener certificate (docs/tls.md).
+  for (const { path, message } of [...config.server.proxy.tls?.warnings ?? [], ...config.server.admin.tls?.warnings ?? []]) {
+    process.stderr.write(`warning: ${path}: ${message}\n`)
+  }
   const audit = config.routes.filter((r) => r.mode === 'audit').length
   process.stdout.write(`${file}: ok: ${config.issuersById.size} issuer(s), ${config.upstreams.size} upstream(s), ` +
     `${config.routes.length} route(s)${audit > 0 ? ` (${audit} in audit mode)` : ''}\n`)

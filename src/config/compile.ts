@@ -12,6 +12,7 @@ import { normalizeTarget } from '../request/normalize-path.js'
 import { compileStrippedHeaders } from '../forward/strip-headers.js'
 import { findAmbiguities } from '../routing/route-table.js'
 import { compileIntrospection } from './compile-introspection.js'
+import { compileListener } from './compile-tls.js'
 import { compileHostPattern } from '../routing/match-host.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
@@ -403,13 +404,17 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     ? null
     : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
 
+  // TLS files are read here, so a missing or mismatched one is reported with the rest (docs/tls.md).
+  const proxyListener = compileListener((p, m) => problems.add(p, m), 'server.proxy', raw.server.proxy, source)
+  const adminListener = compileListener((p, m) => problems.add(p, m), 'server.admin', raw.server.admin, source)
+
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 
   return deepFreeze({
     source,
     server: {
-      proxy: raw.server.proxy,
-      admin: raw.server.admin,
+      proxy: proxyListener,
+      admin: adminListener,
       trustProxy,
       workers: raw.server.workers === 'auto' ? availableParallelism() : raw.server.workers,
       requestTimeoutMs: parseDuration(raw.server.requestTimeout),

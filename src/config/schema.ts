@@ -95,13 +95,25 @@ const mapOf = (values: Schema, extra: Schema = {}): Schema =>
 
 /* ------------------------------------------------------------------ server ------------------------------------------------------------------ */
 
-const listener = (host: string, port: number): Schema => object({
+/** TLS on a listener (docs/tls.md): PEM files, relative to the config file's directory, re-read when they change. */
+const listenerTls: Schema = object({
+  cert: nonEmptyString,
+  key: nonEmptyString,
+  clientCa: nonEmptyString,
+  clientCertificate: { type: 'string', enum: ['none', 'request', 'require'], default: 'none' },
+  minVersion: { type: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2' }
+}, { required: ['cert', 'key'] })
+
+const listener = (host: string, port: number, extra: Record<string, Schema> = {}): Schema => object({
   host: withDefault(nonEmptyString, host),
-  port: { type: 'integer', minimum: 0, maximum: 65535, default: port }
+  port: { type: 'integer', minimum: 0, maximum: 65535, default: port },
+  tls: listenerTls,
+  ...extra
 }, { default: {} })
 
 const server: Schema = object({
-  proxy: listener('0.0.0.0', 8080),
+  // http2: h2 by ALPN on a TLS listener, h2c by prior knowledge on a plaintext one (docs/tls.md).
+  proxy: listener('0.0.0.0', 8080, { http2: { type: 'boolean', default: false } }),
   admin: listener('0.0.0.0', 9090),
   trustProxy: { type: ['boolean', 'array'], items: nonEmptyString, default: false },
   workers: {

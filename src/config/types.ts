@@ -15,10 +15,30 @@ export type DurationText = string
 /** A claim location: a top-level claim name (which may contain dots and slashes), or a list of segments. */
 export type ClaimPath = string | string[]
 
-export interface RawListener { host: string, port: number }
+export interface RawListener {
+  host: string
+  port: number
+  /** Absent: plaintext (docs/tls.md). */
+  tls?: RawListenerTls
+}
+
+/** A listener's TLS: PEM file paths, relative to the config file's directory. */
+export interface RawListenerTls {
+  cert: string
+  key: string
+  /** The CA bundle client certificates must chain to; required when `clientCertificate` is not `none`. */
+  clientCa?: string
+  clientCertificate: 'none' | 'request' | 'require'
+  minVersion: 'TLSv1.2' | 'TLSv1.3'
+}
+
+/** The proxy listener also speaks HTTP/2 when asked. */
+export interface RawProxyListener extends RawListener {
+  http2: boolean
+}
 
 export interface RawServer {
-  proxy: RawListener
+  proxy: RawProxyListener
   admin: RawListener
   trustProxy: boolean | string[]
   workers: number | 'auto'
@@ -28,10 +48,13 @@ export interface RawServer {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   forwarded: RawForwarding
   /** The Envoy ext_authz gRPC listener (docs/istio.md); absent: off. */
-  extAuthz?: RawListener
+  extAuthz?: RawExtAuthzListener
   /** The header a trusted ingress passes the client certificate in, for forward auth (docs/tls.md). */
   clientCertificateHeader?: RawClientCertificateHeader
 }
+
+/** The ext_authz gRPC listener: plaintext h2c, meant for the cluster network (docs/istio.md). */
+export interface RawExtAuthzListener { host: string, port: number }
 
 /** `pem`: a URL-encoded PEM (nginx `$ssl_client_escaped_cert`); `xfcc`: Envoy's `x-forwarded-client-cert`. */
 export interface RawClientCertificateHeader { name: string, format: 'pem' | 'xfcc' }
@@ -421,8 +444,8 @@ export interface CompiledRedis {
 }
 
 export interface CompiledServer {
-  proxy: RawListener
-  admin: RawListener
+  proxy: CompiledListener
+  admin: CompiledListener
   /** Peers whose X-Forwarded-For (and forward-auth original-request headers) are believed; null: none. */
   trustProxy: IpMatcher | null
   workers: number
@@ -433,9 +456,30 @@ export interface CompiledServer {
   /** As in the file, with `clientIpHeaders` lower-cased. */
   forwarded: Readonly<RawForwarding>
   /** The Envoy ext_authz gRPC listener; null: off. */
-  extAuthz: RawListener | null
+  extAuthz: RawExtAuthzListener | null
   /** Forward auth's client-certificate header, name lower-cased; null: none is read. */
   clientCertificateHeader: Readonly<RawClientCertificateHeader> | null
+}
+
+/** A listener as the gateway opens it (docs/tls.md). */
+export interface CompiledListener {
+  host: string
+  port: number
+  /** Null: plaintext. */
+  tls: CompiledTls | null
+  /** h2 by ALPN (TLS) or h2c by prior knowledge (plaintext); always false on the admin listener. */
+  http2: boolean
+}
+
+/** A listener's TLS with its files resolved; they are read (and re-read on rotation) by the listener itself. */
+export interface CompiledTls {
+  cert: string
+  key: string
+  clientCa: string | null
+  clientCertificate: RawListenerTls['clientCertificate']
+  minVersion: RawListenerTls['minVersion']
+  /** What `validate` and start-up warn about (an expired certificate), with config paths. */
+  warnings: ReadonlyArray<{ path: string, message: string }>
 }
 
 export interface CompiledConfig {

@@ -43,8 +43,8 @@ export interface DecisionInput {
   dpop?: DpopInput
   /**
    * The base64url SHA-256 thumbprint of the client certificate's DER (RFC 8705 §3.1), when the request
-   * came with one: from the TLS socket, Envoy's `source.certificate` or a trusted ingress's header
-   * (docs/tls.md#certificate-bound-tokens-rfc-8705). Absent: no certificate.
+   * came with one: the verified certificate of an mTLS proxy listener, Envoy's `source.certificate` or a
+   * trusted ingress's header (docs/tls.md#certificate-bound-tokens-rfc-8705). Absent: no certificate.
    */
   certificateThumbprint?: string
 }

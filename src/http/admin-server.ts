@@ -2,7 +2,7 @@
  * The admin listener: liveness, readiness (config loaded and every issuer has usable keys), and the
  * operational endpoints. It is a separate listener so none of its paths can collide with an upstream's.
  */
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerFactory } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { Engine } from '../decision/engine.js'
 import { adminFrameworkError } from './forward-auth.js'
@@ -20,6 +20,8 @@ export interface AdminServerOptions {
   redis?: () => boolean | undefined
   /** Whether the ext_authz gRPC listener is open; undefined without `server.extAuthz` (docs/istio.md). */
   extAuthz?: () => boolean | undefined
+  /** The listener's server when it uses TLS (`listener-server.ts`). */
+  serverFactory?: FastifyServerFactory
 }
 
 export interface Readiness {
@@ -46,7 +48,7 @@ export function localReadiness (engine: Engine, closing: boolean, redis?: boolea
 }
 
 export async function buildAdminServer (options: AdminServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false, forceCloseConnections: 'idle', frameworkErrors: adminFrameworkError })
+  const app = Fastify({ ...(options.serverFactory === undefined ? {} : { serverFactory: options.serverFactory }), loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false, forceCloseConnections: 'idle', frameworkErrors: adminFrameworkError })
 
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }))
 

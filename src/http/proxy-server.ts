@@ -13,14 +13,14 @@
  */
 import type { IncomingMessage } from 'node:http'
 import fastifyReplyFrom from '@fastify/reply-from'
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerFactory } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { CompiledRoute } from '../config/types.js'
 import { PendingDecision, decideKnown, decidePending, type Allow, type Decision } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { clientIp } from '../request/client-ip.js'
-import { checkHost } from '../request/check-host.js'
+import { checkHost, checkHttp2Host } from '../request/check-host.js'
 import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
 import { DPOP_SCHEME, dpopProofValues } from '../request/extract-dpop-token.js'
 import { receivedOrigin } from '../request/request-origin.js'
@@ -57,6 +57,10 @@ export interface ProxyServerOptions {
   reissue: (decision: Allow) => Promise<string> | undefined
   /** Routes' rate limits, spent after the engine allows (docs/rate-limits.md). */
   limits: RateLimiter
+  /** The listener's server when it is not plaintext HTTP/1.1 (TLS, HTTP/2: `listener-server.ts`). */
+  serverFactory?: FastifyServerFactory
+  /** The verified client certificate's RFC 8705 thumbprint, for mTLS listeners (`client-certificate.ts`). */
+  certificateThumbprint?: (raw: IncomingMessage) => string | undefined
 }
 
 /** An upstream that could not be reached or did not answer in time, as a 502 or 504 (also used by `upgrade.ts`). */
@@ -93,17 +97,25 @@ export function frameworkErrorToGatewayError (err: Error & { statusCode?: number
   return toGatewayError(err)
 }
 
+/**
+ * Node's HTTP/1.1 options for the proxy listener, whichever server serves it. requireHostHeader off: Node
+ * would answer a missing Host with its own bare 400; onRequest answers it as JSON.
+ */
+export function proxyHttpOptions (config: Engine['config']): { maxHeaderSize: number, requireHostHeader: boolean } {
+  return { maxHeaderSize: config.server.maxHeaderSize, requireHostHeader: false }
+}
+
 /** Fastify set up for a proxy that never parses bodies and answers every error as the docs say. */
-async function createApp (config: Engine['config'], logger: Logger, decisions: DecisionLog): Promise<FastifyInstance> {
+async function createApp (config: Engine['config'], logger: Logger, decisions: DecisionLog, serverFactory: FastifyServerFactory | undefined): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(serverFactory === undefined ? {} : { serverFactory }),
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     // No child logger per request: the decision line is the request's record, and a child costs a bindings
     // serialization on every request for the few lines (5xx) that would carry a request id.
     childLoggerFactory: (parent) => parent,
     requestTimeout: config.server.requestTimeoutMs,
-    // requireHostHeader off: Node would answer a missing Host with its own bare 400; onRequest answers it as JSON.
-    http: { maxHeaderSize: config.server.maxHeaderSize, requireHostHeader: false },
+    http: proxyHttpOptions(config),
     clientErrorHandler: clientErrorHandler(decisions),
     frameworkErrors: (err, _request, reply) => { sendError(reply, frameworkErrorToGatewayError(err)) },
     return503OnClosing: false,
@@ -167,8 +179,15 @@ class Expectations {
   /** The client waits for 100 Continue before it sends its body. */
   awaiting (raw: IncomingMessage): boolean { return raw.headers.expect !== undefined && this.awaitingContinue.has(raw) }
 
-  /** The client expects something other than 100-continue. */
-  unsupported (raw: IncomingMessage): boolean { return raw.headers.expect !== undefined && this.unmet.has(raw) }
+  /**
+   * The client expects something other than 100-continue. Over HTTP/2 Node raises `checkExpectation` for
+   * nothing: any other expectation arrives as a plain request, and is refused the same way.
+   */
+  unsupported (raw: IncomingMessage): boolean {
+    const expect = raw.headers.expect
+    if (expect === undefined) return false
+    return this.unmet.has(raw) || (raw.httpVersionMajor === 2 && expect.trim().toLowerCase() !== '100-continue')
+  }
 
   /**
    * A denial. A client that waits for 100 Continue (or was refused its expectation) has sent no body and
@@ -180,7 +199,8 @@ class Expectations {
   refuse (request: FastifyRequest, reply: FastifyReply, error: GatewayError): void {
     // Refused before the engine decided: the decision line still names the reason.
     request.decision ??= { allowed: false, error, route: null, path: null, token: null, scopes: [] }
-    if (this.awaiting(request.raw) || this.unsupported(request.raw)) reply.header('connection', 'close')
+    // HTTP/2 has no Connection header (RFC 9113 §8.2.2): its stream ends with the answer, and the session stays.
+    if (request.raw.httpVersionMajor !== 2 && (this.awaiting(request.raw) || this.unsupported(request.raw))) reply.header('connection', 'close')
     withCors(request, reply)
     sendError(reply, error)
   }
@@ -234,7 +254,8 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
  * The `onRequest` hook that decides every request before any body byte is read. Callback-style: a
  * request whose token the caches know is decided without a promise; only a fresh verification waits.
  */
-function decideOnRequest (engine: () => Engine, expectations: Expectations, decisions: DecisionLog, limits: RateLimiter) {
+function decideOnRequest (engine: () => Engine, expectations: Expectations, decisions: DecisionLog, limits: RateLimiter,
+  thumbprint: ProxyServerOptions['certificateThumbprint']) {
   return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
     request.startedAt = process.hrtime.bigint()
     const current = engine()
@@ -242,7 +263,10 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations, deci
     const raw = request.raw
     if (expectations.unsupported(raw)) return expectations.refuse(request, reply, expectationFailed())
     try {
-      checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
+      // HTTP/2 names its host in `:authority`: once checked, it is the request's Host for every later stage
+      // (routing, CORS, forwarding headers, the upstream's Host with preserveHost), as on HTTP/1.1.
+      if (raw.httpVersionMajor === 2) raw.headers.host = checkHttp2Host(raw.rawHeaders)
+      else checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
     } catch (err) {
       return expectations.refuse(request, reply, toGatewayError(err))
     }
@@ -258,7 +282,8 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations, deci
       // Read only for a DPoP-scheme token (docs/dpop.md): the proofs, and the origin the client sent to.
       dpop: DPOP_SCHEME.test(raw.headers.authorization ?? '')
         ? { proofs: dpopProofValues(raw.rawHeaders), origin: proxyOrigin(raw, current.config.server.trustProxy) }
-        : undefined
+        : undefined,
+      certificateThumbprint: thumbprint?.(raw)
     })
     const admit = (limited: GatewayError | null): void => {
       if (limited !== null) {
@@ -297,10 +322,11 @@ function answeredPreflight (engine: Engine, request: FastifyRequest, reply: Fast
 
 export async function buildProxyServer (options: ProxyServerOptions): Promise<FastifyInstance> {
   const { engine, logger, decisions } = options
-  const app = await createApp(engine().config, logger, decisions)
+  const app = await createApp(engine().config, logger, decisions, options.serverFactory)
   const expectations = new Expectations(app)
   const forward = upstreamForwarder(engine, decisions)
-  app.all('*', { onRequest: decideOnRequest(engine, expectations, decisions, options.limits) }, (request, reply) => {
+  const onRequest = decideOnRequest(engine, expectations, decisions, options.limits, options.certificateThumbprint)
+  app.all('*', { onRequest }, (request, reply) => {
     const decision = request.decision as Allow
     const reissuing = options.reissue(decision)
     if (reissuing === undefined) return forward(reply, decision)

@@ -46,6 +46,8 @@ export interface UpgradeOptions {
   websockets: OpenWebSockets
   /** Serves a request as plain HTTP: the proxy server's own request listener. */
   serveHttp: (request: IncomingMessage, response: ServerResponse) => void
+  /** The verified client certificate's RFC 8705 thumbprint, for mTLS listeners (`client-certificate.ts`). */
+  certificateThumbprint?: (request: IncomingMessage) => string | undefined
 }
 
 const upgradeNotAllowed = (): GatewayError =>
@@ -186,7 +188,8 @@ function readHandshake (options: UpgradeOptions, request: IncomingMessage, socke
     // A DPoP-scheme token's proof is checked on the handshake as on any request (docs/dpop.md).
     dpop: DPOP_SCHEME.test(request.headers.authorization ?? '')
       ? { proofs: dpopProofValues(request.rawHeaders), origin: proxyOrigin(request, engine.config.server.trustProxy) }
-      : undefined
+      : undefined,
+    certificateThumbprint: options.certificateThumbprint?.(request)
   }
   return { request, socket, head, engine, input, offered, record, refuse }
 }

@@ -2,6 +2,7 @@
  * The running gateway: the current engine (swapped whole on reload), the proxy and admin listeners,
  * and an orderly shutdown. This is the only module that wires stages, HTTP and lifecycle together.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -11,7 +12,9 @@ import { buildAdminServer, type Readiness } from '../http/admin-server.js'
 import { createDecisionLog, type DecisionListener } from '../http/decision-log.js'
 import { forwardAuth } from '../http/forward-auth.js'
 import { closeWithin } from '../http/drain.js'
-import { buildProxyServer } from '../http/proxy-server.js'
+import { buildProxyServer, proxyHttpOptions } from '../http/proxy-server.js'
+import { certificateThumbprint } from '../http/client-certificate.js'
+import { TlsListeners } from './tls-listeners.js'
 import { OpenWebSockets } from '../http/open-websockets.js'
 import { handleUpgrade } from '../http/upgrade.js'
 import { applyLogLevel, createLogger } from '../observability/logger.js'
@@ -50,10 +53,10 @@ export interface GatewayAddresses {
   extAuthzAddress?: string
 }
 
-function urlOf (app: FastifyInstance): string {
+function urlOf (app: FastifyInstance, tls = false): string {
   const address = app.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
+  return `${tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${address.port}`
 }
 
 export class Gateway {
@@ -78,6 +81,8 @@ export class Gateway {
   admin: FastifyInstance | null = null
   /** The Envoy ext_authz gRPC listener (docs/istio.md), when `server.extAuthz` is set. */
   extAuthz: ExtAuthzServer | null = null
+  /** The listeners' TLS (docs/tls.md): certificates read at start, rotated without a restart; null before start. */
+  tls: TlsListeners | null = null
 
   constructor (options: GatewayOptions) {
     this.logger = options.logger ?? createLogger({ level: options.config.server.logLevel })
@@ -148,6 +153,8 @@ export class Gateway {
       this.metrics.engineReplaced(previous)
       void loadKeys(this.engine)
       this.websockets.recheck(this.engine)
+      // The listeners' certificate files are re-read too (their paths are start-up settings).
+      this.tls?.reload('config')
     })
   }
 
@@ -160,11 +167,14 @@ export class Gateway {
     await this.reissue.start(this.engine.config)
     const reissue = (decision: Allow): Promise<string> | undefined => this.reissue.forDecision(decision)
     const limits = this.limits
-    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits })
+    const { config } = this.engine
+    const tls = this.tls = new TlsListeners(config, proxyHttpOptions(config), this.logger)
+    // The client certificate is read only where the listener asks for one.
+    const thumbprint = config.server.proxy.tls !== null && config.server.proxy.tls.clientCertificate !== 'none' ? certificateThumbprint : undefined
+    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits, serverFactory: tls.proxy.serverFactory, certificateThumbprint: thumbprint })
     const proxyServer = this.proxy.server
-    proxyServer.on('upgrade', handleUpgrade({
-      engine, decisions, reissue, websockets: this.websockets, serveHttp: (req, res) => proxyServer.emit('request', req, res)
-    }))
+    const serveHttp = (req: IncomingMessage, res: ServerResponse): boolean => proxyServer.emit('request', req, res)
+    proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, serveHttp, certificateThumbprint: thumbprint }))
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,
@@ -172,6 +182,7 @@ export class Gateway {
       readiness: group === undefined ? undefined : () => group.readiness(),
       redis: () => this.redisConnected(),
       extAuthz: () => this.extAuthz?.listening,
+      serverFactory: tls.admin.serverFactory,
       // Each admin feature registers its own routes here, one line each.
       plugins: [
         jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
@@ -184,7 +195,8 @@ export class Gateway {
     const adminAt = listen.admin ?? server.admin
     await this.proxy.listen({ host: proxyAt.host, port: proxyAt.port })
     await this.admin.listen({ host: adminAt.host, port: adminAt.port })
-    const addresses: GatewayAddresses = { proxyUrl: urlOf(this.proxy), adminUrl: urlOf(this.admin) }
+    tls.watch()
+    const addresses: GatewayAddresses = { proxyUrl: urlOf(this.proxy, server.proxy.tls !== null), adminUrl: urlOf(this.admin, server.admin.tls !== null) }
     if (extAuthzAt !== null) {
       this.extAuthz = new ExtAuthzServer({ engine, decisions, logger: this.logger, limits, reissue })
       const port = await this.extAuthz.listen(extAuthzAt.host, extAuthzAt.port)
@@ -210,6 +222,7 @@ export class Gateway {
 
   private async drain (): Promise<void> {
     this.closing = true
+    this.tls?.close()
     const deadline = Date.now() + this.engine.config.server.shutdownTimeoutMs
     // Upgraded sockets are no longer the HTTP server's to close: each WebSocket is closed (1001) first.
     await this.websockets.closeAll(deadline)

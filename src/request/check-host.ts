@@ -40,3 +40,31 @@ export function checkHost (rawHeaders: readonly string[], target: string, httpVe
       `target authority ${JSON.stringify(authority)}`)
   }
 }
+
+/**
+ * HTTP/2's shape of the same rule (RFC 9113 §8.3.1): the host is `:authority`, and a `Host` header beside
+ * it must name the same host, or the request reads two ways (an upstream given HTTP/1.1 sees `Host` only).
+ * Either may be absent, not both; neither may repeat, and `:authority` carries no user information.
+ * Returns the host, which the HTTP layer then treats as HTTP/1.1's `Host`.
+ */
+export function checkHttp2Host (rawHeaders: readonly string[]): string {
+  let authority: string | undefined
+  let host: string | undefined
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]
+    if (name === ':authority') {
+      if (authority !== undefined) throw deny.badRequest('host_duplicated', 'the request has more than one :authority')
+      authority = rawHeaders[i + 1] ?? ''
+    } else if (name !== undefined && name.length === 4 && name.toLowerCase() === 'host') {
+      if (host !== undefined) throw deny.badRequest('host_duplicated', 'the request has more than one Host header')
+      host = rawHeaders[i + 1] ?? ''
+    }
+  }
+  const named = authority ?? host
+  if (named === undefined || named === '') throw deny.badRequest('request_malformed', 'the request has no :authority and no Host header')
+  if (named.includes('@')) throw deny.badRequest('host_mismatch', 'the request authority must not carry user information')
+  if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.trim().toLowerCase()) {
+    throw deny.badRequest('host_mismatch', 'the Host header does not match :authority', `:authority ${JSON.stringify(authority)}`)
+  }
+  return named
+}

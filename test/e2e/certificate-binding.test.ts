@@ -2,9 +2,10 @@
  * Certificate-bound tokens (RFC 8705 §3, docs/tls.md) end to end, with certificates made by openssl and
  * tokens carrying `cnf.x5t#S256` from the test issuer: through the ext_authz service (Envoy's
  * `source.certificate`), forward auth (a trusted ingress's header, as nginx or Envoy pass it; the same
- * header from an untrusted peer ignored), and proxy mode, where the certificate will come from the TLS
- * listener (until then a bound token there has none). The upstream sees only what proxy mode forwards.
+ * header from an untrusted peer ignored), and proxy mode, where it is the one the client presented to the
+ * mTLS listener. The upstream sees only what proxy mode forwards.
  */
+import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { startGateway, issuerAndEcho, type TestGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
@@ -12,6 +13,8 @@ import { mintToken } from '../helpers/jwks-server.js'
 import { makeCertificates } from '../helpers/openssl-thumbprints.js'
 import { envoyCheckRequest, extAuthzClient, type CheckResponse } from '../helpers/ext-authz-client.js'
 import { explain } from '../../src/decision/explain.js'
+import { certificateKit } from '../helpers/certificates.js'
+import { httpsRequest } from '../helpers/tls-clients.js'
 
 const API = 'https://todo.api'
 
@@ -95,17 +98,6 @@ t.test('certificate-bound tokens', async (t) => {
     t.equal(echo.received.length, before, 'forward auth forwards nothing')
   })
 
-  t.test('proxy mode: no certificate source yet, so a bound token is refused and nothing is forwarded', async (t) => {
-    const before = echo.received.length
-    const res = await send(gw.proxyUrl, '/todos', { headers: { authorization: `Bearer ${boundToA}`, 'x-ssl-client-cert': encodeURIComponent(certA.pem) } })
-    t.equal(res.status, 401)
-    t.equal(res.json?.error, 'invalid_token')
-    t.equal(echo.received.length, before, 'the upstream saw nothing')
-    const plain = await send(gw.proxyUrl, '/todos', { headers: { authorization: `Bearer ${unbound}` } })
-    t.equal(plain.status, 200)
-    t.equal(echo.received.length, before + 1)
-  })
-
   t.test('explain shows the certificate step', async (t) => {
     const claims = { iss: jwks.issuer, aud: API, sub: 'alice', exp: 2_000_000_000, cnf: { 'x5t#S256': certA.thumbprint } }
     const pass = await explain(gw.gateway.current().config, { method: 'GET', path: '/todos', ip: '10.0.0.1', claims, certificateThumbprint: certA.thumbprint })
@@ -115,4 +107,41 @@ t.test('certificate-bound tokens', async (t) => {
     t.notOk(fail.allowed)
     t.ok(fail.lines.some((l) => l.startsWith('certificate token bound to a certificate, no certificate: DENY 401 invalid_token (certificate_missing)')), fail.lines.join('\n'))
   })
+})
+
+t.test('proxy mode: the certificate the client presented to the mTLS listener', async (t) => {
+  const { key, jwks, echo } = await issuerAndEcho(t)
+  const kit = certificateKit()
+  t.teardown(() => { kit.remove() })
+  const server = kit.issue('server')
+  const alice = kit.issue('alice', { client: true })
+  const bob = kit.issue('bob', { client: true })
+  const gw = await startGateway({
+    server: { proxy: { tls: { cert: server.cert, key: server.key, clientCa: kit.ca.cert, clientCertificate: 'request' } } },
+    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
+    upstreams: { todo: { url: echo.url } },
+    routes: [
+      { id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' },
+      { id: 'payments', match: { path: '/payments', prefix: true }, upstream: 'todo', requireCertificateBinding: true }
+    ]
+  })
+  t.teardown(() => gw.close())
+  const bound = await mintToken(key, { iss: jwks.issuer, aud: API, sub: 'alice', cnf: { 'x5t#S256': alice.thumbprint } })
+  const unbound = await mintToken(key, { iss: jwks.issuer, aud: API, sub: 'alice' })
+  const call = async (path: string, token: string, client?: { cert: string, key: string }): Promise<string> => {
+    const res = await httpsRequest(`${gw.proxyUrl}${path}`, {
+      ca: kit.ca.pem, headers: { authorization: `Bearer ${token}` }, ...(client === undefined ? {} : { cert: readFileSync(client.cert, 'utf8'), key: readFileSync(client.key, 'utf8') })
+    })
+    return res.status === 200 ? 'allow' : `${res.status} ${String(res.json?.error)}`
+  }
+  const before = echo.received.length
+  t.equal(await call('/todos', bound, alice), 'allow', 'the bound certificate')
+  t.equal(echo.received.length, before + 1, 'forwarded')
+  t.equal(echo.received.at(-1)?.headers['x-auth-subject'], 'alice')
+  t.equal(await call('/todos', bound, bob), '401 invalid_token', 'another certificate of the same CA')
+  t.equal(await call('/todos', bound), '401 invalid_token', 'no certificate')
+  t.equal(await call('/payments', unbound, alice), '401 invalid_token', 'unbound where binding is required')
+  t.equal(echo.received.length, before + 1, 'none of the refusals reached the upstream')
+  t.equal(await call('/todos', unbound), 'allow', 'an unbound token without a certificate where binding is not required')
+  t.match(gw.decisions().filter((d) => d.status === 401).map((d) => d.reason), ['certificate_binding_mismatch', 'certificate_missing', 'certificate_binding_required'])
 })

@@ -102,7 +102,8 @@ t.test('container files agree with the gateway', async (t) => {
     t.ok(defaultConfig, 'a config is copied to that path')
     const source = defaultConfig?.[0] ?? ''
     const config = await loadConfig(join(ROOT, source), {})
-    t.same([config.server.proxy, config.server.admin], [{ host: '0.0.0.0', port: defaults.proxy.port }, { host: '0.0.0.0', port: defaults.admin.port }],
+    const at = ({ host, port }: { host: string, port: number }): { host: string, port: number } => ({ host, port })
+    t.same([at(config.server.proxy), at(config.server.admin)], [{ host: '0.0.0.0', port: defaults.proxy.port }, { host: '0.0.0.0', port: defaults.admin.port }],
       `${source} listens on the exposed ports, on every interface`)
     t.same(words(final('ENTRYPOINT').at(-1)?.args ?? ''), ['node', 'dist/cli.js'])
     t.same(words(final('CMD').at(-1)?.args ?? ''), ['serve'])

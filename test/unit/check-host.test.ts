@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkHost } from '../../src/request/check-host.js'
+import { checkHost, checkHttp2Host } from '../../src/request/check-host.js'
 import { GatewayError } from '../../src/shared/errors.js'
 
 /** null when the raw header list is accepted, else the reason of the 400. */
@@ -48,4 +48,29 @@ t.test('Host is found in the raw list whatever its case, and only Host', async (
   t.equal(refusal(['Host', 'a', 'X-Host', 'b', 'host', 'c'], '/x'), 'host_duplicated')
   t.equal(refusal(['X-Host', 'b', 'hosts', 'd', 'hOsT', 'a'], '/x'), null)
   t.equal(refusal(['X-Host', 'b', 'hosts', 'd'], '/x'), 'request_malformed')
+})
+
+/** The reason checkHttp2Host refuses a raw h2 header list with, or its host. */
+function refusalHttp2 (rawHeaders: string[]): string {
+  try {
+    return `host ${checkHttp2Host(rawHeaders)}`
+  } catch (err) {
+    return (err as GatewayError).reason
+  }
+}
+
+t.test('HTTP/2: :authority is the host, and a Host beside it must agree', async (t) => {
+  const cases: Array<[name: string, rawHeaders: string[], expected: string]> = [
+    [':authority alone', [':method', 'GET', ':authority', 'gw.example', ':path', '/x'], 'host gw.example'],
+    ['Host alone (allowed in place of :authority)', [':method', 'GET', 'host', 'gw.example:8443'], 'host gw.example:8443'],
+    ['both, the same (case aside)', [':authority', 'GW.example', 'host', 'gw.EXAMPLE'], 'host GW.example'],
+    ['both, disagreeing', [':authority', 'gw.example', 'host', 'evil.example'], 'host_mismatch'],
+    ['both, another port', [':authority', 'gw.example', 'host', 'gw.example:81'], 'host_mismatch'],
+    ['two :authority', [':authority', 'gw.example', ':authority', 'evil.example'], 'host_duplicated'],
+    ['two Host', [':authority', 'gw.example', 'host', 'gw.example', 'Host', 'gw.example'], 'host_duplicated'],
+    ['neither', [':method', 'GET', ':path', '/x'], 'request_malformed'],
+    ['an empty :authority', [':authority', ''], 'request_malformed'],
+    ['user information', [':authority', 'user@gw.example'], 'host_mismatch']
+  ]
+  for (const [name, rawHeaders, expected] of cases) t.equal(refusalHttp2(rawHeaders), expected, name)
 })

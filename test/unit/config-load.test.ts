@@ -71,7 +71,7 @@ routes:
 `
 
 const DEFAULT_SERVER: RawConfig['server'] = {
-  proxy: { host: '0.0.0.0', port: 8080 },
+  proxy: { host: '0.0.0.0', port: 8080, http2: false },
   admin: { host: '0.0.0.0', port: 9090 },
   trustProxy: false,
   workers: 1,
@@ -204,7 +204,7 @@ t.test('defaults fill each missing key of a partly written block', async (t) => 
     ...withIssuer({ claims: { roles: ['realm_access', 'roles'] }, jwks: { maxStale: '1h' } }),
     server: { proxy: { port: 8000 }, workers: 'auto' }
   }), 'test.json', {})
-  t.strictSame(config.server.proxy, { host: '0.0.0.0', port: 8000 })
+  t.strictSame(config.server.proxy, { host: '0.0.0.0', port: 8000, http2: false })
   t.equal(config.server.workers, 'auto')
   t.strictSame(config.server.admin, DEFAULT_SERVER.admin)
   t.strictSame(config.issuers[0]?.claims, { ...DEFAULT_ISSUER_PARTS.claims, roles: ['realm_access', 'roles'] })
@@ -411,7 +411,7 @@ routes:
     policy: { clients: { deny: ["\${DENIED_CLIENT}"] } }
 `
   const config = parseConfigText(yaml, 'x.yaml', { PORT: '8081', ADMIN_HOST: '', TRUST_PROXY: 'true', TODO_HOST: 'todo-api', DENIED_CLIENT: '12345' })
-  t.strictSame(config.server.proxy, { host: '0.0.0.0', port: 8081 }, 'whole placeholder re-typed as a number, quoted or not')
+  t.strictSame(config.server.proxy, { host: '0.0.0.0', port: 8081, http2: false }, 'whole placeholder re-typed as a number, quoted or not')
   t.strictSame(config.server.admin, { host: '127.0.0.1', port: 9999 }, 'defaults for unset and for empty')
   t.equal(config.server.trustProxy, true)
   t.equal(config.upstreams.todo?.url, 'http://todo-api:3000')

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawClientCertificateHeader, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawPolicy, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
+import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -21,8 +21,8 @@ const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPol
 /** A config with every optional field set, each to a value other than its default. */
 const everyField: RawConfig = {
   server: {
-    proxy: { host: '127.0.0.1', port: 0 },
-    admin: { host: '::1', port: 19090 },
+    proxy: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: 'tls/proxy.crt', key: 'tls/proxy.key', clientCa: 'tls/ca.crt', clientCertificate: 'require', minVersion: 'TLSv1.3' } },
+    admin: { host: '::1', port: 19090, tls: { cert: 'tls/admin.crt', key: 'tls/admin.key', clientCertificate: 'none', minVersion: 'TLSv1.2' } },
     trustProxy: ['10.0.0.0/8', '192.168.0.1'],
     workers: 'auto',
     requestTimeout: '15s',
@@ -147,7 +147,9 @@ function presenceInSchema (schema: Schema): Record<string, string> {
 const sorted = (record: Record<string, string>): Record<string, string> =>
   Object.fromEntries(Object.entries(record).sort(([a], [b]) => a.localeCompare(b)))
 
-const listener: Presence<RawListener> = { host: 'default', port: 'default' }
+const listener: Presence<RawListener> = { host: 'default', port: 'default', tls: 'optional' }
+const proxyListener: Presence<RawProxyListener> = { ...listener, http2: 'default' }
+const listenerTls: Presence<RawListenerTls> = { cert: 'required', key: 'required', clientCa: 'optional', clientCertificate: 'default', minVersion: 'default' }
 const policyKeys: Presence<RawPolicy> = {
   issuers: 'optional',
   network: 'optional',
@@ -187,7 +189,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     extAuthz: 'optional',
     clientCertificateHeader: 'optional'
   } satisfies Presence<RawServer>],
-  ['RawListener (extAuthz)', ['server', 'extAuthz'], listener],
+  ['RawExtAuthzListener', ['server', 'extAuthz'], { host: 'default', port: 'default' } satisfies Presence<RawExtAuthzListener>],
   ['RawClientCertificateHeader', ['server', 'clientCertificateHeader'], { name: 'required', format: 'default' } satisfies Presence<RawClientCertificateHeader>],
   ['RawForwarding', ['server', 'forwarded'], {
     xForwardedFor: 'default',
@@ -197,8 +199,10 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     forwarded: 'default',
     clientIpHeaders: 'default'
   } satisfies Presence<RawForwarding>],
-  ['RawListener (proxy)', ['server', 'proxy'], listener],
+  ['RawListener (proxy)', ['server', 'proxy'], proxyListener],
   ['RawListener (admin)', ['server', 'admin'], listener],
+  ['RawListenerTls (proxy)', ['server', 'proxy', 'tls'], listenerTls],
+  ['RawListenerTls (admin)', ['server', 'admin', 'tls'], listenerTls],
   ['RawIssuer', ['issuers', '[]'], {
     id: 'required',
     issuer: 'required',
@@ -322,6 +326,8 @@ const enums: Array<[string, string[], string[]]> = [
   ['dpop.replay.store', ['dpop', 'replay', 'store'], membersOf<RawDpop['replay']['store']>({ memory: true, redis: true })],
   ['dpop.replay.onStoreFailure', ['dpop', 'replay', 'onStoreFailure'], membersOf<RawDpop['replay']['onStoreFailure']>({ deny: true, allow: true })],
   ['route mode', ['routes', '[]', 'mode'], membersOf<RawRoute['mode']>({ enforce: true, audit: true })],
+  ['server.proxy.tls.clientCertificate', ['server', 'proxy', 'tls', 'clientCertificate'], membersOf<RawListenerTls['clientCertificate']>({ none: true, request: true, require: true })],
+  ['server.proxy.tls.minVersion', ['server', 'proxy', 'tls', 'minVersion'], membersOf<RawListenerTls['minVersion']>({ 'TLSv1.2': true, 'TLSv1.3': true })],
   ['server.forwarded.xForwardedFor', ['server', 'forwarded', 'xForwardedFor'], membersOf<RawForwarding['xForwardedFor']>({ append: true, replace: true, remove: true })],
   ['forward.authorization', ['routes', '[]', 'forward', 'authorization'], membersOf<RawForward['authorization']>({ keep: true, strip: true, reissue: true })],
   ['scopes.match', ['routes', '[]', 'policy', 'scopes', 'match'], membersOf<NonNullable<NonNullable<RawPolicy['scopes']>['match']>>({ all: true, any: true })],
