@@ -94,6 +94,15 @@ function one (rawHeaders: readonly string[], name: string): string | undefined {
   return undefined
 }
 
+/** The `:authority` pseudo-header, when Envoy left `host` empty (an HTTP/2 request names its host only there). */
+function authorityOf (http: HttpRequestMessage): string | undefined {
+  const fromMap = http.headers?.[':authority']
+  if (fromMap !== undefined && fromMap !== '') return fromMap
+  const entry = http.header_map?.headers?.find((h) => h.key === ':authority')
+  const value = entry?.value !== undefined && entry.value !== '' ? entry.value : entry?.raw_value === undefined ? undefined : Buffer.from(entry.raw_value).toString('latin1')
+  return value === '' ? undefined : value
+}
+
 /** The client address Envoy names, when believed and an IP; else the peer's own. */
 function clientAddress (source: PeerMessage | null | undefined, peer: string, peerTrusted: boolean): string {
   const named = source?.address?.socket_address?.address
@@ -116,7 +125,7 @@ export function checkedRequest (message: CheckRequestMessage, peer: string, peer
   const target = http.path ?? ''
   if (target.charCodeAt(0) !== 0x2f) throw unusable('attributes.request.http.path is not an origin-form target')
   const rawHeaders = rawHeadersOf(http)
-  const host = http.host !== undefined && http.host !== '' ? http.host : one(rawHeaders, 'host')
+  const host = http.host !== undefined && http.host !== '' ? http.host : authorityOf(http) ?? one(rawHeaders, 'host')
   const source = message.attributes?.source
   const input: DecisionInput = {
     method,
