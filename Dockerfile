@@ -25,6 +25,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
+# The Envoy ext_authz protos, loaded at start (proto/README.md).
+COPY proto ./proto
 # The default config is the production starting point, set through SCOPEGATE_* variables; mount your own over it.
 COPY config/scopegate.yaml /etc/scopegate/scopegate.yaml
 # `node` (uid 1000) comes with the official image; nothing here needs root.

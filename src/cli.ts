@@ -12,6 +12,7 @@ import { mintDemoToken, type DemoKey } from './demo/dev-issuer.js'
 import { DEMO_KEY_FILE, runDemo } from './demo/run-demo.js'
 import { runDevIssuer } from './demo/run-dev-issuer.js'
 import { explain } from './decision/explain.js'
+import { pemThumbprint } from './request/client-certificate.js'
 import { requestOrigin } from './request/request-origin.js'
 import { policyTestCommand } from './policy-test/commands.js'
 import { checkSigningKeys } from './reissue/signing-keys.js'
@@ -25,6 +26,7 @@ const USAGE = `usage: scopegate <command> [options]
   validate [--config FILE]          check a config; print every problem, exit 1 if any
   explain  --config FILE --method M --path P (--token JWT | --claims FILE.json) [--ip ADDR] [--host H]
            [--dpop PROOF --origin https://host]   the token is sent as DPoP with this proof
+           [--cert CLIENT.pem]      the request came with this client certificate (RFC 8705)
                                     show each step of one decision; exit 0 allow, 2 deny
   test     --config FILE [--reporter human|tap|junit] CASES.yaml...
                                     decide each case; exit 0 all pass, 1 any fail, 2 unusable input
@@ -112,7 +114,8 @@ async function explainCommand (args: string[]): Promise<number> {
       ip: { type: 'string', default: '127.0.0.1' },
       host: { type: 'string' },
       dpop: { type: 'string' },
-      origin: { type: 'string' }
+      origin: { type: 'string' },
+      cert: { type: 'string' }
     }
   })
   if ((values.dpop !== undefined || values.origin !== undefined) && (values.token === undefined || values.dpop === undefined || values.origin === undefined)) {
@@ -137,7 +140,16 @@ async function explainCommand (args: string[]): Promise<number> {
     }
   }
   const dpop = values.dpop === undefined ? undefined : { proofs: [values.dpop], origin: requestOrigin(values.origin ?? '') }
-  const result = await explain(config, { method: values.method.toUpperCase(), path: values.path, ip: values.ip, host: values.host, token: values.token, claims, dpop })
+  let certificateThumbprint: string | undefined
+  if (values.cert !== undefined) {
+    try {
+      certificateThumbprint = pemThumbprint(await readFile(values.cert, 'utf8'))
+    } catch {
+      process.stderr.write(`${values.cert}: not a PEM certificate\n`)
+      return 1
+    }
+  }
+  const result = await explain(config, { method: values.method.toUpperCase(), path: values.path, ip: values.ip, host: values.host, token: values.token, claims, dpop, certificateThumbprint })
   process.stdout.write(result.lines.join('\n') + '\n')
   return result.allowed ? 0 : 2
 }

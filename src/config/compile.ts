@@ -162,6 +162,7 @@ function compileIssuers (problems: Problems, raw: RawConfig): Map<string, Compil
       clockToleranceSec: duration(problems, `${path}.clockTolerance`, issuer.clockTolerance) / 1000,
       requireTyp: issuer.requireTyp,
       requireDpop: issuer.requireDpop,
+      requireCertificateBinding: issuer.requireCertificateBinding,
       claims: {
         scope: issuer.claims.scope.map(claimSegments),
         roles: claimSegments(issuer.claims.roles),
@@ -351,7 +352,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       websocket: { ...route.websocket },
       rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined),
       cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods),
-      requireDpop: route.requireDpop
+      requireDpop: route.requireDpop,
+      requireCertificateBinding: route.requireCertificateBinding
     }
   })
 }
@@ -439,7 +441,11 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
       shutdownTimeoutMs: parseDuration(raw.server.shutdownTimeout),
       maxHeaderSize: raw.server.maxHeaderSize,
       logLevel: raw.server.logLevel,
-      forwarded: { ...raw.server.forwarded, clientIpHeaders: raw.server.forwarded.clientIpHeaders.map((name) => name.toLowerCase()) }
+      forwarded: { ...raw.server.forwarded, clientIpHeaders: raw.server.forwarded.clientIpHeaders.map((name) => name.toLowerCase()) },
+      extAuthz: raw.server.extAuthz ?? null,
+      clientCertificateHeader: raw.server.clientCertificateHeader === undefined
+        ? null
+        : { ...raw.server.clientCertificateHeader, name: raw.server.clientCertificateHeader.name.toLowerCase() }
     },
     issuersByIss: new Map([...issuersById.values()].map((issuer) => [issuer.issuer, issuer])),
     issuersById,

@@ -134,7 +134,17 @@ const server: Schema = object({
     xForwardedPort: { type: 'boolean', default: true },
     forwarded: { type: 'boolean', default: false },
     clientIpHeaders: { type: 'array', items: headerName, uniqueItems: true, default: [] }
-  }, { default: {} })
+  }, { default: {} }),
+  // The Envoy ext_authz gRPC service (docs/istio.md); absent: off.
+  extAuthz: object({
+    host: withDefault(nonEmptyString, '0.0.0.0'),
+    port: { type: 'integer', minimum: 0, maximum: 65535, default: 9191 }
+  }),
+  // Where forward auth reads the client certificate a trusted ingress passes on (docs/tls.md#certificate-bound-tokens-rfc-8705).
+  clientCertificateHeader: object({
+    name: headerName,
+    format: { type: 'string', enum: ['pem', 'xfcc'], default: 'pem' }
+  }, { required: ['name'] })
 }, { default: {} })
 
 /* ------------------------------------------------------------------ issuers ------------------------------------------------------------------ */
@@ -194,6 +204,8 @@ const issuer: Schema = object({
   requireTyp: { type: 'boolean', default: false },
   // Every token of this issuer must come with a DPoP proof (docs/dpop.md).
   requireDpop: { type: 'boolean', default: false },
+  // Every token of this issuer must be bound to the client certificate (docs/tls.md#certificate-bound-tokens-rfc-8705).
+  requireCertificateBinding: { type: 'boolean', default: false },
   claims,
   jwks,
   introspection
@@ -350,7 +362,9 @@ const route: Schema = object({
   rateLimit,
   cors,
   // Every token on this route must come with a DPoP proof (docs/dpop.md).
-  requireDpop: { type: 'boolean', default: false }
+  requireDpop: { type: 'boolean', default: false },
+  // Every token on this route must be bound to the client certificate (docs/tls.md#certificate-bound-tokens-rfc-8705).
+  requireCertificateBinding: { type: 'boolean', default: false }
 }, { required: ['id', 'match', 'upstream'] })
 
 /* ------------------------------------------------------------------ dpop, redis ------------------------------------------------------------------ */

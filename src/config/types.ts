@@ -47,7 +47,17 @@ export interface RawServer {
   maxHeaderSize: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   forwarded: RawForwarding
+  /** The Envoy ext_authz gRPC listener (docs/istio.md); absent: off. */
+  extAuthz?: RawExtAuthzListener
+  /** The header a trusted ingress passes the client certificate in, for forward auth (docs/tls.md). */
+  clientCertificateHeader?: RawClientCertificateHeader
 }
+
+/** The ext_authz gRPC listener: plaintext h2c, meant for the cluster network (docs/istio.md). */
+export interface RawExtAuthzListener { host: string, port: number }
+
+/** `pem`: a URL-encoded PEM (nginx `$ssl_client_escaped_cert`); `xfcc`: Envoy's `x-forwarded-client-cert`. */
+export interface RawClientCertificateHeader { name: string, format: 'pem' | 'xfcc' }
 
 /** The forwarding headers sent upstream (see docs/proxying.md, "Forwarding headers and trust"). */
 export interface RawForwarding {
@@ -80,6 +90,7 @@ export interface RawIssuer {
   clockTolerance: DurationText
   requireTyp: boolean
   requireDpop: boolean
+  requireCertificateBinding: boolean
   claims: {
     /** Alternatives, first present wins; each a top-level name or a list of segments. */
     scope: ClaimPath[]
@@ -243,6 +254,7 @@ export interface RawRoute {
   rateLimit?: RawRateLimit
   cors?: RawCors
   requireDpop: boolean
+  requireCertificateBinding: boolean
 }
 
 export interface RawReissue {
@@ -299,6 +311,8 @@ export interface CompiledIssuer {
   clockToleranceSec: number
   requireTyp: boolean
   requireDpop: boolean
+  /** Every token of this issuer must carry `cnf.x5t#S256` matching the client certificate (docs/tls.md). */
+  requireCertificateBinding: boolean
   claims: {
     scope: readonly ClaimSegments[]
     roles: ClaimSegments
@@ -436,6 +450,8 @@ export interface CompiledRoute {
   /** As configured; `enabled: false` refuses every upgrade on the route. */
   websocket: Readonly<RawWebsocket>
   requireDpop: boolean
+  /** Every token on this route must carry `cnf.x5t#S256` matching the client certificate (docs/tls.md). */
+  requireCertificateBinding: boolean
   /** null: no limit on this route. */
   rateLimit: CompiledRateLimit | null
   /** null: no CORS on this route (no preflight answered, no CORS fields). */
@@ -470,6 +486,10 @@ export interface CompiledServer {
   logLevel: RawServer['logLevel']
   /** As in the file, with `clientIpHeaders` lower-cased. */
   forwarded: Readonly<RawForwarding>
+  /** The Envoy ext_authz gRPC listener; null: off. */
+  extAuthz: RawExtAuthzListener | null
+  /** Forward auth's client-certificate header, name lower-cased; null: none is read. */
+  clientCertificateHeader: Readonly<RawClientCertificateHeader> | null
 }
 
 /** A listener as the gateway opens it (docs/tls.md). */

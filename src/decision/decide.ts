@@ -25,6 +25,7 @@ import { IntrospectionMiss } from '../token/introspect-token.js'
 import { extractDpopToken } from '../request/extract-dpop-token.js'
 import type { ProofRequest } from '../token/verify-dpop-proof.js'
 import { checkBearer, checkProof, dpopRequired, type DpopStep } from './check-dpop.js'
+import { certificateBindingApplies, checkCertificateBinding, type CertificateStep } from './check-certificate-binding.js'
 
 export interface DecisionInput {
   method: string
@@ -41,8 +42,9 @@ export interface DecisionInput {
   /** What a DPoP proof is checked against (docs/dpop.md); absent: no proof can be checked. */
   dpop?: DpopInput
   /**
-   * The verified TLS client certificate's RFC 8705 §3.1 thumbprint: base64url SHA-256 of its DER; absent
-   * without mTLS or without a verified certificate (docs/tls.md).
+   * The base64url SHA-256 thumbprint of the client certificate's DER (RFC 8705 §3.1), when the request
+   * came with one: the verified certificate of an mTLS proxy listener, Envoy's `source.certificate` or a
+   * trusted ingress's header (docs/tls.md#certificate-bound-tokens-rfc-8705). Absent: no certificate.
    */
   certificateThumbprint?: string
 }
@@ -53,6 +55,8 @@ interface Request {
   host: string
   path: string
   clientIp: string
+  /** The client certificate's thumbprint, for the certificate stage; the conditions do not read it. */
+  certificate?: string
 }
 
 /** The request's DPoP headers and its own origin, as the HTTP layer received them. */
@@ -104,6 +108,7 @@ export type Step =
   | { stage: 'path', path: string }
   | { stage: 'route', route: CompiledRoute, host: string }
   | { stage: 'token', token: VerifiedToken | null, failure: GatewayError | null, via?: TokenPath }
+  | CertificateStep
   | DpopStep
   | PolicyStep
 
@@ -127,9 +132,11 @@ export class PendingDecision {
   readonly proof: ProofRequest | null
   /** The decision already under way (a replay check in Redis), when `miss` is null. */
   readonly settling: Promise<Decision> | null
+  /** The client certificate's thumbprint, for a certificate-bound token (`DecisionInput.certificateThumbprint`). */
+  readonly certificate: string | undefined
 
   constructor (engine: Engine, route: CompiledRoute, path: string, query: string, clientIp: string, miss: TokenMiss | null, record: Recorder | undefined,
-    method: string, host: string, proof: ProofRequest | null = null, settling: Promise<Decision> | null = null) {
+    method: string, host: string, proof: ProofRequest | null = null, settling: Promise<Decision> | null = null, certificate?: string) {
     this.engine = engine
     this.route = route
     this.path = path
@@ -141,6 +148,7 @@ export class PendingDecision {
     this.host = host
     this.proof = proof
     this.settling = settling
+    this.certificate = certificate
   }
 }
 
@@ -197,7 +205,7 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
   }
   record?.({ stage: 'route', route, host })
   const { clientIp } = input
-  const request: Request = { method: input.method, host, path, clientIp }
+  const request: Request = { method: input.method, host, path, clientIp, certificate: input.certificateThumbprint }
   if (route.auth === 'none') {
     record?.({ stage: 'token', token: null, failure: null })
     return settle(engine, route, path, query, null, clientIp, record, request)
@@ -220,7 +228,7 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
     return failure === null ? settle(engine, route, path, query, null, clientIp, record, request) : denied(failure, route, path, query, null, clientIp)
   }
   const found = engine.verifier.lookup(bearer)
-  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record, input.method, host, proof)
+  if (found instanceof TokenMiss) return new PendingDecision(engine, route, path, query, clientIp, found, record, input.method, host, proof, null, input.certificateThumbprint)
   if (found instanceof GatewayError) {
     record?.({ stage: 'token', token: null, failure: found, via: 'cache' })
     return via(denied(found, route, path, query, null, clientIp), 'cache')
@@ -228,7 +236,7 @@ export function decideKnown (engine: Engine, input: DecisionInput, record?: Reco
   record?.({ stage: 'token', token: found, failure: null, via: 'cache' })
   const decided = settleBound(engine, route, path, query, found, clientIp, record, proof, request)
   if (!(decided instanceof Promise)) return via(decided, 'cache')
-  return new PendingDecision(engine, route, path, query, clientIp, null, record, input.method, host, proof, decided.then((d) => via(d, 'cache')))
+  return new PendingDecision(engine, route, path, query, clientIp, null, record, input.method, host, proof, decided.then((d) => via(d, 'cache')), input.certificateThumbprint)
 }
 
 /** The decision, marked with how its token was judged. */
@@ -251,7 +259,7 @@ export async function decidePending (pending: PendingDecision): Promise<Decision
     return via(denied(failure, route, path, query, null, clientIp), tokenPath)
   }
   record?.({ stage: 'token', token, failure: null, via: tokenPath })
-  return via(await settleBound(engine, route, path, query, token, clientIp, record, pending.proof, { method, host, path, clientIp }), tokenPath)
+  return via(await settleBound(engine, route, path, query, token, clientIp, record, pending.proof, { method, host, path, clientIp, certificate: pending.certificate }), tokenPath)
 }
 
 /** 401 without credentials; on a route that requires DPoP, challenged with the DPoP scheme. */
@@ -262,11 +270,17 @@ function tokenMissing (engine: Engine, route: CompiledRoute): GatewayError {
 }
 
 /**
- * The DPoP stage (check-dpop.ts), then the policy: a Bearer token must not need DPoP, a DPoP token must
- * come with a good, bound, unused proof. A promise only while a Redis replay check is under way.
+ * The certificate stage (check-certificate-binding.ts), the DPoP stage (check-dpop.ts), then the policy:
+ * a certificate-bound token must come with its certificate, a Bearer token must not need DPoP, a DPoP
+ * token must come with a good, bound, unused proof. A promise only while a Redis replay check is under way.
  */
 function settleBound (engine: Engine, route: CompiledRoute, path: string, query: string, token: VerifiedToken, clientIp: string,
   record: Recorder | undefined, proof: ProofRequest | null, request: Request): Decision | Promise<Decision> {
+  if (certificateBindingApplies(route, token)) {
+    const failure = checkCertificateBinding(route, token, request.certificate)
+    record?.({ stage: 'certificate', bound: token.x5t !== null, presented: request.certificate !== undefined, failure })
+    if (failure !== null) return denied(failure, route, path, query, token, clientIp)
+  }
   if (proof === null) {
     if (!dpopRequired(route, token)) return settle(engine, route, path, query, token, clientIp, record, request)
     const failure = checkBearer(engine.config, route, token)

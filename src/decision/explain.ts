@@ -5,6 +5,7 @@
  * issuer's real keys; with a claims file, a verifier that takes the claims as verified stands in for the
  * real one: signature and expiry are skipped, and the output says so.
  */
+import { confirmation } from '../token/confirmation.js'
 import type { CompiledConfig, CompiledRoute } from '../config/types.js'
 import { decideKnown, decidePending, PendingDecision, type Decision, type DpopInput, type Recorder, type Step } from './decide.js'
 import { buildEngine, loadKeys, type Engine } from './engine.js'
@@ -31,6 +32,8 @@ export interface ExplainInput {
   authorization?: readonly string[]
   /** A DPoP proof and the request's origin: `token` is then sent as `DPoP <token>` (docs/dpop.md). */
   dpop?: DpopInput
+  /** The client certificate's thumbprint (base64url SHA-256 of its DER), for a certificate-bound token (docs/tls.md). */
+  certificateThumbprint?: string
 }
 
 export interface Explanation {
@@ -61,9 +64,8 @@ function tokenFromClaims (config: CompiledConfig, claims: JwtPayload): VerifiedT
   } catch (err) {
     return toGatewayError(err)
   }
-  const cnf = claims.cnf as { jkt?: unknown } | undefined
-  const jkt = typeof cnf?.jkt === 'string' ? cnf.jkt : null
-  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)), jkt)
+  const bound = confirmation(claims)
+  return verifiedToken(identityClaims(claims, chosen.claims), chosen, claims, Number(claims.exp ?? 0), null, 0, cacheKey(JSON.stringify(claims)), bound.jkt, bound.x5t)
 }
 
 /** Stands in for the token verifier with a claims file: every bearer "verifies" to these claims. */
@@ -128,6 +130,11 @@ function stepWriter (input: ExplainInput, say: (step: string, text: string) => v
         say('require', scopes === undefined || scopes.require.length === 0 ? 'nothing required' : `pass (${scopes.match} of [${scopes.require.join(' ')}])`)
         return
       }
+      case 'certificate': {
+        const what = `${step.bound ? 'token bound to a certificate' : 'token not bound'}, ${step.presented ? 'certificate presented' : 'no certificate'}`
+        say('certificate', step.failure === null ? `pass (${what})` : `${what}: ${denial(step.failure)}`)
+        return
+      }
       case 'dpop': {
         const result = step.failure === null ? 'pass' : denial(step.failure)
         say('dpop', step.scheme === 'Bearer' ? `Bearer scheme: ${result}` : `proof ${step.jkt === null ? '' : `key ${step.jkt} `}${result}`)
@@ -154,7 +161,7 @@ export async function explain (config: CompiledConfig, input: ExplainInput): Pro
     authorization.push(`${input.dpop === undefined ? 'Bearer' : 'DPoP'} ${input.token}`)
   }
 
-  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip, host: input.host, dpop: input.dpop }, record)
+  const decided = decideKnown(engine, { method: input.method.toUpperCase(), target: input.path, authorization, clientIp: input.ip, host: input.host, dpop: input.dpop, certificateThumbprint: input.certificateThumbprint }, record)
   let decision: Decision
   if (decided instanceof PendingDecision) {
     // A token to verify: only now are the issuers' keys fetched, as the gateway does at start.

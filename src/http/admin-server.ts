@@ -18,6 +18,8 @@ export interface AdminServerOptions {
   readiness?: () => Promise<Readiness>
   /** Whether the shared Redis is connected; undefined without a redis section. */
   redis?: () => boolean | undefined
+  /** Whether the ext_authz gRPC listener is open; undefined without `server.extAuthz` (docs/istio.md). */
+  extAuthz?: () => boolean | undefined
   /** The listener's server when it uses TLS (`listener-server.ts`). */
   serverFactory?: FastifyServerFactory
 }
@@ -32,14 +34,16 @@ export interface Readiness {
  * `redis` (connected or not; undefined without a redis section) is shown but does not make it unready:
  * each rate-limited route's `onStoreError` decides what an outage means (docs/rate-limits.md#redis).
  */
-export function localReadiness (engine: Engine, closing: boolean, redis?: boolean): Readiness {
+export function localReadiness (engine: Engine, closing: boolean, redis?: boolean, extAuthz?: boolean): Readiness {
   // probe(): a store with no usable keys retries from here too, so a not-ready instance (sent no traffic) recovers.
   const issuers = [...engine.keyStores.values()].map((store) => store.probe())
-  const ready = !closing && issuers.every((s) => s.state === 'ready' || s.state === 'stale')
+  // A configured ext_authz listener that is not open leaves Envoy's Checks unanswered: not ready.
+  const ready = !closing && extAuthz !== false && issuers.every((s) => s.state === 'ready' || s.state === 'stale')
   const body: Readiness['body'] = { status: closing ? 'shutting_down' : ready ? 'ready' : 'not_ready', config: engine.config.source, issuers }
   // Shown, not counted against readiness: every replica asks the same IdP, and JWTs still verify without it.
   if (engine.introspection !== undefined) body.introspection = engine.introspection.status()
   if (redis !== undefined) body.redis = { state: redis ? 'connected' : 'disconnected' }
+  if (extAuthz !== undefined) body.extAuthz = { state: extAuthz ? 'listening' : 'closed' }
   return { ready, body }
 }
 
@@ -51,7 +55,7 @@ export async function buildAdminServer (options: AdminServerOptions): Promise<Fa
   app.get('/readyz', async (_request, reply) => {
     // Shutting down answers at once, without asking the group: load balancers must stop sending now.
     const { ready, body } = options.readiness === undefined || options.closing()
-      ? localReadiness(options.engine(), options.closing(), options.redis?.())
+      ? localReadiness(options.engine(), options.closing(), options.redis?.(), options.extAuthz?.())
       : await options.readiness()
     return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send(body)
   })

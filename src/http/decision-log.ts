@@ -39,6 +39,8 @@ export interface DecisionRecord {
   tokenPath?: string
   /** Log-only detail of a denial or upstream failure (claim values, never the token). */
   detail?: string
+  /** Which service asked, when it is not the proxy listener: `ext_authz` (docs/istio.md). */
+  endpoint?: 'ext_authz'
 }
 
 export interface DecisionLog {
@@ -51,6 +53,24 @@ export interface DecisionLog {
   answeredOnSocket (error: GatewayError): void
   /** A WebSocket/Upgrade handshake, answered on the raw socket with no Fastify request (see `upgrade.ts`). */
   recordUpgrade (upgrade: UpgradeRecord): void
+  /** An ext_authz Check (`grpc/ext-authz-server.ts`): no Fastify request either. */
+  recordCheck (check: CheckRecord): void
+}
+
+/** What the decision line of an ext_authz Check is made of. */
+export interface CheckRecord {
+  /** null: refused before a decision (a CheckRequest that names no readable request). */
+  decision: Decision | null
+  /** The original request's method; null when it could not be read. */
+  method: string | null
+  /** The HTTP status answered: 200 for an allow. */
+  status: number
+  /** `process.hrtime.bigint()` when the Check arrived. */
+  startedAt: bigint
+  /** The refusal made before a decision, if any. */
+  refusal?: GatewayError
+  /** A CORS preflight let through (reason `cors_preflight`). */
+  preflight?: boolean
 }
 
 /** What the decision line of an upgrade handshake is made of. */
@@ -81,7 +101,8 @@ export function decisionLine (level: number, time: number, bindings: string, r: 
   return `{"level":${level},"time":${time}${bindings},"route":${text(r.route)},"method":${text(r.method)},"path":${text(r.path)}` +
     `,"decision":"${r.decision}","reason":${text(r.reason)},"upstream":${text(r.upstream)},"status":${r.status}` +
     `,"upstreamStatus":${r.upstreamStatus ?? 'null'},"sub":${text(r.sub)},"clientId":${text(r.clientId)},"scopes":${text(r.scopes)}` +
-    `,"latencyMs":${r.latencyMs}${r.tokenPath === undefined ? '' : `,"tokenPath":"${r.tokenPath}"`}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`},"msg":"decision"}\n`
+    `,"latencyMs":${r.latencyMs}${r.tokenPath === undefined ? '' : `,"tokenPath":"${r.tokenPath}"`}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`}` +
+    `${r.endpoint === undefined ? '' : `,"endpoint":"${r.endpoint}"`},"msg":"decision"}\n`
 }
 
 type Destination = { write: (line: string) => unknown }
@@ -127,6 +148,14 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
     answeredOnSocket (error) { emit(undecided(null, error.reason, error.status, 0)) },
     record (request, reply, method = request.method) {
       emit(recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request)))
+    },
+    recordCheck ({ decision, method, status, startedAt, refusal, preflight }) {
+      const record = decision === null
+        ? undecided(method, refusal?.reason ?? 'request_malformed', status, 0)
+        : recordOf(decision, method ?? '', status, startedAt, preflight === true ? PREFLIGHT : undefined)
+      if (decision === null && refusal?.detail !== undefined) record.detail = refusal.detail
+      record.endpoint = 'ext_authz'
+      emit(record)
     },
     recordUpgrade ({ decision, method, status, startedAt, failure, refusal }) {
       const record = recordOf(decision, method, status, startedAt, failure ?? refusal)

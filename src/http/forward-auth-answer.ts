@@ -30,15 +30,14 @@
  * request must be decided and logged), a re-issued token (it is minted per request), or a token with
  * less than a second to live, or a route with a rate limit (each request must spend its bucket).
  */
-import type { CompiledConfig } from '../config/types.js'
-import type { Allow, Decision } from '../decision/decide.js'
+import type { Decision } from '../decision/decide.js'
 import { GatewayError } from '../shared/errors.js'
+
+// The identity headers of an allow are shared with the ext_authz service; named from here as before.
+export { AUDIT_HEADER, allowHeaders } from '../authz/allow-headers.js'
 
 /** Longest an allow may be cached by the ingress, seconds: a config reload or key rotation shows within it. */
 export const FORWARD_AUTH_CACHE_MAX_SECONDS = 60
-
-/** Set on an audit-mode allow to the `error` code that enforce mode would have answered. Not an `x-auth-*`. */
-export const AUDIT_HEADER = 'x-scopegate-audit'
 
 /**
  * Whether a denial goes without its JSON body (`Content-Length: 0`): for calls in the nginx form, which
@@ -94,24 +93,4 @@ export function cacheControl (decision: Decision, nowMs: number): { cacheControl
   if (decision.token !== null) seconds = Math.min(seconds, Math.floor(decision.token.expiresAt - nowMs / 1000))
   if (seconds < 1) return { cacheControl: 'no-store' }
   return { cacheControl: `s-maxage=${seconds}, max-age=0`, vary: 'authorization' }
-}
-
-/**
- * The headers of an allow: the identity headers of the decision, and every other identity header this
- * config can set, empty. An ingress copies only the headers present in the answer (Envoy's
- * `allowed_upstream_headers`, Envoy Gateway's `headersToBackend`), so answering an empty value is what
- * overwrites a client's forged copy of a header this request has no value for. nginx drops an empty
- * header, which strips the client's copy just the same.
- *
- * @param reissued For a `forward.authorization: reissue` route: the re-issued token, or undefined when
- *   none could be minted; its `authorization` header is then empty, so an ingress that copies it strips
- *   the client's token, as the proxy does.
- */
-export function allowHeaders (decision: Allow, config: CompiledConfig, reissued?: string): Record<string, string> {
-  const headers: Record<string, string> = {}
-  for (const name of config.identityHeaders) headers[name] = ''
-  Object.assign(headers, decision.headers)
-  if (decision.route.forward.authorization === 'reissue') headers.authorization = reissued === undefined ? '' : `Bearer ${reissued}`
-  if (decision.audit !== null) headers[AUDIT_HEADER] = decision.audit.code
-  return headers
 }

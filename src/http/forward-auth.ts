@@ -14,7 +14,7 @@
 import { METHODS, type IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { CompiledConfig } from '../config/types.js'
-import { PendingDecision, decideKnown, decidePending, type Allow, type Deny } from '../decision/decide.js'
+import type { Allow, Deny } from '../decision/decide.js'
 import type { Engine } from '../decision/engine.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
@@ -25,7 +25,8 @@ import { forwardAuthOrigin } from './forward-auth-origin.js'
 import type { DecisionLog } from './decision-log.js'
 import type { RateLimiter } from '../limits/rate-limiter.js'
 import { responseCorsHeaders } from '../cors/cors-headers.js'
-import { answerPreflight } from '../cors/preflight.js'
+import { judgeRequest } from '../authz/judge-request.js'
+import { forwardedCertificate } from './forward-auth-certificate.js'
 import type { Decision } from '../decision/decide.js'
 import { allowHeaders, cacheControl, denialWithoutBody, forwardAuthError } from './forward-auth-answer.js'
 import { DECISIONS_PATH, originalRequest, type OriginalRequest } from './forward-auth-request.js'
@@ -124,26 +125,18 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
       const peerTrusted = trusted !== null && trusted.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
       try {
         let original: OriginalRequest
+        let certificate: string | undefined
         try {
           original = originalOf(raw, trusted)
+          certificate = forwardedCertificate(raw.rawHeaders, engine.config.server.clientCertificateHeader, peerTrusted)
         } catch (err) {
           const error = toGatewayError(err)
           request.decision = refused(error)
           return sendDenial(reply, raw, error)
         }
         decidedMethod.set(request, original.method)
-        // A CORS preflight carries no credentials: let it through with no identity (every identity header
-        // empty) and the CORS grant, for the ingress's CORS or the upstream to answer (docs/cors.md#forward-auth).
-        const preflight = answerPreflight(engine.routes, original.method, original.target, raw.headers.origin,
-          raw.headers['access-control-request-method'], raw.headers['access-control-request-headers'], original.host)
-        if (preflight !== null) {
-          const allow = { allowed: true as const, route: preflight.route, path: preflight.path, query: '', token: null, scopes: [], headers: {}, audit: null }
-          request.decision = allow
-          options.decisions.preflightAnswered(request)
-          return reply.code(200).headers({ ...allowHeaders(allow, engine.config), ...preflight.headers, 'cache-control': 'no-store' }).send()
-        }
         const ip = forwardAuthClientIp(raw, trusted)
-        const decided = decideKnown(engine, {
+        const verdict = await judgeRequest(engine, {
           method: original.method,
           target: original.target,
           authorization: authorizationValues(raw.rawHeaders),
@@ -152,23 +145,21 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
           // Read only for a DPoP-scheme token (docs/dpop.md): the proof and the origin the ingress names.
           dpop: DPOP_SCHEME.test(raw.headers.authorization ?? '')
             ? { proofs: dpopProofValues(raw.rawHeaders), origin: forwardAuthOrigin(raw.rawHeaders, peerTrusted) }
-            : undefined
-        })
-        const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
-        request.decision = decision
-        if (!decision.allowed) {
-          withCors(reply, raw, decision)
-          return sendDenial(reply, raw, decision.error)
+            : undefined,
+          ...(certificate === undefined ? {} : { certificateThumbprint: certificate })
+        }, { origin: raw.headers.origin, requestMethod: raw.headers['access-control-request-method'], requestHeaders: raw.headers['access-control-request-headers'] }, options)
+        request.decision = verdict.decision
+        // A CORS preflight carries no credentials: let it through with no identity (every identity header
+        // empty) and the CORS grant, for the ingress's CORS or the upstream to answer (docs/cors.md#forward-auth).
+        if (verdict.kind === 'preflight') {
+          options.decisions.preflightAnswered(request)
+          return reply.code(200).headers({ ...allowHeaders(verdict.decision, engine.config), ...verdict.cors, 'cache-control': 'no-store' }).send()
         }
-        const limited = await options.limits.check(decision.route, decision.token, ip)
-        if (limited !== null) {
-          request.decision = { ...decision, allowed: false, error: limited }
-          withCors(reply, raw, decision)
-          return sendDenial(reply, raw, limited)
+        if (verdict.kind === 'deny') {
+          withCors(reply, raw, verdict.decision)
+          return sendDenial(reply, raw, verdict.decision.error)
         }
-
-        const reissuing = options.reissue(decision)
-        return sendAllow(reply, decision, engine.config, reissuing === undefined ? undefined : await reissuing, now())
+        return sendAllow(reply, verdict.decision, engine.config, verdict.reissued, now())
       } catch (err) {
         // Never a 5xx to the ingress (it would answer the client with a 500): an internal error is a 403.
         const error = toGatewayError(err)

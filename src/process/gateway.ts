@@ -27,6 +27,7 @@ import type { Redis } from 'ioredis'
 import { RateLimiter } from '../limits/rate-limiter.js'
 import { createRedis, redisConnected } from '../state/redis.js'
 import { insecureUpstreamWarning, insecureUpstreams } from '../config/compile-upstream-tls.js'
+import { ExtAuthzServer } from '../grpc/ext-authz-server.js'
 
 /** What a cluster worker's admin listener reports for the whole process group (see `worker-link.ts`). */
 export interface ProcessGroup {
@@ -49,6 +50,8 @@ export interface GatewayOptions extends EngineOptions {
 export interface GatewayAddresses {
   proxyUrl: string
   adminUrl: string
+  /** `host:port` of the ext_authz gRPC listener, when `server.extAuthz` is set. */
+  extAuthzAddress?: string
 }
 
 function urlOf (app: FastifyInstance, tls = false): string {
@@ -77,6 +80,8 @@ export class Gateway {
   readonly limits: RateLimiter
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
+  /** The Envoy ext_authz gRPC listener (docs/istio.md), when `server.extAuthz` is set. */
+  extAuthz: ExtAuthzServer | null = null
   /** The listeners' TLS (docs/tls.md): certificates read at start, rotated without a restart; null before start. */
   tls: TlsListeners | null = null
 
@@ -143,6 +148,9 @@ export class Gateway {
         this.logger.warn('the redis section changed: it takes effect at the next restart')
       }
       this.warnInsecureUpstreams(config)
+      if (JSON.stringify(config.server.extAuthz) !== JSON.stringify(this.engine.config.server.extAuthz)) {
+        this.logger.warn('server.extAuthz changed: the ext_authz listener follows at the next restart; its answers follow the new config now')
+      }
       const previous = this.engine
       this.engine = buildEngine(config, previous, this.engineOptions)
       this.metrics.engineReplaced(previous)
@@ -160,6 +168,7 @@ export class Gateway {
 
   /** Fetch every issuer's keys once, then open both listeners. */
   async start (listen: { proxy?: { host: string, port: number }, admin?: { host: string, port: number } } = {}): Promise<GatewayAddresses> {
+    const extAuthzAt = this.engine.config.server.extAuthz
     const engine = (): Engine => this.engine
     const group = this.group
     const decisions = createDecisionLog(this.logger, this.decisionListeners)
@@ -180,6 +189,7 @@ export class Gateway {
       closing: () => this.closing,
       readiness: group === undefined ? undefined : () => group.readiness(),
       redis: () => this.redisConnected(),
+      extAuthz: () => this.extAuthz?.listening,
       serverFactory: tls.admin.serverFactory,
       // Each admin feature registers its own routes here, one line each.
       plugins: [
@@ -194,7 +204,13 @@ export class Gateway {
     await this.proxy.listen({ host: proxyAt.host, port: proxyAt.port })
     await this.admin.listen({ host: adminAt.host, port: adminAt.port })
     tls.watch()
-    return { proxyUrl: urlOf(this.proxy, server.proxy.tls !== null), adminUrl: urlOf(this.admin, server.admin.tls !== null) }
+    const addresses: GatewayAddresses = { proxyUrl: urlOf(this.proxy, server.proxy.tls !== null), adminUrl: urlOf(this.admin, server.admin.tls !== null) }
+    if (extAuthzAt !== null) {
+      this.extAuthz = new ExtAuthzServer({ engine, decisions, logger: this.logger, limits, reissue })
+      const port = await this.extAuthz.listen(extAuthzAt.host, extAuthzAt.port)
+      addresses.extAuthzAddress = `${extAuthzAt.host === '0.0.0.0' ? '127.0.0.1' : extAuthzAt.host}:${port}`
+    }
+    return addresses
   }
 
   /** True once close() has begun. */
@@ -204,7 +220,7 @@ export class Gateway {
 
   /**
    * Graceful shutdown, idempotent: /readyz answers 503 at once; the proxy listener stops accepting and
-   * its requests under way finish; then the admin listener (which served /readyz, /metrics and forward
+   * its requests under way finish, then the ext_authz listener's Checks; then the admin listener (which served /readyz, /metrics and forward
    * auth meanwhile) closes the same way. All within server.shutdownTimeout, after which what is left is cut.
    */
   close (): Promise<void> {
@@ -219,6 +235,7 @@ export class Gateway {
     // Upgraded sockets are no longer the HTTP server's to close: each WebSocket is closed (1001) first.
     await this.websockets.closeAll(deadline)
     await closeWithin(this.proxy, deadline)
+    await this.extAuthz?.close(deadline)
     await closeWithin(this.admin, deadline)
     // After the listeners: requests under way may still spend a shared bucket.
     if (this.redis !== null) await this.redis.quit().catch(() => { this.redis?.disconnect() })

@@ -68,8 +68,8 @@ async function runSingle (file: string, config: CompiledConfig): Promise<void> {
     triggers.close()
     await gateway.close()
   })
-  const { proxyUrl, adminUrl } = await startOrExit(gateway, logger)
-  logger.info({ proxy: proxyUrl, admin: adminUrl, config: file, workers: 1 }, 'scopegate listening')
+  const { proxyUrl, adminUrl, extAuthzAddress } = await startOrExit(gateway, logger)
+  logger.info({ proxy: proxyUrl, admin: adminUrl, ...(extAuthzAddress === undefined ? {} : { extAuthz: extAuthzAddress }), config: file, workers: 1 }, 'scopegate listening')
 }
 
 async function runWorker (file: string, config: CompiledConfig, slot: string): Promise<void> {
@@ -78,7 +78,7 @@ async function runWorker (file: string, config: CompiledConfig, slot: string): P
   const gateway = new Gateway({ config, logger, group: link })
   link.attach({
     metrics: () => gateway.metrics.registry.getMetricsAsJSON(),
-    readiness: () => localReadiness(gateway.current(), gateway.shuttingDown, gateway.redisConnected())
+    readiness: () => localReadiness(gateway.current(), gateway.shuttingDown, gateway.redisConnected(), gateway.extAuthz?.listening)
   })
   // SIGHUP only, from the primary, which has checked the file, counted the reload and warned about
   // restart-only settings.

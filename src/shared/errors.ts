@@ -77,6 +77,10 @@ export type Reason =
   | 'dpop_required'
   | 'dpop_bound_token_as_bearer'
   | 'dpop_replay_store_unavailable'
+  | 'certificate_missing'
+  | 'certificate_binding_mismatch'
+  | 'certificate_binding_required'
+  | 'certificate_malformed'
 
 export interface GatewayErrorOptions {
   /** Log-only detail: may name claim values, never the token. */

@@ -15,6 +15,7 @@
  * Caching: keyed by the token's digest (`cacheKey`), an active answer lives until the token's `exp` and no
  * longer than `cacheTtl` (the revocation window); concurrent requests with the same new token share one call.
  */
+import { confirmation } from './confirmation.js'
 import { LRUCache } from 'lru-cache'
 import type { CompiledConfig, CompiledIntrospection, CompiledIssuer } from '../config/types.js'
 import { FetchJsonError, type FetchLike } from '../keys/fetch-json.js'
@@ -222,6 +223,8 @@ export class IntrospectingVerifier implements Verifier {
       throw deny.invalidToken('token_audience_invalid', 'the token audience is not accepted', `aud ${JSON.stringify(payload.aud)} not among ${issuer.id}'s audiences`)
     }
     const claims = this.config.keepClaims ? payload : NO_CLAIMS
-    return verifiedToken(identity, issuer, claims, exp, null, 256, digest)
+    // RFC 8705 §3.2: an introspection answer says what the token is bound to in `cnf`, as a JWT would.
+    const bound = confirmation(payload)
+    return verifiedToken(identity, issuer, claims, exp, null, 256, digest, bound.jkt, bound.x5t)
   }
 }

@@ -33,6 +33,11 @@ export interface VerifiedToken extends IdentityClaims {
    * not DPoP-bound: such a token must come with a proof made with that key (docs/dpop.md).
    */
   jkt: string | null
+  /**
+   * The SHA-256 thumbprint of the client certificate the token is bound to (`cnf.x5t#S256`, RFC 8705
+   * §3.1), or null: such a token must come over a connection authenticated with that certificate (docs/tls.md).
+   */
+  x5t: string | null
 }
 
 /**
@@ -50,7 +55,7 @@ export function cacheKey (token: string): string {
  * own, about 400 bytes per entry (measured in a heap snapshot of a full cache).
  */
 export function verifiedToken (identity: IdentityClaims, issuer: CompiledIssuer, claims: JwtPayload, expiresAt: number, key: KeyEntry | null,
-  size: number, digest: string, jkt: string | null = null): VerifiedToken {
+  size: number, digest: string, jkt: string | null = null, x5t: string | null = null): VerifiedToken {
   return {
     subject: identity.subject,
     clientId: identity.clientId,
@@ -63,6 +68,7 @@ export function verifiedToken (identity: IdentityClaims, issuer: CompiledIssuer,
     key,
     size,
     digest,
-    jkt
+    jkt,
+    x5t
   }
 }

@@ -10,6 +10,7 @@ import type { CompiledConfig } from '../config/types.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import type { KeyStore } from '../keys/key-store.js'
 import { checkClaimTypes } from './check-claim-types.js'
+import { confirmation } from './confirmation.js'
 import { Interner, identityClaims } from './claims.js'
 import { parseJwt, type JwtPayload } from './parse-jwt.js'
 import type { FailureCache, TokenCache } from './token-cache.js'
@@ -23,14 +24,6 @@ export { cacheKey, verifiedToken, type VerifiedToken } from './verified-token.js
 const AT_JWT = new Set(['at+jwt', 'application/at+jwt'])
 
 const NO_CLAIMS: JwtPayload = Object.freeze({})
-
-/** `cnf.jkt` (RFC 9449 §6.1) when it is a string: the token is then DPoP-bound (see `decision/check-dpop.ts`). */
-function boundKey (payload: JwtPayload): string | null {
-  const cnf = payload.cnf
-  if (typeof cnf !== 'object' || cnf === null) return null
-  const jkt = (cnf as Record<string, unknown>).jkt
-  return typeof jkt === 'string' ? jkt : null
-}
 
 /**
  * A token the caches do not know: it must be verified afresh (`TokenVerifier.verifyMiss`). Carries the
@@ -171,6 +164,7 @@ export class TokenVerifier implements Verifier {
 
     // The payload is kept only where a route reads claims beyond the identity (config.keepClaims).
     const claims = this.config.keepClaims ? payload : NO_CLAIMS
-    return verifiedToken(identity, issuer, claims, exp, key, signingInput.length * (this.config.keepClaims ? 2 : 1), digest, boundKey(payload))
+    const bound = confirmation(payload)
+    return verifiedToken(identity, issuer, claims, exp, key, signingInput.length * (this.config.keepClaims ? 2 : 1), digest, bound.jkt, bound.x5t)
   }
 }

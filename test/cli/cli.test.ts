@@ -8,6 +8,7 @@ import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from 'jose'
 import { createDemoKey, DEMO_ROLES_CLAIM, publicJwk } from '../../src/demo/dev-issuer.js'
 import { run, type Result } from '../helpers/cli.js'
 import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { makeCertificates } from '../helpers/openssl-thumbprints.js'
 
 // Each run is a Node start-up plus loading the whole CLI (about a second of CPU, several on a busy
 // machine), so independent runs go in parallel and the file gets more than tap's default time.
@@ -410,4 +411,26 @@ t.test('token', async (t) => {
     t.equal(stdout, '')
     t.match(stderr, /^scopegate: /)
   })
+})
+
+t.test('explain --cert: the certificate-binding step with the certificate given', async (t) => {
+  const [cert] = makeCertificates('cli-client')
+  if (cert === undefined) throw new Error('no certificate')
+  const dir = t.testdir({
+    'scopegate.yaml': CONFIG,
+    'bound.json': JSON.stringify({ ...ALICE, cnf: { 'x5t#S256': cert.thumbprint } }),
+    'client.pem': cert.pem,
+    'not.pem': 'hello'
+  })
+  const explain = (extra: string[]): Promise<Result> =>
+    run(['explain', '--config', 'scopegate.yaml', '--method', 'GET', '--path', '/todos/1', '--claims', 'bound.json', ...extra], dir)
+  const bound = await explain(['--cert', 'client.pem'])
+  t.equal(bound.code, 0, bound.stderr)
+  t.match(bound.stdout, /^certificate pass \(token bound to a certificate, certificate presented\)$/m)
+  const none = await explain([])
+  t.equal(none.code, 2)
+  t.match(none.stdout, /^certificate token bound to a certificate, no certificate: DENY 401 invalid_token \(certificate_missing\)/m)
+  const bad = await explain(['--cert', 'not.pem'])
+  t.equal(bad.code, 1)
+  t.match(bad.stderr, /not\.pem: not a PEM certificate/)
 })

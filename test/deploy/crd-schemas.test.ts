@@ -27,7 +27,8 @@ const SCHEMA_FILES: Record<string, string> = {
   'gateway.envoyproxy.io/v1alpha1 SecurityPolicy': 'envoy-gateway-v1.1.0/gateway.envoyproxy.io_securitypolicies.yaml',
   'traefik.io/v1alpha1 IngressRoute': 'traefik-v3.0.0/traefik.io_ingressroutes.yaml',
   'traefik.io/v1alpha1 Middleware': 'traefik-v3.0.0/traefik.io_middlewares.yaml',
-  'k8s.nginx.org/v1 Policy': 'f5-nginx-ingress-v5.5.0/k8s.nginx.org_policies.yaml'
+  'k8s.nginx.org/v1 Policy': 'f5-nginx-ingress-v5.5.0/k8s.nginx.org_policies.yaml',
+  'security.istio.io/v1 AuthorizationPolicy': 'istio/authorizationpolicy_v1.json'
 }
 
 // The schemas carry Kubernetes' own keywords (x-kubernetes-*) and formats (int32, int64…) that a JSON
@@ -107,7 +108,7 @@ t.test('every Gateway API, Envoy Gateway, Traefik and F5 NGINX object validates 
   const covered = objects.filter(({ obj }) => validatorFor(keyOf(obj)) !== undefined)
   t.same([...new Set(covered.map(({ obj }) => keyOf(obj)))].sort(), Object.keys(SCHEMA_FILES).sort(), 'each vendored schema is used by a manifest')
   for (const { file, obj } of covered) t.same(errorsOf(obj), [], `${file}: ${keyOf(obj)} ${String(obj.metadata?.name)}`)
-  const crdGroups = /(gateway\.networking\.k8s\.io|gateway\.envoyproxy\.io|traefik\.io|k8s\.nginx\.org)\//
+  const crdGroups = /(gateway\.networking\.k8s\.io|gateway\.envoyproxy\.io|traefik\.io|k8s\.nginx\.org|security\.istio\.io)\//
   const unchecked = objects.filter(({ obj }) => crdGroups.test(obj.apiVersion) && validatorFor(keyOf(obj)) === undefined)
   t.same(unchecked.map(({ file }) => file), [], 'no CRD object goes unchecked')
 })
@@ -137,7 +138,10 @@ t.test('broken copies fail: the check bites', async (t) => {
     ['IngressRoute: a route without match', broken('IngressRoute', (o) => { delete o.spec.routes[0].match })],
     ['Policy: externalAuth without authServiceName', broken('Policy', (o) => { delete o.spec.externalAuth.authServiceName })],
     ['Policy: ingress-nginx\'s auth-url as a field', broken('Policy', (o) => { o.spec.externalAuth.authUrl = 'http://scopegate.scopegate.svc:9090/decisions' })],
-    ['Policy: an authURI that is not a path', broken('Policy', (o) => { o.spec.externalAuth.authURI = 'decisions' })]
+    ['Policy: an authURI that is not a path', broken('Policy', (o) => { o.spec.externalAuth.authURI = 'decisions' })],
+    ['AuthorizationPolicy: an action that does not exist', broken('AuthorizationPolicy', (o) => { o.spec.action = 'EXTERNAL' })],
+    ['AuthorizationPolicy: the provider as a string', broken('AuthorizationPolicy', (o) => { o.spec.provider = 'scopegate' })],
+    ['AuthorizationPolicy: a misspelt provider field', broken('AuthorizationPolicy', (o) => { o.spec.provider = { providerName: 'scopegate' } })]
   ]
   for (const [name, obj] of cases) t.not(errorsOf(obj).length, 0, name)
 })

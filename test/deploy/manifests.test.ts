@@ -47,6 +47,7 @@ const API_VERSIONS: Record<string, string> = {
   Gateway: 'gateway.networking.k8s.io/v1',
   Job: 'batch/v1',
   Policy: 'k8s.nginx.org/v1',
+  AuthorizationPolicy: 'security.istio.io/v1',
   Kustomization: 'kustomize.config.k8s.io/v1beta1',
   Component: 'kustomize.config.k8s.io/v1alpha1'
 }
@@ -54,7 +55,7 @@ const API_VERSIONS: Record<string, string> = {
 /** Kinds that live in no namespace. */
 const CLUSTER_SCOPED = new Set(['Namespace', 'GatewayClass'])
 /** The folders an operator applies, and the ingress folders among them (each applied after standalone). */
-const INGRESS_DIRS = ['ingress-nginx', 'f5-nginx-ingress', 'traefik', 'envoy-gateway']
+const INGRESS_DIRS = ['ingress-nginx', 'f5-nginx-ingress', 'traefik', 'envoy-gateway', 'istio']
 
 /** The listener defaults, read from the config schema rather than written down twice. */
 const serverSchema = (configSchema as Obj).properties.server.properties
@@ -71,7 +72,9 @@ function yamlFiles (dir: string): string[] {
   }).sort()
 }
 
-const files = yamlFiles(DEPLOY)
+/** Helm values files (`*-values.yaml`) are not Kubernetes objects: checked by their own test below. */
+const isValues = (file: string): boolean => file.endsWith('-values.yaml')
+const files = yamlFiles(DEPLOY).filter((file) => !isValues(file))
 const docs: Doc[] = []
 for (const file of files) {
   for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
@@ -145,13 +148,13 @@ function built (dir: string, seen = new Set<string>()): Doc[] {
 }
 
 t.test('each directory is a kustomization listing exactly its files, and the folders it includes exist', async (t) => {
-  t.same(DIRS, ['envoy-gateway', 'example-app', 'f5-nginx-ingress', 'ingress-nginx', 'probe', 'scopegate-image', 'sidecar', 'standalone', 'traefik'])
+  t.same(DIRS, ['envoy-gateway', 'example-app', 'f5-nginx-ingress', 'ingress-nginx', 'istio', 'probe', 'scopegate-image', 'sidecar', 'standalone', 'traefik'])
   for (const dir of DIRS) {
     const kustomization = kustomizationOf(dir)
     t.ok(kustomization, `${dir}/kustomization.yaml`)
     const resources = kustomization?.resources as string[] ?? []
     const listed = resources.filter((r) => !r.startsWith('../')).sort()
-    const present = readdirSync(join(DEPLOY, dir)).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml').sort()
+    const present = readdirSync(join(DEPLOY, dir)).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml' && !isValues(f)).sort()
     t.same(listed, present, `${dir}: resources`)
     for (const ref of [...resources.filter((r) => r.startsWith('../')), ...(kustomization?.components as string[] ?? [])]) {
       t.ok(existsSync(join(DEPLOY, dir, ref, 'kustomization.yaml')), `${dir}: ${ref} is a kustomization`)
@@ -195,6 +198,13 @@ t.test('each ingress folder applies after standalone alone: its namespaces, Serv
       const ns = obj.metadata?.namespace as string | undefined
       if (obj.kind === 'Ingress') for (const r of obj.spec.rules as Obj[]) for (const p of r.http.paths as Obj[]) backends.push([dir, p.backend.service.name, ns])
       if (obj.kind === 'IngressRoute') for (const r of obj.spec.routes as Obj[]) for (const s of r.services as Obj[]) backends.push([dir, s.name, ns])
+      // Istio: the policy guards the workloads it selects; their Service is the backend.
+      if (obj.kind === 'AuthorizationPolicy') {
+        const pods = objects.filter((d) => d.obj.kind === 'Deployment' && d.obj.metadata.namespace === ns && matches(obj.spec.selector.matchLabels, d.obj.spec.template.metadata.labels))
+        for (const service of objects.filter((d) => d.obj.kind === 'Service' && d.obj.metadata.namespace === ns)) {
+          if (pods.some((d) => matches(service.obj.spec.selector, d.obj.spec.template.metadata.labels))) backends.push([dir, service.obj.metadata.name, ns])
+        }
+      }
       if (obj.kind === 'HTTPRoute') {
         for (const r of obj.spec.rules as Obj[]) for (const b of r.backendRefs as Obj[]) backends.push([dir, b.name, b.namespace ?? ns])
         for (const ref of obj.spec.parentRefs as Obj[]) {
@@ -300,7 +310,7 @@ t.test('scopegate containers agree with the gateway: ports, probes, config mount
   t.equal(DEFAULT_PROXY_PORT, 8080, 'the schema\'s proxy default')
   t.equal(DEFAULT_ADMIN_PORT, 9090, 'the schema\'s admin default')
   const containers = scopegateContainers()
-  t.equal(containers.length, 2, 'standalone and sidecar')
+  t.equal(containers.length, 3, 'standalone, sidecar and istio')
 
   for (const { doc, pod, container } of containers) {
     const where = `${doc.file}`
@@ -437,4 +447,41 @@ t.test('the image (the repository\'s Dockerfile) runs what the manifests expect'
     t.equal(pod.securityContext.runAsUser, 1000, `${doc.file}: runAsUser is node's uid`)
     t.equal(pod.securityContext.runAsGroup, 1000, `${doc.file}: runAsGroup is node's gid`)
   }
+})
+
+t.test('istio: the mesh\'s provider reaches the ext_authz listener, and the policy selects the app through it', async (t) => {
+  const { doc, pod, container } = scopegateContainers().find((c) => c.doc.dir === 'istio') as { doc: Doc, pod: Obj, container: Obj }
+  const { compiled } = configOf(doc, pod, container)
+  const extAuthz = compiled.server.extAuthz
+  t.ok(extAuthz, 'the config opens the ext_authz listener')
+  t.equal(portNumber(container, 'ext-authz'), extAuthz?.port, 'containerPort ext-authz is the config\'s server.extAuthz.port')
+  t.equal(pod.metadata?.annotations?.['sidecar.istio.io/inject'] ?? doc.obj.spec.template.metadata?.annotations?.['sidecar.istio.io/inject'], 'false',
+    'outside the mesh: the sidecars\' own addresses reach it, for server.trustProxy')
+  const service = ofKind('Service', 'istio')[0]?.obj as Obj
+  t.ok(matches(service.spec.selector, doc.obj.spec.template.metadata.labels), 'the Service selects the ext_authz Deployment only')
+  t.notOk(matches(named('Service', 'scopegate', 'standalone')?.obj.spec.selector ?? {}, doc.obj.spec.template.metadata.labels), 'standalone\'s Service does not select it')
+  const grpc = (service.spec.ports as Obj[]).find((p) => p.appProtocol === 'grpc') as Obj
+  t.match(grpc.name, /^grpc-/, 'Istio reads the protocol from the port name too')
+  t.equal(portNumber(container, grpc.targetPort), extAuthz?.port, 'the gRPC Service port reaches the listener')
+
+  const values = parseAllDocuments(readFileSync(join(DEPLOY, 'istio', 'istiod-values.yaml'), 'utf8'))
+  t.equal(values.length, 1)
+  t.same(values[0]?.errors.map((e) => e.message), [])
+  const providers = (values[0]?.toJS() as Obj).meshConfig.extensionProviders as Obj[]
+  const provider = providers.find((p) => p.envoyExtAuthzGrpc !== undefined) as Obj
+  const grpcProvider = provider.envoyExtAuthzGrpc as Obj
+  t.same(Object.keys(grpcProvider).filter((k) => !['service', 'port', 'timeout', 'failOpen', 'clearRouteCache', 'statusOnError', 'includeRequestBodyInCheck'].includes(k)), [],
+    'only fields of Istio\'s EnvoyExternalAuthorizationGrpcProvider')
+  t.equal(grpcProvider.service, `${String(service.metadata.name)}.${String(service.metadata.namespace)}.svc.cluster.local`, 'the provider names the Service')
+  t.equal(grpcProvider.port, grpc.port, 'and its gRPC port')
+  t.equal(grpcProvider.failOpen, false, 'scopegate unreachable: deny')
+  t.match(grpcProvider.timeout, /^[0-9]+(ms|s)$/)
+
+  const policies = ofKind('AuthorizationPolicy', 'istio')
+  t.equal(policies.length, 1)
+  const policy = policies[0]?.obj as Obj
+  t.equal(policy.spec.action, 'CUSTOM')
+  t.equal(policy.spec.provider.name, provider.name, 'the policy uses the provider the mesh declares')
+  const app = built('istio').find((d) => d.obj.kind === 'Deployment' && d.obj.metadata.namespace === policy.metadata.namespace)
+  t.ok(app !== undefined && matches(policy.spec.selector.matchLabels, app.obj.spec.template.metadata.labels), 'it selects the example app, in its namespace')
 })

@@ -49,6 +49,7 @@ export function verifiedToken (config: CompiledConfig, claims: Record<string, un
     key: { kid: 'k', key: verifyKey, algorithms: new Set(['ES256']) },
     size: 100,
     digest: cacheKey(token),
-    jkt: null
+    jkt: null,
+    x5t: null
   }
 }

@@ -82,16 +82,18 @@ const DEFAULT_SERVER: RawConfig['server'] = {
   forwarded: { xForwardedFor: 'append', xForwardedProto: true, xForwardedHost: true, xForwardedPort: true, forwarded: false, clientIpHeaders: [] }
 }
 
-const DEFAULT_ISSUER_PARTS: Pick<RawIssuer, 'clockTolerance' | 'requireTyp' | 'requireDpop' | 'claims' | 'jwks'> = {
+const DEFAULT_ISSUER_PARTS: Pick<RawIssuer, 'clockTolerance' | 'requireTyp' | 'requireDpop' | 'requireCertificateBinding' | 'claims' | 'jwks'> = {
   clockTolerance: '30s',
   requireTyp: false,
   requireDpop: false,
+  requireCertificateBinding: false,
   claims: { scope: ['scope', 'scp', 'permissions'], roles: 'roles', clientId: ['client_id', 'azp'], subject: 'sub' },
   jwks: { refreshInterval: '10m', cooldown: '30s', timeout: '5s', maxStale: '24h', maxBytes: 1048576 }
 }
 
-const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'policy' | 'forward' | 'websocket' | 'requireDpop'> = {
+const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'policy' | 'forward' | 'websocket' | 'requireDpop' | 'requireCertificateBinding'> = {
   requireDpop: false,
+  requireCertificateBinding: false,
   stripPrefix: false,
   auth: 'required',
   mode: 'enforce',
@@ -178,7 +180,8 @@ t.test('the contract example loads as written, with the unset defaults filled in
       },
       forward: { authorization: 'keep', audience: 'https://todo.internal', claims: { 'x-tenant-id': 'tenant' }, stripHeaders: [] },
       websocket: { enabled: false, subprotocolToken: false, closeOnExpiry: true, closeOnReload: true },
-      requireDpop: false
+      requireDpop: false,
+      requireCertificateBinding: false
     }],
     dpop: DEFAULT_DPOP
   } satisfies RawConfig)

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
+import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -29,7 +29,9 @@ const everyField: RawConfig = {
     shutdownTimeout: '2500ms',
     maxHeaderSize: 32768,
     logLevel: 'debug',
-    forwarded: { xForwardedFor: 'replace', xForwardedProto: false, xForwardedHost: false, xForwardedPort: false, forwarded: true, clientIpHeaders: ['X-Real-IP'] }
+    forwarded: { xForwardedFor: 'replace', xForwardedProto: false, xForwardedHost: false, xForwardedPort: false, forwarded: true, clientIpHeaders: ['X-Real-IP'] },
+    extAuthz: { host: '127.0.0.1', port: 19191 },
+    clientCertificateHeader: { name: 'X-SSL-Client-Cert', format: 'xfcc' }
   },
   issuers: [
     {
@@ -42,6 +44,7 @@ const everyField: RawConfig = {
       clockTolerance: '1.5s',
       requireTyp: true,
       requireDpop: true,
+      requireCertificateBinding: true,
       claims: {
         scope: ['scp', ['realm_access', 'scope']],
         roles: ['realm_access', 'roles'],
@@ -59,6 +62,7 @@ const everyField: RawConfig = {
       clockTolerance: '0s',
       requireTyp: false,
       requireDpop: false,
+      requireCertificateBinding: false,
       claims: { scope: ['scope'], roles: 'https://example.com/roles', clientId: ['client_id'], subject: 'sub' },
       jwks: { refreshInterval: '10m', cooldown: '30s', timeout: '5s', maxStale: '24h', maxBytes: 1048576 }
     }
@@ -98,7 +102,8 @@ const everyField: RawConfig = {
       websocket: { enabled: true, subprotocolToken: true, closeOnExpiry: false, closeOnReload: false },
       rateLimit: { limit: 50, window: '10s', key: ['address', 'client'], store: 'redis', onStoreError: 'closed' },
       cors: { origins: ['https://app.example.com', 'https://*.example.org'], methods: ['GET', 'PUT'], headers: ['Authorization', 'X-Request-Id'], exposeHeaders: ['X-Total'], credentials: true, maxAge: '1h' },
-      requireDpop: true
+      requireDpop: true,
+      requireCertificateBinding: true
     }
   ],
   dpop: {
@@ -186,8 +191,12 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     shutdownTimeout: 'default',
     maxHeaderSize: 'default',
     logLevel: 'default',
-    forwarded: 'default'
+    forwarded: 'default',
+    extAuthz: 'optional',
+    clientCertificateHeader: 'optional'
   } satisfies Presence<RawServer>],
+  ['RawExtAuthzListener', ['server', 'extAuthz'], { host: 'default', port: 'default' } satisfies Presence<RawExtAuthzListener>],
+  ['RawClientCertificateHeader', ['server', 'clientCertificateHeader'], { name: 'required', format: 'default' } satisfies Presence<RawClientCertificateHeader>],
   ['RawForwarding', ['server', 'forwarded'], {
     xForwardedFor: 'default',
     xForwardedProto: 'default',
@@ -210,6 +219,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     clockTolerance: 'default',
     requireTyp: 'default',
     requireDpop: 'default',
+    requireCertificateBinding: 'default',
     claims: 'default',
     jwks: 'default',
     introspection: 'optional'
@@ -290,7 +300,8 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     websocket: 'default',
     rateLimit: 'optional',
     cors: 'optional',
-    requireDpop: 'default'
+    requireDpop: 'default',
+    requireCertificateBinding: 'default'
   } satisfies Presence<RawRoute>],
   ['RawCors', ['routes', '[]', 'cors'], {
     origins: 'required', methods: 'optional', headers: 'default', exposeHeaders: 'default', credentials: 'default', maxAge: 'default'

@@ -30,6 +30,7 @@ function issuer (jwks: Partial<CompiledJwksOptions> = {}, discovery = false): Co
     clockToleranceSec: 30,
     requireTyp: false,
     requireDpop: false,
+    requireCertificateBinding: false,
     claims: { scope: [['scope']], roles: ['roles'], clientId: [['client_id']], subject: ['sub'] },
     jwks: { ...JWKS, ...jwks }
   }

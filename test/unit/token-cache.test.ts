@@ -38,7 +38,8 @@ function verified (expiresAt: number, size = 100): VerifiedToken {
     key: {} as KeyEntry,
     size,
     digest: 'tok',
-    jkt: null
+    jkt: null,
+    x5t: null
   }
 }
 

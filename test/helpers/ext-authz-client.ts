@@ -1,0 +1,116 @@
+/**
+ * A gRPC client of scopegate's ext_authz service, loading the same vendored protos, and CheckRequests
+ * built the way Envoy's ext_authz HTTP filter builds them (`check_request_utils`): header names lower-case,
+ * the pseudo-headers (`:authority`, `:path`, `:method`, `:scheme`) in the map beside the others, the
+ * request-target with its query in `path`, the downstream and local addresses with their ports, the SNI
+ * in `tls_session`, the route's `context_extensions`, and the client certificate URL-encoded when the
+ * downstream used mTLS (`include_peer_certificate`).
+ */
+import { fileURLToPath } from 'node:url'
+import * as grpc from '@grpc/grpc-js'
+import * as protoLoader from '@grpc/proto-loader'
+
+const PROTO_ROOT = fileURLToPath(new URL('../../proto/', import.meta.url))
+
+export interface HeaderOption { header: { key: string, value: string }, append_action: string }
+
+/** A CheckResponse as decoded with the options Envoy's messages are read with here. */
+export interface CheckResponse {
+  status?: { code?: number, message?: string }
+  ok_response?: { headers?: HeaderOption[], headers_to_remove?: string[], response_headers_to_add?: HeaderOption[] }
+  denied_response?: { status?: { code?: string | number }, headers?: HeaderOption[], body?: string }
+  http_response?: string
+}
+
+export interface ExtAuthzClient {
+  check: (request: Record<string, unknown>) => Promise<CheckResponse>
+  close: () => void
+}
+
+type Constructor = new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client & {
+  Check: (request: Record<string, unknown>, callback: (err: grpc.ServiceError | null, response: CheckResponse) => void) => void
+}
+
+export function extAuthzClient (address: string): ExtAuthzClient {
+  const definition = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', {
+    includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true
+  })
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as { envoy: { service: { auth: { v3: { Authorization: Constructor } } } } }
+  const client = new loaded.envoy.service.auth.v3.Authorization(address, grpc.credentials.createInsecure())
+  return {
+    check: (request) => new Promise((resolve, reject) => {
+      client.Check(request, (err, response) => { if (err === null) resolve(response); else reject(err) })
+    }),
+    close: () => client.close()
+  }
+}
+
+export interface EnvoyRequest {
+  method?: string
+  /** Path and query, as received. */
+  path: string
+  host?: string
+  scheme?: string
+  /** Other request headers; names are lower-cased as Envoy does. */
+  headers?: Record<string, string>
+  /** The downstream client's address. */
+  sourceIp?: string
+  /** The client certificate's PEM, when the downstream used mTLS. */
+  certificate?: string
+  /** Send the headers as `header_map` (`encode_raw_headers: true`) instead of the `headers` map. */
+  rawHeaders?: boolean
+}
+
+/** A CheckRequest as Envoy's HTTP ext_authz filter sends it. */
+export function envoyCheckRequest (request: EnvoyRequest): Record<string, unknown> {
+  const method = request.method ?? 'GET'
+  const host = request.host ?? 'api.example.com'
+  const scheme = request.scheme ?? 'https'
+  const headers: Record<string, string> = {
+    ':authority': host,
+    ':path': request.path,
+    ':method': method,
+    ':scheme': scheme,
+    'user-agent': 'curl/8.5.0',
+    accept: '*/*',
+    'x-forwarded-proto': scheme,
+    'x-request-id': '8d3c6a1e-4f0b-4b7e-9a35-2f1f6f2f1c11'
+  }
+  for (const [name, value] of Object.entries(request.headers ?? {})) headers[name.toLowerCase()] = value
+  const http: Record<string, unknown> = {
+    id: '11875512216464581152',
+    method,
+    path: request.path,
+    host,
+    scheme,
+    protocol: 'HTTP/1.1',
+    size: '0'
+  }
+  if (request.rawHeaders === true) {
+    http.header_map = { headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value, 'latin1') })) }
+  } else {
+    http.headers = headers
+  }
+  const source: Record<string, unknown> = { address: { socket_address: { address: request.sourceIp ?? '203.0.113.7', port_value: 51234 } } }
+  if (request.certificate !== undefined) source.certificate = encodeURIComponent(request.certificate)
+  return {
+    attributes: {
+      source,
+      destination: { address: { socket_address: { address: '10.0.0.5', port_value: 8443 } }, principal: 'spiffe://cluster.local/ns/todo/sa/todo' },
+      request: { time: { seconds: '1765000000', nanos: 0 }, http },
+      context_extensions: { virtual_host: 'todo' },
+      metadata_context: {},
+      tls_session: { sni: host }
+    }
+  }
+}
+
+/** The headers an OkResponse sets, as a record, checking each overwrites rather than appends. */
+export function headersSet (options: HeaderOption[] | undefined): Record<string, string> {
+  const set: Record<string, string> = {}
+  for (const { header, append_action: action } of options ?? []) {
+    if (action !== 'OVERWRITE_IF_EXISTS_OR_ADD') throw new Error(`${header.key} is not overwritten: ${action}`)
+    set[header.key] = header.value
+  }
+  return set
+}
