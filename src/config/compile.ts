@@ -15,6 +15,7 @@ import { compileIntrospection } from './compile-introspection.js'
 import { compileHostPattern } from '../routing/match-host.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
+import { compileTelemetry } from './compile-telemetry.js'
 import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
@@ -400,6 +401,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
   const redis = raw.redis === undefined
     ? null
     : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
+  const telemetry = compileTelemetry(raw.telemetry, (p, m) => problems.add(p, m))
 
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 
@@ -426,6 +428,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue' ||
       route.policy.conditions.token.length + route.policy.conditions.request.length > 0),
     dpop,
-    redis
+    redis,
+    telemetry
   })
 }

@@ -39,6 +39,9 @@ export interface DecisionRecord {
   tokenPath?: string
   /** Log-only detail of a denial or upstream failure (claim values, never the token). */
   detail?: string
+  /** The request's trace and server span, when tracing is on (docs/observability.md#logs): joins the line to its trace. */
+  trace_id?: string
+  span_id?: string
 }
 
 export interface DecisionLog {
@@ -81,7 +84,9 @@ export function decisionLine (level: number, time: number, bindings: string, r: 
   return `{"level":${level},"time":${time}${bindings},"route":${text(r.route)},"method":${text(r.method)},"path":${text(r.path)}` +
     `,"decision":"${r.decision}","reason":${text(r.reason)},"upstream":${text(r.upstream)},"status":${r.status}` +
     `,"upstreamStatus":${r.upstreamStatus ?? 'null'},"sub":${text(r.sub)},"clientId":${text(r.clientId)},"scopes":${text(r.scopes)}` +
-    `,"latencyMs":${r.latencyMs}${r.tokenPath === undefined ? '' : `,"tokenPath":"${r.tokenPath}"`}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`},"msg":"decision"}\n`
+    `,"latencyMs":${r.latencyMs}${r.tokenPath === undefined ? '' : `,"tokenPath":"${r.tokenPath}"`}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`}` +
+    // Ids are hex, from the tracer: nothing to escape.
+    `${r.trace_id === undefined ? '' : `,"trace_id":"${r.trace_id}","span_id":"${r.span_id ?? ''}"`},"msg":"decision"}\n`
 }
 
 type Destination = { write: (line: string) => unknown }
@@ -126,7 +131,14 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
     preflightAnswered (request) { upstreamFailures.set(request, PREFLIGHT) },
     answeredOnSocket (error) { emit(undecided(null, error.reason, error.status, 0)) },
     record (request, reply, method = request.method) {
-      emit(recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request)))
+      const record = recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request))
+      // Undefined on an admin listener without forward auth, which never calls this, hence `!= null`.
+      const trace = request.trace
+      if (trace != null) {
+        record.trace_id = trace.traceId
+        record.span_id = trace.spanId
+      }
+      emit(record)
     },
     recordUpgrade ({ decision, method, status, startedAt, failure, refusal }) {
       const record = recordOf(decision, method, status, startedAt, failure ?? refusal)

@@ -35,6 +35,8 @@ import type { DecisionLog } from './decision-log.js'
 import type { RateLimiter } from '../limits/rate-limiter.js'
 import { responseCorsHeaders, upstreamCorsHeaders } from '../cors/cors-headers.js'
 import { answerPreflight } from '../cors/preflight.js'
+import type { RequestTrace } from '../observability/request-trace.js'
+import type { Tracing } from '../observability/tracing.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -44,6 +46,8 @@ declare module 'fastify' {
     startedAt: bigint
     /** The token sent upstream in place of the client's, when the route re-issues. */
     reissued: string | undefined
+    /** The request's spans when tracing is on (docs/observability.md#tracing); null when it is off. */
+    trace: RequestTrace | null
   }
 }
 
@@ -57,6 +61,8 @@ export interface ProxyServerOptions {
   reissue: (decision: Allow) => Promise<string> | undefined
   /** Routes' rate limits, spent after the engine allows (docs/rate-limits.md). */
   limits: RateLimiter
+  /** Tracing, when on; null or absent: off, and no request pays for it. */
+  tracing?: Tracing | null
 }
 
 /** An upstream that could not be reached or did not answer in time, as a 502 or 504 (also used by `upgrade.ts`). */
@@ -126,6 +132,7 @@ async function createApp (config: Engine['config'], logger: Logger, decisions: D
   app.decorateRequest('engine', null)
   app.decorateRequest('startedAt', 0n)
   app.decorateRequest('reissued', undefined)
+  app.decorateRequest('trace', null)
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const error = frameworkErrorToGatewayError(err)
@@ -187,20 +194,24 @@ class Expectations {
 }
 
 /** Streams an allowed request to its route's upstream, at the normalized path; reply-from's options built once per route. */
-function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (reply: FastifyReply, decision: Allow) => void {
+function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, tracing: Tracing | null): (reply: FastifyReply, decision: Allow) => void {
   // Routes are compiled objects of one engine: a reload brings new routes, and so new options.
   const forwarding = new WeakMap<CompiledRoute, ForwardOptions>()
   const optionsFor = (route: CompiledRoute): ForwardOptions => {
     let forward = forwarding.get(route)
     if (forward === undefined) {
       const cors = route.cors
+      const headersFor: NonNullable<ForwardOptions['rewriteRequestHeaders']> = (request, headers) =>
+        proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued)
       forward = {
         timeout: route.upstream.timeoutMs,
         // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
         retryDelay: () => null,
         queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
-        rewriteRequestHeaders: (request, headers) =>
-          proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued),
+        // With tracing on, the upstream's traceparent names the upstream call's span (docs/observability.md#propagation).
+        rewriteRequestHeaders: tracing === null
+          ? headersFor
+          : (request, headers) => (request.trace as RequestTrace).upstreamHeaders(headersFor(request, headers), request.decision as Allow),
         // The upstream's hop-by-hop headers stay behind; on a CORS route its own CORS fields are replaced.
         rewriteHeaders: cors === null
           ? (headers) => downstreamHeaders(headers)
@@ -215,6 +226,7 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
           }
           const failure = upstreamError(error as Error, route.upstream.id)
           decisions.upstreamFailed(failed.request, failure)
+          failed.request.trace?.upstreamFailed(failure)
           sendError(failed, failure)
         }
       }
@@ -234,12 +246,13 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog): (repl
  * The `onRequest` hook that decides every request before any body byte is read. Callback-style: a
  * request whose token the caches know is decided without a promise; only a fresh verification waits.
  */
-function decideOnRequest (engine: () => Engine, expectations: Expectations, decisions: DecisionLog, limits: RateLimiter) {
+function decideOnRequest (engine: () => Engine, expectations: Expectations, decisions: DecisionLog, limits: RateLimiter, tracing: Tracing | null) {
   return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
     request.startedAt = process.hrtime.bigint()
     const current = engine()
     request.engine = current
     const raw = request.raw
+    const trace = tracing === null ? null : (request.trace = tracing.proxyRequest(raw, current.config.server.trustProxy))
     if (expectations.unsupported(raw)) return expectations.refuse(request, reply, expectationFailed())
     try {
       checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
@@ -266,6 +279,7 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations, deci
         return expectations.refuse(request, reply, limited)
       }
       // Decided and allowed: now the client may send its body, which is streamed upstream.
+      if (trace !== null) trace.decided(request.decision)
       if (expectations.awaiting(raw)) reply.raw.writeContinue()
       done()
     }
@@ -278,8 +292,9 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations, deci
       else admit(limited)
     }
     // Only a token never seen before waits for its verification (decidePending never rejects).
-    if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)
-    else proceed(decided)
+    if (!(decided instanceof PendingDecision)) return proceed(decided)
+    if (trace === null || decided.miss === null) void decidePending(decided).then(proceed)
+    else void trace.verifying(async () => await decidePending(decided)).then(proceed)
   }
 }
 
@@ -299,8 +314,13 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   const { engine, logger, decisions } = options
   const app = await createApp(engine().config, logger, decisions)
   const expectations = new Expectations(app)
-  const forward = upstreamForwarder(engine, decisions)
-  app.all('*', { onRequest: decideOnRequest(engine, expectations, decisions, options.limits) }, (request, reply) => {
+  const tracing = options.tracing ?? null
+  const forward = upstreamForwarder(engine, decisions, tracing)
+  if (tracing !== null) {
+    app.addHook('onResponse', (request, reply, done) => { request.trace?.finish(reply.statusCode, request.decision); done() })
+    app.addHook('onRequestAbort', (request, done) => { request.trace?.aborted(); done() })
+  }
+  app.all('*', { onRequest: decideOnRequest(engine, expectations, decisions, options.limits, tracing) }, (request, reply) => {
     const decision = request.decision as Allow
     const reissuing = options.reissue(decision)
     if (reissuing === undefined) return forward(reply, decision)
