@@ -10,7 +10,6 @@
  *
  * Loaded only when tracing is on (see `tracing.ts`): with tracing off no object of this module exists.
  */
-import type { AsyncLocalStorage } from 'node:async_hooks'
 import type { IncomingHttpHeaders } from 'node:http'
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapSetter, trace, type Context, type Span, type Tracer } from '@opentelemetry/api'
 import type { W3CTraceContextPropagator } from '@opentelemetry/core'
@@ -23,8 +22,13 @@ import type { GatewayError } from '../shared/errors.js'
 export interface TraceKit {
   tracer: Tracer
   propagator: W3CTraceContextPropagator
-  /** The span a fetch for keys or an introspection is a child of: the verification under way. */
-  active: AsyncLocalStorage<Context>
+  /**
+   * The verification whose synchronous part is running, if any: the key store and the introspection
+   * client start their fetch in that same turn, so the fetch's span is its child. A slot rather than an
+   * `AsyncLocalStorage`: on Node 20 and 22 the first `run` turns on promise hooks for the whole process,
+   * which costs every request on every promise, far more than tracing itself.
+   */
+  current: { context: Context | null }
 }
 
 /** An upstream's address as `server.address`/`server.port` say it, parsed once per route. */
@@ -75,11 +79,17 @@ export class RequestTrace {
   /** The server span's id, for the decision line. */
   get spanId (): string { return this.server.spanContext().spanId }
 
-  /** Runs a fresh verification in its own span, the parent of the fetches it causes. */
+  /** Runs a fresh verification in its own span, the parent of the fetches it starts. */
   verifying<T> (verify: () => Promise<T>): Promise<T> {
     const span = this.kit.tracer.startSpan('scopegate.verify_token', { kind: SpanKind.INTERNAL }, trace.setSpan(ROOT_CONTEXT, this.decision))
     this.verification = span
-    return this.kit.active.run(trace.setSpan(ROOT_CONTEXT, span), verify)
+    const slot = this.kit.current
+    slot.context = trace.setSpan(ROOT_CONTEXT, span)
+    try {
+      return verify()
+    } finally {
+      slot.context = null
+    }
   }
 
   /**

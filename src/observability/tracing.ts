@@ -7,15 +7,15 @@
  *
  * Nothing is registered globally (no global tracer provider, propagator or context manager): each gateway
  * has its own provider, so two gateways in a process (tests, a reload of the process's own config) never
- * share or replace each other's, and no async hook runs for every request. The one piece of implicit
- * context, which span a key or introspection fetch is the child of, is an `AsyncLocalStorage` entered only
- * around a fresh verification.
+ * share or replace each other's, and no async hook is installed (an `AsyncLocalStorage` would turn on
+ * promise hooks for the whole process on Node 20 and 22). Which span a key or introspection fetch is the
+ * child of is known because the fetch starts in the same synchronous turn as the verification that needs
+ * it (see `TraceKit.current`); a fetch started otherwise (start-up, a background refresh) is a root span.
  *
  * Whose `traceparent` is continued (`telemetry.propagation.trust`): `trusted` (the default) continues the
  * trace of a `server.trustProxy` peer only, `always` anyone's, `never` no one's. An untrusted client starts
  * a new trace: it can neither join its requests to someone else's trace nor force them to be sampled.
  */
-import { AsyncLocalStorage } from 'node:async_hooks'
 import type { IncomingMessage } from 'node:http'
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, type Context, type Span } from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
@@ -81,7 +81,7 @@ export class Tracing {
     this.kit = {
       tracer: this.provider.getTracer('scopegate'),
       propagator: new W3CTraceContextPropagator(),
-      active: new AsyncLocalStorage<Context>()
+      current: { context: null }
     }
     this.trust = trust
   }
@@ -110,7 +110,7 @@ export class Tracing {
    * the verification that caused it, or a trace of its own (start-up, a background refresh).
    */
   fetchFor (issuer: CompiledIssuer, fetch: FetchLike): FetchLike {
-    const { tracer, active } = this.kit
+    const { tracer, current } = this.kit
     return async (url, init) => {
       const purpose = fetchPurpose(issuer, url, init.method)
       const { full, address, port } = safeUrl(url)
@@ -123,7 +123,7 @@ export class Tracing {
           'server.port': port,
           'scopegate.issuer': issuer.id
         }
-      }, active.getStore() ?? ROOT_CONTEXT)
+      }, current.context ?? ROOT_CONTEXT)
       try {
         const response = await fetch(url, init)
         span.setAttribute('http.response.status_code', response.status)

@@ -6,7 +6,9 @@
  * or Authorization value is in any span, the decision line's ids, and that with tracing off nothing is
  * exported and no `traceparent` is added.
  */
+import http from 'node:http'
 import t, { type Test } from 'tap'
+import { listenLocal } from '../helpers/echo-upstream.js'
 import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
 import { makeKey, mintToken, type JwksServer, type TestKey } from '../helpers/jwks-server.js'
@@ -329,4 +331,52 @@ t.test('shutdown exports the spans still batched; OTLP/JSON when OTEL_EXPORTER_O
   t.ok(server !== undefined, 'the server span was exported at shutdown')
   t.ok(receiver.contentTypes.every((type) => type.startsWith('application/json')), 'as OTLP/JSON')
   t.match(server?.resource, { 'service.name': 'edge', 'deployment.environment.name': 'staging', team: 'platform api' })
+})
+
+t.test('an introspection is a client span inside the verification; neither the opaque token nor the client secret is in any span', async (t) => {
+  const { jwks, echo } = await issuerAndEcho(t)
+  const SECRET = 'introspection-secret-5be1d0'
+  const OPAQUE = 'opaque-5f0c8e2a9b7d4c1e'
+  let calls = 0
+  const introspection = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      calls++
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ active: true, iss: jwks.issuer, sub: 'bob', client_id: 'todo-cli', scope: 'read:todos', aud: API, exp: Math.floor(Date.now() / 1000) + 600 }))
+    })
+  })
+  const port = await listenLocal(introspection)
+  t.teardown(() => new Promise((resolve) => introspection.close(resolve)))
+  const receiver = await startOtlpReceiver()
+  t.teardown(() => receiver.close())
+  const gw = await startGateway({
+    server: { trustProxy: ['127.0.0.1/32'] },
+    issuers: [{
+      id: 'main',
+      issuer: jwks.issuer,
+      jwksUri: jwks.url,
+      algorithms: ['ES256'],
+      audiences: [API],
+      introspection: { endpoint: `http://127.0.0.1:${port}/introspect`, clientId: 'gateway', clientSecret: SECRET, opaqueTokens: true }
+    }],
+    upstreams: { todo: { url: echo.url } },
+    routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }],
+    telemetry: { tracing: { enabled: true, endpoint: receiver.url } }
+  }, { env: {} })
+  t.teardown(() => gw.close())
+  const res = await send(gw.proxyUrl, '/todos', { headers: { ...bearer(OPAQUE), traceparent: TRACEPARENT } })
+  t.equal(res.status, 200)
+  t.equal(calls, 1, 'the issuer was asked once')
+  t.equal(echo.received.length, 1)
+  const spans = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, CLIENT_TRACE)) !== undefined && named(s, 'scopegate.introspection').length > 0), CLIENT_TRACE)
+  const [asked] = named(spans, 'scopegate.introspection')
+  t.equal(asked?.parentSpanId, named(spans, 'scopegate.verify_token')[0]?.spanId, 'the introspection is inside the verification')
+  t.match(asked?.attributes, { 'http.request.method': 'POST', 'url.full': `http://127.0.0.1:${port}/introspect`, 'http.response.status_code': 200, 'scopegate.issuer': 'main' })
+  t.match(named(spans, 'scopegate.decision')[0]?.attributes, { 'scopegate.token.path': 'introspection', 'scopegate.token.cache': 'miss', 'scopegate.client_id': 'todo-cli' })
+  const all = everyValue(receiver.spans)
+  t.notOk(all.includes(OPAQUE), 'no opaque token')
+  t.notOk(all.includes(SECRET), 'no client secret')
+  t.notOk(all.includes(Buffer.from(`gateway:${SECRET}`).toString('base64')), 'no Basic credentials')
+  t.notOk(all.includes('bob'), 'no subject')
 })
