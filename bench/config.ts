@@ -89,3 +89,11 @@ export function opaqueBenchConfig (issuerUrl: string, upstream: string, port: nu
     issuers: [{ ...issuer, introspection: { endpoint: `${issuerUrl}/introspect`, clientId: 'bench-gateway', clientSecret: 'bench-introspection-secret', cacheTtl: '10m' } }]
   }
 }
+
+/**
+ * The bench config with tracing on and every request sampled (the worst case), exported over OTLP/HTTP to
+ * `collector` (a local sink, see otlp-sink.ts): what tracing costs (docs/observability.md#cost).
+ */
+export function tracingConfig (issuerUrl: string, upstream: string, port: number, adminPort: number, collector: string): Record<string, unknown> {
+  return { ...benchConfig(issuerUrl, upstream, port, adminPort), telemetry: { tracing: { enabled: true, endpoint: collector, sampler: 'always_on' } } }
+}

@@ -10,7 +10,8 @@ import { cpus, totalmem } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBenchConfig } from './config.js'
+import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBenchConfig, tracingConfig } from './config.js'
+import { startOtlpSink } from './otlp-sink.js'
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 import { proofPool } from './dpop-proofs.js'
@@ -88,6 +89,17 @@ async function main (): Promise<void> {
     if (process.env.BENCH_PROTOCOLS === 'only') { await protocols(); return }
     for (const target of [base, gate(() => ({ authorization: `Bearer ${hot}` }))]) await load(target, PROCESS_WARMUP_S, { connections: CONNECTIONS })
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
+    // Tracing on, every request sampled and exported to a local sink: its cost against the hot token above.
+    // BENCH_ONLY=tracing runs this pair alone.
+    const sink = await startOtlpSink()
+    const traced = await startGateway('bench-tracing', (port, adminPort) => tracingConfig(issuer.url, upstream.url, port, adminPort, sink.url), PROXY_CORE)
+    children.push(traced)
+    const tracedTarget = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${traced.port}/api/todos`, headers, pid: traced.process.pid })
+    await load(tracedTarget(() => ({ authorization: `Bearer ${hot}` })), PROCESS_WARMUP_S, { connections: CONNECTIONS })
+    const tracedRow = await paired('one hot token, tracing on (all sampled)', () => ({ authorization: `Bearer ${hot}` }), undefined, 0, tracedTarget)
+    process.stdout.write(`tracing on / off, hot token: ${(reqPerSec(tracedRow.gate) / reqPerSec(hotRow.gate)).toFixed(2)} (${sink.requests()} OTLP requests exported)\n`)
+    sink.close()
+    if (process.env.BENCH_ONLY === 'tracing') return
 
     // A route with two conditions, one on the token (remembered per cached token) and one on the request
     // (CEL, every request): what they add to the hot token's cost. A gateway of its own (see conditionsConfig).

@@ -34,15 +34,23 @@ export interface JudgeParts {
   reissue: (decision: Allow) => Promise<string> | undefined
 }
 
-/** The verdict on one request. Rejects only on an unexpected failure, which the caller answers as an internal error. */
-export async function judgeRequest (engine: Engine, input: DecisionInput, cors: CorsFields, parts: JudgeParts): Promise<Verdict> {
+/** Runs a token's first verification inside the caller's tracing span (docs/observability.md#tracing). */
+export type Verifying = <T>(verify: () => Promise<T>) => Promise<T>
+
+/**
+ * The verdict on one request. Rejects only on an unexpected failure, which the caller answers as an
+ * internal error. `verifying`, when tracing is on, wraps a verification that the caches could not spare.
+ */
+export async function judgeRequest (engine: Engine, input: DecisionInput, cors: CorsFields, parts: JudgeParts, verifying?: Verifying): Promise<Verdict> {
   const preflight = answerPreflight(engine.routes, input.method, input.target, cors.origin, cors.requestMethod, cors.requestHeaders, input.host)
   if (preflight !== null) {
     const decision: Allow = { allowed: true, route: preflight.route, path: preflight.path, query: '', token: null, scopes: [], headers: {}, audit: null }
     return { kind: 'preflight', decision, cors: preflight.headers }
   }
   const decided = decideKnown(engine, input)
-  const decision = decided instanceof PendingDecision ? await decidePending(decided) : decided
+  const decision = !(decided instanceof PendingDecision)
+    ? decided
+    : verifying === undefined || decided.miss === null ? await decidePending(decided) : await verifying(async () => await decidePending(decided))
   if (!decision.allowed) return { kind: 'deny', decision }
   const limited = await parts.limits.check(decision.route, decision.token, input.clientIp)
   if (limited !== null) return { kind: 'deny', decision: { ...decision, allowed: false, error: limited } }

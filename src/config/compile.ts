@@ -17,6 +17,7 @@ import { compileHostPattern } from '../routing/match-host.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
 import { compileUpstreamTls, configBaseDir } from './compile-upstream-tls.js'
+import { compileTelemetry } from './compile-telemetry.js'
 import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
@@ -423,6 +424,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
   const redis = raw.redis === undefined
     ? null
     : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
+  const telemetry = compileTelemetry(raw.telemetry, (p, m) => problems.add(p, m))
 
   // TLS files are read here, so a missing or mismatched one is reported with the rest (docs/tls.md).
   const proxyListener = compileListener((p, m) => problems.add(p, m), 'server.proxy', raw.server.proxy, source)
@@ -457,6 +459,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     keepClaims: routes.some((route) => route.forward.claims.size > 0 || route.forward.authorization === 'reissue' ||
       route.policy.conditions.token.length + route.policy.conditions.request.length > 0),
     dpop,
-    redis
+    redis,
+    telemetry
   })
 }

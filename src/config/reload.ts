@@ -48,6 +48,8 @@ export function restartOnlyChanges (before: CompiledConfig, after: CompiledConfi
   if (a.workers !== b.workers) changed.push('server.workers')
   if (a.requestTimeoutMs !== b.requestTimeoutMs) changed.push('server.requestTimeout')
   if (a.maxHeaderSize !== b.maxHeaderSize) changed.push('server.maxHeaderSize')
+  // Tracing is set up once, at start (docs/observability.md#configuration).
+  if (JSON.stringify(before.telemetry) !== JSON.stringify(after.telemetry)) changed.push('telemetry')
   return changed
 }
 

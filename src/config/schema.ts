@@ -393,6 +393,28 @@ const redis: Schema = object({
   timeout: withDefault(duration, '500ms')
 }, { required: ['url'] })
 
+/* ------------------------------------------------------------------ telemetry ------------------------------------------------------------------ */
+
+/** The sampler names of `OTEL_TRACES_SAMPLER` that scopegate supports (docs/observability.md#sampling). */
+export const TRACE_SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const
+
+/**
+ * OpenTelemetry tracing (docs/observability.md#tracing). No defaults for the exporter's keys: a key left out
+ * is taken from its `OTEL_*` environment variable, so the schema must not fill it in.
+ */
+const telemetry: Schema = object({
+  tracing: object({
+    enabled: { type: 'boolean', default: false },
+    endpoint: { type: 'string', pattern: '^https?://\\S+$', 'x-message': { pattern: 'must be an http:// or https:// URL' } },
+    sampler: { type: 'string', enum: TRACE_SAMPLERS },
+    ratio: { type: 'number', minimum: 0, maximum: 1 },
+    serviceName: nonEmptyString
+  }, { default: {} }),
+  propagation: object({
+    trust: { type: 'string', enum: ['trusted', 'always', 'never'], default: 'trusted' }
+  }, { default: {} })
+}, { default: {} })
+
 /* ------------------------------------------------------------------ the whole file ------------------------------------------------------------------ */
 
 export const configSchema: Schema = {
@@ -407,7 +429,8 @@ export const configSchema: Schema = {
     defaults: object({ policy: withDefault(policy, {}) }, { default: {} }),
     routes: { type: 'array', minItems: 1, items: route },
     dpop,
-    redis
+    redis,
+    telemetry
   }, { required: ['upstreams', 'routes'] })
 }
 

@@ -276,7 +276,26 @@ export interface RawConfig {
   routes: RawRoute[]
   dpop: RawDpop
   redis?: RawRedis
+  telemetry: RawTelemetry
 }
+
+/** OpenTelemetry tracing (docs/observability.md#tracing); a key left out comes from its `OTEL_*` variable. */
+export interface RawTelemetry {
+  tracing: {
+    enabled: boolean
+    endpoint?: string
+    sampler?: TraceSampler
+    ratio?: number
+    serviceName?: string
+  }
+  propagation: { trust: PropagationTrust }
+}
+
+/** The `OTEL_TRACES_SAMPLER` names scopegate supports. */
+export type TraceSampler = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio'
+
+/** Whose `traceparent` is continued: `server.trustProxy` peers', everyone's, or no one's. */
+export type PropagationTrust = 'trusted' | 'always' | 'never'
 
 /** DPoP proofs (docs/dpop.md). */
 export interface RawDpop {
@@ -534,6 +553,13 @@ export interface CompiledConfig {
   keepClaims: boolean
   dpop: CompiledDpop
   redis: CompiledRedis | null
+  telemetry: CompiledTelemetry
+}
+
+/** Tracing as the file says it; the `OTEL_*` variables fill in what it leaves null when tracing starts. */
+export interface CompiledTelemetry {
+  tracing: { enabled: boolean, endpoint: string | null, sampler: TraceSampler | null, ratio: number | null, serviceName: string | null }
+  propagation: { trust: PropagationTrust }
 }
 
 /** DPoP proofs (docs/dpop.md), durations in milliseconds. */

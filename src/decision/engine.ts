@@ -35,6 +35,8 @@ export interface Engine {
 
 export interface EngineOptions {
   fetch?: FetchLike
+  /** The fetch of one issuer's key store and introspection client, when it differs from `fetch` (tracing wraps it). */
+  fetchFor?: (issuer: CompiledIssuer) => FetchLike
   /** Milliseconds since the epoch; injected by tests. */
   now?: () => number
   keyEvents?: KeyStoreEvents
@@ -83,7 +85,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
   const keyStores = new Map<string, KeyStore>()
   for (const issuer of config.issuersById.values()) {
     const old = previous?.keyStores.get(issuer.id)
-    const fresh = (): KeyStore => new KeyStore(issuer, { fetch: options.fetch, now, events: options.keyEvents })
+    const fresh = (): KeyStore => new KeyStore(issuer, { fetch: options.fetchFor?.(issuer) ?? options.fetch, now, events: options.keyEvents })
     if (old === undefined || keySource(old.issuer) !== keySource(issuer)) keyStores.set(issuer.id, fresh())
     // Same source and same jwks options: the very same store. Other jwks options: a new store that adopts the keys.
     else if (JSON.stringify(old.issuer.jwks) === JSON.stringify(issuer.jwks)) keyStores.set(issuer.id, old)
@@ -93,7 +95,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
   const jwtVerifier = new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now }))
   // Introspection wraps the JWT verifier only where an issuer has it: other configs keep the plain path.
   const introspection = [...config.issuersById.values()].some((issuer) => issuer.introspection !== undefined)
-    ? new IntrospectingVerifier(jwtVerifier, config, { keyStores, fetch: options.fetch, now, listener: options.introspectionEvents })
+    ? new IntrospectingVerifier(jwtVerifier, config, { keyStores, fetch: options.fetch, fetchFor: options.fetchFor, now, listener: options.introspectionEvents })
     : undefined
   return {
     config,

@@ -41,6 +41,9 @@ export interface DecisionRecord {
   detail?: string
   /** Which service asked, when it is not the proxy listener: `ext_authz` (docs/istio.md). */
   endpoint?: 'ext_authz'
+  /** The request's trace and server span, when tracing is on (docs/observability.md#logs): joins the line to its trace. */
+  trace_id?: string
+  span_id?: string
 }
 
 export interface DecisionLog {
@@ -102,7 +105,7 @@ export function decisionLine (level: number, time: number, bindings: string, r: 
     `,"decision":"${r.decision}","reason":${text(r.reason)},"upstream":${text(r.upstream)},"status":${r.status}` +
     `,"upstreamStatus":${r.upstreamStatus ?? 'null'},"sub":${text(r.sub)},"clientId":${text(r.clientId)},"scopes":${text(r.scopes)}` +
     `,"latencyMs":${r.latencyMs}${r.tokenPath === undefined ? '' : `,"tokenPath":"${r.tokenPath}"`}${r.detail === undefined ? '' : `,"detail":${text(r.detail)}`}` +
-    `${r.endpoint === undefined ? '' : `,"endpoint":"${r.endpoint}"`},"msg":"decision"}\n`
+    `${r.trace_id === undefined ? '' : `,"trace_id":"${r.trace_id}","span_id":"${r.span_id ?? ''}"`}${r.endpoint === undefined ? '' : `,"endpoint":"${r.endpoint}"`},"msg":"decision"}\n`
 }
 
 type Destination = { write: (line: string) => unknown }
@@ -147,7 +150,14 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
     preflightAnswered (request) { upstreamFailures.set(request, PREFLIGHT) },
     answeredOnSocket (error) { emit(undecided(null, error.reason, error.status, 0)) },
     record (request, reply, method = request.method) {
-      emit(recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request)))
+      const record = recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request))
+      // Undefined on an admin listener without forward auth, which never calls this, hence `!= null`.
+      const trace = request.trace
+      if (trace != null) {
+        record.trace_id = trace.traceId
+        record.span_id = trace.spanId
+      }
+      emit(record)
     },
     recordCheck ({ decision, method, status, startedAt, refusal, preflight }) {
       const record = decision === null

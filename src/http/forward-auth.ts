@@ -31,6 +31,7 @@ import type { Decision } from '../decision/decide.js'
 import { allowHeaders, cacheControl, denialWithoutBody, forwardAuthError } from './forward-auth-answer.js'
 import { DECISIONS_PATH, originalRequest, type OriginalRequest } from './forward-auth-request.js'
 import { sendError, sendErrorWithoutBody } from './reply-error.js'
+import type { Tracing } from '../observability/tracing.js'
 
 export interface ForwardAuthOptions {
   engine: () => Engine
@@ -41,6 +42,8 @@ export interface ForwardAuthOptions {
   reissue: (decision: Allow) => Promise<string> | undefined
   /** Routes' rate limits, spent by an allowed call as by a proxied request (docs/rate-limits.md#forward-auth). */
   limits: RateLimiter
+  /** Tracing, when on: each call's decision in a span, continued from a trusted ingress's `traceparent`. */
+  tracing?: Tracing | null
 }
 
 /**
@@ -114,6 +117,8 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
     // The proxy listener declares these too (proxy-server.ts); the decision log reads them.
     if (!app.hasRequestDecorator('decision')) app.decorateRequest('decision', null)
     if (!app.hasRequestDecorator('startedAt')) app.decorateRequest('startedAt', 0n)
+    if (!app.hasRequestDecorator('trace')) app.decorateRequest('trace', null)
+    const tracing = options.tracing ?? null
     /** The method decided on, for the decision log: the original one, not the call's own. */
     const decidedMethod = new WeakMap<FastifyRequest, string>()
 
@@ -123,6 +128,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
       const raw = request.raw
       const trusted = engine.config.server.trustProxy
       const peerTrusted = trusted !== null && trusted.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
+      const trace = tracing === null ? null : (request.trace = tracing.forwardAuthRequest(raw, trusted))
       try {
         let original: OriginalRequest
         let certificate: string | undefined
@@ -147,7 +153,8 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
             ? { proofs: dpopProofValues(raw.rawHeaders), origin: forwardAuthOrigin(raw.rawHeaders, peerTrusted) }
             : undefined,
           ...(certificate === undefined ? {} : { certificateThumbprint: certificate })
-        }, { origin: raw.headers.origin, requestMethod: raw.headers['access-control-request-method'], requestHeaders: raw.headers['access-control-request-headers'] }, options)
+        }, { origin: raw.headers.origin, requestMethod: raw.headers['access-control-request-method'], requestHeaders: raw.headers['access-control-request-headers'] }, options,
+        trace === null ? undefined : trace.verifying.bind(trace))
         request.decision = verdict.decision
         // A CORS preflight carries no credentials: let it through with no identity (every identity header
         // empty) and the CORS grant, for the ingress's CORS or the upstream to answer (docs/cors.md#forward-auth).
@@ -171,6 +178,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
 
     const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
       options.decisions.record(request, reply, decidedMethod.get(request))
+      request.trace?.finish(reply.statusCode, request.decision, false)
     }
 
     // Never reached: onRequest always answers. It exists because Fastify routes need a handler.

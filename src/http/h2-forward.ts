@@ -47,7 +47,9 @@ function withoutPseudo (headers: IncomingHttpHeaders | H2Headers): IncomingHttpH
 /** The HTTP/2 request headers: pseudo-headers first, then the proxied headers HTTP/2 allows. */
 function requestHeaders (request: FastifyRequest, config: Engine['config'], decision: Allow, target: string): OutgoingHttpHeaders {
   const raw = request.raw
-  const proxied = proxiedHeaders(raw, withoutPseudo(raw.headers), config, decision, request.reissued)
+  const own = proxiedHeaders(raw, withoutPseudo(raw.headers), config, decision, request.reissued)
+  // With tracing on, the upstream's traceparent names the upstream call's span (docs/observability.md#propagation).
+  const proxied = request.trace == null ? own : request.trace.upstreamHeaders(own, decision)
   const upstream = decision.route.upstream
   const out: OutgoingHttpHeaders = {
     ':method': raw.method ?? 'GET',

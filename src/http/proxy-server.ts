@@ -39,6 +39,8 @@ import { upstreamAt } from '../upstream/upstream-at.js'
 import { H2Sessions } from '../upstream/h2-sessions.js'
 import { forwardH2, type H2ForwardOptions } from './h2-forward.js'
 import { sendProxyError } from './grpc-error.js'
+import type { RequestTrace } from '../observability/request-trace.js'
+import type { Tracing } from '../observability/tracing.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,6 +50,8 @@ declare module 'fastify' {
     startedAt: bigint
     /** The token sent upstream in place of the client's, when the route re-issues. */
     reissued: string | undefined
+    /** The request's spans when tracing is on (docs/observability.md#tracing); null when it is off. */
+    trace: RequestTrace | null
   }
 }
 
@@ -65,6 +69,8 @@ export interface ProxyServerOptions {
   serverFactory?: FastifyServerFactory
   /** The verified client certificate's RFC 8705 thumbprint, for mTLS listeners (`client-certificate.ts`). */
   certificateThumbprint?: (raw: IncomingMessage) => string | undefined
+  /** Tracing, when on; null or absent: off, and no request pays for it. */
+  tracing?: Tracing | null
 }
 
 /** An upstream that could not be reached or did not answer in time, as a 502 or 504 (also used by `upgrade.ts`). */
@@ -146,6 +152,7 @@ async function createApp (engine: () => Engine, logger: Logger, decisions: Decis
   app.decorateRequest('engine', null)
   app.decorateRequest('startedAt', 0n)
   app.decorateRequest('reissued', undefined)
+  app.decorateRequest('trace', null)
 
   app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
     const error = frameworkErrorToGatewayError(err)
@@ -215,20 +222,24 @@ class Expectations {
 }
 
 /** Streams an allowed request to its route's upstream, at the normalized path; reply-from's options built once per route. */
-function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessions: H2Sessions): (reply: FastifyReply, decision: Allow) => void {
+function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessions: H2Sessions, tracing: Tracing | null): (reply: FastifyReply, decision: Allow) => void {
   // Routes are compiled objects of one engine: a reload brings new routes, and so new options.
   const forwarding = new WeakMap<CompiledRoute, ForwardOptions>()
   const optionsFor = (route: CompiledRoute): ForwardOptions => {
     let forward = forwarding.get(route)
     if (forward === undefined) {
       const cors = route.cors
+      const headersFor: NonNullable<ForwardOptions['rewriteRequestHeaders']> = (request, headers) =>
+        proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued)
       forward = {
         timeout: route.upstream.timeoutMs,
         // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
         retryDelay: () => null,
         queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
-        rewriteRequestHeaders: (request, headers) =>
-          proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued),
+        // With tracing on, the upstream's traceparent names the upstream call's span (docs/observability.md#propagation).
+        rewriteRequestHeaders: tracing === null
+          ? headersFor
+          : (request, headers) => (request.trace as RequestTrace).upstreamHeaders(headersFor(request, headers), request.decision as Allow),
         // The upstream's hop-by-hop headers stay behind; on a CORS route its own CORS fields are replaced.
         rewriteHeaders: cors === null
           ? (headers) => downstreamHeaders(headers)
@@ -248,6 +259,7 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessio
     }
     const failure = upstreamError(error, route.upstream.id)
     decisions.upstreamFailed(reply.request, failure)
+    reply.request.trace?.upstreamFailed(failure)
     sendProxyError(reply, failure)
   }
   // `http2: true` upstreams: scopegate's own HTTP/2 forwarder, which keeps trailers (docs/grpc.md).
@@ -274,12 +286,13 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessio
  * request whose token the caches know is decided without a promise; only a fresh verification waits.
  */
 function decideOnRequest (engine: () => Engine, expectations: Expectations, decisions: DecisionLog, limits: RateLimiter,
-  thumbprint: ProxyServerOptions['certificateThumbprint']) {
+  thumbprint: ProxyServerOptions['certificateThumbprint'], tracing: Tracing | null) {
   return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
     request.startedAt = process.hrtime.bigint()
     const current = engine()
     request.engine = current
     const raw = request.raw
+    const trace = tracing === null ? null : (request.trace = tracing.proxyRequest(raw, current.config.server.trustProxy))
     if (expectations.unsupported(raw)) return expectations.refuse(request, reply, expectationFailed())
     try {
       // HTTP/2 names its host in `:authority`: once checked, it is the request's Host for every later stage
@@ -310,6 +323,7 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations, deci
         return expectations.refuse(request, reply, limited)
       }
       // Decided and allowed: now the client may send its body, which is streamed upstream.
+      if (trace !== null) trace.decided(request.decision)
       if (expectations.awaiting(raw)) reply.raw.writeContinue()
       done()
     }
@@ -322,8 +336,9 @@ function decideOnRequest (engine: () => Engine, expectations: Expectations, deci
       else admit(limited)
     }
     // Only a token never seen before waits for its verification (decidePending never rejects).
-    if (decided instanceof PendingDecision) void decidePending(decided).then(proceed)
-    else proceed(decided)
+    if (!(decided instanceof PendingDecision)) return proceed(decided)
+    if (trace === null || decided.miss === null) void decidePending(decided).then(proceed)
+    else void trace.verifying(async () => await decidePending(decided)).then(proceed)
   }
 }
 
@@ -345,8 +360,13 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   const expectations = new Expectations(app)
   const sessions = new H2Sessions()
   app.addHook('onClose', (_app, done) => { sessions.closeAll(); done() })
-  const forward = upstreamForwarder(engine, decisions, sessions)
-  const onRequest = decideOnRequest(engine, expectations, decisions, options.limits, options.certificateThumbprint)
+  const tracing = options.tracing ?? null
+  const forward = upstreamForwarder(engine, decisions, sessions, tracing)
+  if (tracing !== null) {
+    app.addHook('onResponse', (request, reply, done) => { request.trace?.finish(reply.statusCode, request.decision); done() })
+    app.addHook('onRequestAbort', (request, done) => { request.trace?.aborted(); done() })
+  }
+  const onRequest = decideOnRequest(engine, expectations, decisions, options.limits, options.certificateThumbprint, tracing)
   app.all('*', { onRequest }, (request, reply) => {
     const decision = request.decision as Allow
     const reissuing = options.reissue(decision)

@@ -6,7 +6,7 @@
  * endpoint never comes from a token or a request. Errors say which limit was hit and never carry the
  * token or the secret.
  */
-import { randomUUID } from 'node:crypto'
+import { randomUUID, type KeyObject } from 'node:crypto'
 import { SignJWT } from 'jose'
 import type { CompiledIntrospection, CompiledIssuer } from '../config/types.js'
 import { expectOk, fetchJson, FetchJsonError, readBounded, type FetchLike } from './fetch-json.js'
@@ -64,21 +64,13 @@ export class IntrospectionClient {
     return endpoint
   }
 
-  /** The form and headers that authenticate scopegate, per the configured method. */
-  private async credentials (endpoint: string, form: URLSearchParams): Promise<Record<string, string>> {
+  /**
+   * The form and headers that authenticate scopegate, per the configured method: at once for a secret,
+   * a promise only for a signed assertion.
+   */
+  private credentials (endpoint: string, form: URLSearchParams): Record<string, string> | Promise<Record<string, string>> {
     const { auth, clientId } = this.config
-    if (auth.method === 'private_key_jwt') {
-      const now = Math.floor(this.now() / 1000)
-      const assertion = await new SignJWT({})
-        .setProtectedHeader({ alg: auth.alg })
-        .setIssuer(clientId).setSubject(clientId).setAudience(endpoint)
-        .setIssuedAt(now).setExpirationTime(now + ASSERTION_TTL_SEC).setJti(randomUUID())
-        .sign(auth.key)
-      form.set('client_id', clientId)
-      form.set('client_assertion_type', CLIENT_ASSERTION_TYPE)
-      form.set('client_assertion', assertion)
-      return {}
-    }
+    if (auth.method === 'private_key_jwt') return this.assertion(endpoint, form, auth.alg, auth.key)
     if (auth.method === 'client_secret_basic') {
       // RFC 6749 §2.3.1: both parts form-urlencoded before base64.
       const pair = `${encodeURIComponent(clientId)}:${encodeURIComponent(auth.secret.reveal())}`
@@ -89,15 +81,33 @@ export class IntrospectionClient {
     return {}
   }
 
+  /** `private_key_jwt` (RFC 7523): a short-lived assertion signed with scopegate's key. */
+  private async assertion (endpoint: string, form: URLSearchParams, alg: string, key: KeyObject): Promise<Record<string, string>> {
+    const { clientId } = this.config
+    const now = Math.floor(this.now() / 1000)
+    const assertion = await new SignJWT({})
+      .setProtectedHeader({ alg })
+      .setIssuer(clientId).setSubject(clientId).setAudience(endpoint)
+      .setIssuedAt(now).setExpirationTime(now + ASSERTION_TTL_SEC).setJti(randomUUID())
+      .sign(key)
+    form.set('client_id', clientId)
+    form.set('client_assertion_type', CLIENT_ASSERTION_TYPE)
+    form.set('client_assertion', assertion)
+    return {}
+  }
+
   /**
    * POSTs the token and returns the parsed JSON answer (an object, not yet judged). Throws
    * `FetchJsonError` on a timeout, a network error, a status other than 200, a redirect, an answer too
    * large, or one that is not a JSON object.
    */
   async introspect (token: string): Promise<Record<string, unknown>> {
-    const endpoint = await this.resolveEndpoint()
+    // Without a discovery or a signature to wait for, the POST starts in the caller's turn: a tracer then
+    // sees which verification asked (docs/observability.md#spans).
+    const endpoint = this.endpoint ?? await this.resolveEndpoint()
     const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
-    const headers = await this.credentials(endpoint, form)
+    const found = this.credentials(endpoint, form)
+    const headers = found instanceof Promise ? await found : found
     const signal = AbortSignal.timeout(this.config.timeoutMs)
     let body: Buffer
     let signed = false

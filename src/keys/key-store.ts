@@ -248,11 +248,18 @@ export class KeyStore {
     return fitting.length === 1 ? fitting : []
   }
 
+  /**
+   * The JWKS URL when it is known without a fetch: configured, or discovered and still fresh (the
+   * discovery document is cached like the keys, and refetched with them once it is as old as they are due).
+   */
+  private knownJwksUri (): string | null {
+    const { keys, jwks } = this.issuer
+    if (keys.kind === 'jwksUri') return keys.url
+    return this.jwksUri !== null && this.now() - this.discoveredAt < jwks.refreshIntervalMs * REFRESH_AHEAD ? this.jwksUri : null
+  }
+
   private async resolveJwksUri (): Promise<string> {
     const { keys, jwks, issuer } = this.issuer
-    if (keys.kind === 'jwksUri') return keys.url
-    // The discovery document is cached like the keys, and refetched with them once it is as old as they are due.
-    if (this.jwksUri !== null && this.now() - this.discoveredAt < jwks.refreshIntervalMs * REFRESH_AHEAD) return this.jwksUri
     try {
       const doc = await fetchJson(keys.url, { timeoutMs: jwks.timeoutMs, maxBytes: jwks.maxBytes, fetch: this.fetchImpl })
       if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new FetchJsonError('not_json', 'discovery document is not a JSON object')
@@ -278,7 +285,9 @@ export class KeyStore {
     const { jwks } = this.issuer
     let uri: string | null = null
     try {
-      uri = await this.resolveJwksUri()
+      // A known URL is used at once, so the fetch starts in the caller's turn: a tracer then sees which
+      // verification asked for it (docs/observability.md#spans).
+      uri = this.knownJwksUri() ?? await this.resolveJwksUri()
       const doc = await fetchJson(uri, { timeoutMs: jwks.timeoutMs, maxBytes: jwks.maxBytes, fetch: this.fetchImpl })
       const list = typeof doc === 'object' && doc !== null ? (doc as { keys?: unknown }).keys : undefined
       if (!Array.isArray(list)) throw new FetchJsonError('not_json', 'JWKS is not an object with a "keys" array')

@@ -28,6 +28,8 @@ import { RateLimiter } from '../limits/rate-limiter.js'
 import { createRedis, redisConnected } from '../state/redis.js'
 import { insecureUpstreamWarning, insecureUpstreams } from '../config/compile-upstream-tls.js'
 import { ExtAuthzServer } from '../grpc/ext-authz-server.js'
+import { GatewayTracing } from './gateway-tracing.js'
+import type { Environment } from '../observability/tracing-settings.js'
 
 /** What a cluster worker's admin listener reports for the whole process group (see `worker-link.ts`). */
 export interface ProcessGroup {
@@ -45,6 +47,8 @@ export interface GatewayOptions extends EngineOptions {
   group?: ProcessGroup
   /** Most rate-limit buckets kept in memory (`store: memory`); default 100 000. */
   rateLimitEntries?: number
+  /** Where the `OTEL_*` variables are read (docs/observability.md#configuration); default `process.env`. */
+  env?: Environment
 }
 
 export interface GatewayAddresses {
@@ -78,6 +82,8 @@ export class Gateway {
   readonly redis: Redis | null
   /** Routes' rate limits; its memory buckets outlive reloads. */
   readonly limits: RateLimiter
+  /** OpenTelemetry tracing: off unless the config enables it (docs/observability.md#tracing). */
+  readonly tracing: GatewayTracing
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
   /** The Envoy ext_authz gRPC listener (docs/istio.md), when `server.extAuthz` is set. */
@@ -89,8 +95,10 @@ export class Gateway {
     this.logger = options.logger ?? createLogger({ level: options.config.server.logLevel })
     this.metrics = new GatewayMetrics(() => this.engine)
     this.group = options.group
+    this.tracing = new GatewayTracing(options.env ?? process.env)
     this.engineOptions = {
       ...options,
+      ...(options.config.telemetry.tracing.enabled ? { fetchFor: this.tracing.fetchFor(options.fetch) } : {}),
       keyEvents: {
         warn: (message, fields) => this.logger.warn(fields, message),
         info: (message, fields) => this.logger.info(fields, message),
@@ -173,13 +181,14 @@ export class Gateway {
     const group = this.group
     const decisions = createDecisionLog(this.logger, this.decisionListeners)
     await this.reissue.start(this.engine.config)
+    const tracing = await this.tracing.start(this.engine.config, this.logger)
     const reissue = (decision: Allow): Promise<string> | undefined => this.reissue.forDecision(decision)
     const limits = this.limits
     const { config } = this.engine
     const tls = this.tls = new TlsListeners(config, proxyHttpOptions(config), this.logger)
     // The client certificate is read only where the listener asks for one.
     const thumbprint = config.server.proxy.tls !== null && config.server.proxy.tls.clientCertificate !== 'none' ? certificateThumbprint : undefined
-    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits, serverFactory: tls.proxy.serverFactory, certificateThumbprint: thumbprint })
+    this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits, serverFactory: tls.proxy.serverFactory, certificateThumbprint: thumbprint, tracing })
     const proxyServer = this.proxy.server
     const serveHttp = (req: IncomingMessage, res: ServerResponse): boolean => proxyServer.emit('request', req, res)
     proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, serveHttp, certificateThumbprint: thumbprint }))
@@ -194,7 +203,7 @@ export class Gateway {
       // Each admin feature registers its own routes here, one line each.
       plugins: [
         jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
-        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue, limits })
+        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue, limits, tracing })
       ]
     })
     await loadKeys(this.engine)
@@ -241,5 +250,7 @@ export class Gateway {
     if (this.redis !== null) await this.redis.quit().catch(() => { this.redis?.disconnect() })
     // Shared state last: the requests drained above may still have needed it (the DPoP replay store).
     this.engine.dpop.redis?.disconnect()
+    // The spans of the requests drained above, exported within what is left of the shutdown timeout.
+    await this.tracing.shutdown(deadline - Date.now())
   }
 }

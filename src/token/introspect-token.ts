@@ -48,6 +48,8 @@ export interface IntrospectionOptions {
   /** Each issuer's key store, by issuer id: verifies RFC 9701 signed answers (`jwtResponse`). */
   keyStores?: ReadonlyMap<string, KeyStore>
   fetch?: FetchLike
+  /** The fetch of one issuer's client, when it differs from `fetch` (tracing wraps it). */
+  fetchFor?: (issuer: CompiledIssuer) => FetchLike
   /** Milliseconds since the epoch. */
   now?: () => number
   listener?: IntrospectionListener
@@ -121,7 +123,7 @@ export class IntrospectingVerifier implements Verifier {
       const store = options.keyStores?.get(issuer.id)
       const clientId = issuer.introspection.clientId
       const openSigned = store === undefined ? undefined : async (jwt: string) => await verifyIntrospectionJwt(jwt, issuer, clientId, store)
-      this.clients.set(issuer.id, new IntrospectionClient(issuer, issuer.introspection, { fetch: options.fetch, now: this.now, openSigned }))
+      this.clients.set(issuer.id, new IntrospectionClient(issuer, issuer.introspection, { fetch: options.fetchFor?.(issuer) ?? options.fetch, now: this.now, openSigned }))
       if (issuer.introspection.jwtTokens) this.jwtIssuers.set(issuer.issuer, issuer)
     }
     this.cache = new LRUCache({ max: options.maxEntries ?? 10_000, ttlAutopurge: false, ttlResolution: 0, perf: { now: () => this.now() } })

@@ -24,11 +24,13 @@ import { parse, stringify } from 'yaml'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfigText } from '../../src/config/parse.js'
 import { problemsOf } from '../../src/config/problems.js'
+import { configSchema } from '../../src/config/schema.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 const NOT_CONFIG = '<!-- not-config -->'
-const CONFIG_KEYS = new Set(['server', 'issuers', 'upstreams', 'reissue', 'defaults', 'routes', 'dpop', 'redis'])
+// Read from the schema, so a new top-level section is known here the day it is added.
+const CONFIG_KEYS = new Set(Object.keys((configSchema as { properties: Record<string, unknown> }).properties))
 const ROUTE_KEYS = new Set(['id', 'match', 'upstream', 'stripPrefix', 'auth', 'mode', 'policy', 'forward', 'rateLimit', 'cors', 'requireDpop'])
 
 const BASE = {

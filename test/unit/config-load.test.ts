@@ -102,6 +102,7 @@ const DEFAULT_ROUTE_PARTS: Pick<RawRoute, 'stripPrefix' | 'auth' | 'mode' | 'pol
   websocket: { enabled: false, subprotocolToken: false, closeOnExpiry: true, closeOnReload: true }
 }
 
+const DEFAULT_TELEMETRY: RawConfig['telemetry'] = { tracing: { enabled: false }, propagation: { trust: 'trusted' } }
 const DEFAULT_DPOP: RawConfig['dpop'] = {
   algorithms: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'],
   proofLifetime: '60s',
@@ -183,7 +184,8 @@ t.test('the contract example loads as written, with the unset defaults filled in
       requireDpop: false,
       requireCertificateBinding: false
     }],
-    dpop: DEFAULT_DPOP
+    dpop: DEFAULT_DPOP,
+    telemetry: DEFAULT_TELEMETRY
   } satisfies RawConfig)
 })
 
@@ -195,7 +197,8 @@ t.test('a minimal config gets every default', async (t) => {
     issuers: [{ id: 'idp', issuer: 'https://idp/', discovery: true, algorithms: ['RS256'], audiences: ['api'], ...DEFAULT_ISSUER_PARTS }],
     server: DEFAULT_SERVER,
     defaults: { policy: {} },
-    dpop: DEFAULT_DPOP
+    dpop: DEFAULT_DPOP,
+    telemetry: DEFAULT_TELEMETRY
   } satisfies RawConfig)
 })
 

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
+import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawTelemetry, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -113,7 +113,11 @@ const everyField: RawConfig = {
     replay: { store: 'redis', maxEntries: 5000, onStoreFailure: 'allow' },
     nonce: { enabled: true, secret: 'a-nonce-secret-of-at-least-32-characters', window: '1m' }
   },
-  redis: { url: 'rediss://redis.internal:6380/1', keyPrefix: 'gw:', timeout: '250ms' }
+  redis: { url: 'rediss://redis.internal:6380/1', keyPrefix: 'gw:', timeout: '250ms' },
+  telemetry: {
+    tracing: { enabled: true, endpoint: 'http://otel-collector:4318', sampler: 'parentbased_traceidratio', ratio: 0.25, serviceName: 'edge-gateway' },
+    propagation: { trust: 'always' }
+  }
 }
 
 t.test('a config with every field set is accepted unchanged', async (t) => {
@@ -171,8 +175,13 @@ const allowDenyMissing: Presence<NonNullable<RawPolicy['audience']>> = { allow: 
 
 const objects: Array<[string, string[], Record<string, string>]> = [
   ['RawConfig', [], {
-    server: 'default', issuers: 'default', upstreams: 'required', reissue: 'optional', defaults: 'default', routes: 'required', dpop: 'default', redis: 'optional'
+    server: 'default', issuers: 'default', upstreams: 'required', reissue: 'optional', defaults: 'default', routes: 'required', dpop: 'default', redis: 'optional', telemetry: 'default'
   } satisfies Presence<RawConfig>],
+  ['RawTelemetry', ['telemetry'], { tracing: 'default', propagation: 'default' } satisfies Presence<RawTelemetry>],
+  ['RawTelemetry.tracing', ['telemetry', 'tracing'], {
+    enabled: 'default', endpoint: 'optional', sampler: 'optional', ratio: 'optional', serviceName: 'optional'
+  } satisfies Presence<RawTelemetry['tracing']>],
+  ['RawTelemetry.propagation', ['telemetry', 'propagation'], { trust: 'default' } satisfies Presence<RawTelemetry['propagation']>],
   ['RawDpop', ['dpop'], {
     algorithms: 'default', proofLifetime: 'default', clockSkew: 'default', replay: 'default', nonce: 'default'
   } satisfies Presence<RawDpop>],
@@ -335,6 +344,10 @@ const enums: Array<[string, string[], string[]]> = [
   ['reissue.algorithm', ['reissue', 'algorithm'], membersOf<RawReissue['algorithm']>({ ES256: true, EdDSA: true, RS256: true, PS256: true })],
   ['route auth', ['routes', '[]', 'auth'], membersOf<RawRoute['auth']>({ required: true, optional: true, none: true })],
   ['dpop.replay.store', ['dpop', 'replay', 'store'], membersOf<RawDpop['replay']['store']>({ memory: true, redis: true })],
+  ['telemetry.tracing.sampler', ['telemetry', 'tracing', 'sampler'], membersOf<NonNullable<RawTelemetry['tracing']['sampler']>>({
+    always_on: true, always_off: true, traceidratio: true, parentbased_always_on: true, parentbased_always_off: true, parentbased_traceidratio: true
+  })],
+  ['telemetry.propagation.trust', ['telemetry', 'propagation', 'trust'], membersOf<RawTelemetry['propagation']['trust']>({ trusted: true, always: true, never: true })],
   ['dpop.replay.onStoreFailure', ['dpop', 'replay', 'onStoreFailure'], membersOf<RawDpop['replay']['onStoreFailure']>({ deny: true, allow: true })],
   ['route mode', ['routes', '[]', 'mode'], membersOf<RawRoute['mode']>({ enforce: true, audit: true })],
   ['server.proxy.tls.clientCertificate', ['server', 'proxy', 'tls', 'clientCertificate'], membersOf<RawListenerTls['clientCertificate']>({ none: true, request: true, require: true })],

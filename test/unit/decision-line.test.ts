@@ -35,7 +35,8 @@ const records: Array<[string, DecisionRecord]> = [
   ['lone surrogates', { ...base, clientId: '\ud800x\udc00' }],
   ['a large latency', { ...base, latencyMs: 123456.789 }],
   ['the token path', { ...base, tokenPath: 'introspection' }],
-  ['the token path and a detail', { ...base, decision: 'deny', status: 401, upstreamStatus: null, tokenPath: 'cache', detail: 'introspection at idp: active false' }]
+  ['the token path and a detail', { ...base, decision: 'deny', status: 401, upstreamStatus: null, tokenPath: 'cache', detail: 'introspection at idp: active false' }],
+  ['trace ids (tracing on)', { ...base, tokenPath: 'jwt', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', span_id: '00f067aa0ba902b7' }]
 ]
 
 /** What pino writes for `record` at `level`, through the same logger settings scopegate uses. */
