@@ -9,8 +9,9 @@
  *   prom-client only at scrape time: prom-client's own `inc` and `observe` validate and hash the label
  *   set on every call, which was a tenth of scopegate's own work on a cached-token request;
  * - JWKS fetches are counted from `KeyStoreEvents.fetched`;
- * - key counts, key states, key staleness, readiness and the token cache counters are read at scrape time from the engine in
- *   force, so a reload (which builds a new engine) is picked up without any bookkeeping on the hot path.
+ * - key counts, key states, key staleness, readiness and the token cache counters are read at scrape
+ *   time from the engine in force, so a reload (which builds a new engine) is picked up without any
+ *   bookkeeping on the hot path.
  *
  * Under `server.workers > 1` every worker has its own registry and the primary adds them up
  * (`src/process/cluster.ts`); each metric's `aggregator` says how: counters and histograms are summed, the JWKS
@@ -102,14 +103,7 @@ export class GatewayMetrics {
     // Both series exist from the start, so `increase(...{result="error"}[5m])` works before the first failure.
     this.configReloads.inc({ result: 'ok' }, 0)
     this.configReloads.inc({ result: 'error' }, 0)
-    this.lastReload = new Gauge({
-      name: name('config_last_reload_successful'),
-      help: '1 while the config in force is the last one read (start, or last reload ok), 0 after a refused reload until one succeeds.',
-      // Under server.workers the primary counts reloads; a worker's 1 must not hide the primary's 0.
-      aggregator: 'min',
-      registers
-    })
-    this.lastReload.set(1)
+    this.lastReload = lastReloadGauge(name('config_last_reload_successful'), registers)
     this.upstreamErrors = new Counter({
       name: name('upstream_errors_total'),
       help: 'Allowed requests the upstream failed, by upstream id and kind (refused, reset, timeout).',
@@ -129,15 +123,7 @@ export class GatewayMetrics {
       labelNames: ['route', 'outcome'] as const,
       registers
     })
-    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
-    new Gauge({
-      name: name('workers'),
-      help: 'Processes serving requests whose metrics this scrape adds up: 1 for a single process; under server.workers, the workers that answered.',
-      aggregator: 'sum',
-      registers,
-      // A cluster primary has no engine and serves nothing: it reports no sample, so the sum counts workers.
-      collect () { this.reset(); if (engine() !== null) this.set(1) }
-    })
+    workersGauge(name('workers'), engine, registers)
     // Node's default process metrics: CPU, memory, event loop, GC, handles.
     collectDefaultMetrics({ register: this.registry })
     // Gauges named like counters, which `promtool check metrics` rejects; each is the sum of the gauge of
@@ -351,6 +337,34 @@ function keyStoreGauge (name: string, help: string, read: (status: KeyStoreStatu
       this.reset()
       for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, read(store.status()))
     }
+  })
+}
+
+/** `config_last_reload_successful`: 1 from the start; set by each reload attempt. */
+function lastReloadGauge (name: string, registers: Registry[]): Gauge {
+  const gauge = new Gauge({
+    name,
+    help: '1 while the config in force is the last one read (start, or last reload ok), 0 after a refused reload until one succeeds.',
+    // Under server.workers the primary counts reloads; a worker's 1 must not hide the primary's 0.
+    aggregator: 'min',
+    registers
+  })
+  gauge.set(1)
+  return gauge
+}
+
+/**
+ * `workers`: 1 in every process that serves, summed across the group, so a scrape says how many workers
+ * it holds. A cluster primary has no engine and serves nothing: its 0 adds nothing.
+ */
+function workersGauge (name: string, engine: () => Engine | null, registers: Registry[]): void {
+  // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+  new Gauge({
+    name,
+    help: 'Processes serving requests whose metrics this scrape adds up: 1 for a single process; under server.workers, the workers that answered.',
+    aggregator: 'sum',
+    registers,
+    collect () { this.set(engine() === null ? 0 : 1) }
   })
 }
 
