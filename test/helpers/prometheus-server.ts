@@ -1,5 +1,5 @@
 /**
- * A real Prometheus (Debian's `/usr/bin/prometheus`) on 127.0.0.1 and a free port, with its own temporary
+ * A real Prometheus (Debian's `prometheus` package) on 127.0.0.1 and a free port, with its own temporary
  * TSDB and a generated config scraping the given targets every second, for tests of what a real scraper
  * makes of scopegate's /metrics and of the alerting rules and dashboard queries. Asked through its HTTP
  * API (`/api/v1/...`). Stopped by its PID; `stop` is safe to call twice and removes the temporary folder.
@@ -12,8 +12,9 @@ import { stringify } from 'yaml'
 import { freePort } from './echo-upstream.js'
 import { send } from './http.js'
 
-export const PROMETHEUS = '/usr/bin/prometheus'
-export const PROMTOOL = '/usr/bin/promtool'
+/** Debian's packages (`.ci/run` installs them), found on the PATH. */
+export const PROMETHEUS = 'prometheus'
+export const PROMTOOL = 'promtool'
 
 /** Seconds between scrapes and between rule evaluations. */
 export const SCRAPE_INTERVAL_S = 1
@@ -74,7 +75,12 @@ export async function startPrometheus (options: PrometheusOptions): Promise<Test
   const chunks: string[] = []
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk))
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk))
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const failed: { error?: Error } = {}
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve())
+    // Not installed: no exit follows, and the error is the answer.
+    child.once('error', (err) => { failed.error = err; resolve() })
+  })
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGTERM')
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))])
@@ -84,13 +90,13 @@ export async function startPrometheus (options: PrometheusOptions): Promise<Test
 
   // Bounded: 200 tries, 100 ms apart, each request at most 5 s.
   let ready = false
-  for (let i = 0; i < 200 && !ready && child.exitCode === null; i++) {
+  for (let i = 0; i < 200 && !ready && child.exitCode === null && failed.error === undefined; i++) {
     ready = await send(url, '/-/ready', { timeoutMs: 5000 }).then((res) => res.status === 200, () => false)
     if (!ready) await new Promise((resolve) => setTimeout(resolve, 100))
   }
   if (!ready) {
     await stop()
-    throw new Error(`prometheus did not start:\n${chunks.join('')}`)
+    throw new Error(`prometheus did not start: ${failed.error?.message ?? ''}\n${chunks.join('')}`)
   }
   return {
     url,
