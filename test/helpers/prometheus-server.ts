@@ -1,8 +1,8 @@
 /**
  * A real Prometheus (Debian's `prometheus` package) on 127.0.0.1 and a free port, with its own temporary
- * TSDB and a generated config scraping the given targets every second, for tests of what a real scraper
- * makes of scopegate's /metrics and of the alerting rules and dashboard queries. Asked through its HTTP
- * API (`/api/v1/...`). Stopped by its PID; `stop` is safe to call twice and removes the temporary folder.
+ * TSDB and a generated config scraping the given targets every few seconds, for tests of what a real
+ * scraper makes of scopegate's /metrics and of the alerting rules and dashboard queries. Asked through
+ * its HTTP API (`/api/v1/...`). Stopped by its PID; `stop` is safe to call twice and removes its folder.
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -16,8 +16,12 @@ import { send } from './http.js'
 export const PROMETHEUS = 'prometheus'
 export const PROMTOOL = 'promtool'
 
-/** Seconds between scrapes and between rule evaluations. */
-export const SCRAPE_INTERVAL_S = 1
+/**
+ * Seconds between scrapes and between rule evaluations, and the scrape timeout (at most the interval):
+ * long enough for a group of workers to answer a scrape on a loaded machine (the primary asks each,
+ * and waits up to 2 s for their answers).
+ */
+export const SCRAPE_INTERVAL_S = 3
 
 /** What the query API answers: `status` and either `data` or `errorType`/`error`. */
 export interface ApiAnswer<T> {

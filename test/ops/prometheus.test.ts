@@ -20,7 +20,7 @@ import { freePort, spawnServe, waitFor, writeConfig } from './support.js'
 
 const AUD = 'https://todo.api'
 const START_MS = 60_000 // a loaded machine takes a while to boot three node processes
-const PROMETHEUS_MS = 30_000 // bound on each wait for Prometheus to scrape or evaluate
+const PROMETHEUS_MS = 60_000 // bound on each wait for Prometheus to scrape or evaluate (a loaded machine)
 
 /** The requests sent, by what the client gets and what scopegate decides. */
 const TRAFFIC = {
