@@ -229,6 +229,7 @@ t.test('compose observability profile: the collector sends traces on to Jaeger',
   const traces = config.service?.pipelines?.traces as Obj
   for (const name of traces.receivers as string[]) t.ok(config.receivers?.[name], `receiver ${name} is defined`)
   const endpoints = (traces.exporters as string[]).map((name) => config.exporters?.[name]?.endpoint as string | undefined)
-  t.ok(endpoints.some((e) => e !== undefined && /^(https?:\/\/)?jaeger:4317$/.test(e)), 'an exporter sends to the jaeger service\'s OTLP port')
+  // Jaeger takes OTLP over gRPC (4317) and HTTP (4318): either will do.
+  t.ok(endpoints.some((e) => e !== undefined && /^(https?:\/\/)?jaeger:431[78](\/.*)?$/.test(e)), 'an exporter sends to the jaeger service\'s OTLP port')
   t.equal(compose.services.jaeger?.environment?.COLLECTOR_OTLP_ENABLED, 'true', 'Jaeger accepts OTLP')
 })
