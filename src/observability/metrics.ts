@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (docs/operations.md#metrics), served by the admin listener at `GET /metrics`.
+ * Prometheus metrics (docs/observability.md#metrics), served by the admin listener at `GET /metrics`.
  *
  * Each Gateway owns one Registry (never prom-client's global one), so several gateways in one process,
  * as in the tests, never share a counter. Nothing on the request path calls into this module directly:
@@ -9,8 +9,9 @@
  *   prom-client only at scrape time: prom-client's own `inc` and `observe` validate and hash the label
  *   set on every call, which was a tenth of scopegate's own work on a cached-token request;
  * - JWKS fetches are counted from `KeyStoreEvents.fetched`;
- * - key counts, key staleness and the token cache counters are read at scrape time from the engine in
- *   force, so a reload (which builds a new engine) is picked up without any bookkeeping on the hot path.
+ * - key counts, key states, key staleness, readiness and the token cache counters are read at scrape
+ *   time from the engine in force, so a reload (which builds a new engine) is picked up without any
+ *   bookkeeping on the hot path.
  *
  * Under `server.workers > 1` every worker has its own registry and the primary adds them up
  * (`src/process/cluster.ts`); each metric's `aggregator` says how: counters and histograms are summed, the JWKS
@@ -23,7 +24,7 @@ import {
 } from 'prom-client'
 import type { Engine } from '../decision/engine.js'
 import type { DecisionRecord } from '../http/decision-log.js'
-import type { KeyStoreStatus } from '../keys/key-store.js'
+import type { KeyStoreState, KeyStoreStatus } from '../keys/key-store.js'
 import type { TokenCache } from '../token/token-cache.js'
 
 export const METRIC_PREFIX = 'scopegate_'
@@ -32,6 +33,12 @@ export const METRIC_PREFIX = 'scopegate_'
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export type ReloadResult = 'ok' | 'error'
+
+/** Every state a key store can be in: `jwks_state` has one series per state, 1 for the current one. */
+const KEY_STORE_STATES: readonly KeyStoreState[] = ['starting', 'ready', 'stale', 'unavailable']
+
+/** prom-client's default gauges whose names end in `_total`, removed (see the constructor). */
+const NOT_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 /** The `kind` label of `upstream_errors_total`, from the decision's reason. */
 const UPSTREAM_KINDS: Readonly<Record<string, string>> = {
@@ -46,6 +53,7 @@ export class GatewayMetrics {
   private readonly decisions = new DecisionCounts()
   private readonly jwksFetches: Counter<'issuer' | 'result'>
   private readonly configReloads: Counter<'result'>
+  private readonly lastReload: Gauge
   private readonly upstreamErrors: Counter<'upstream' | 'kind'>
   private readonly introspections: Counter<'issuer' | 'result'>
   private readonly cacheCounters: CacheCounter[]
@@ -82,6 +90,7 @@ export class GatewayMetrics {
     keyStoreGauge(name('jwks_stale_seconds'),
       'Seconds the issuer has been failing since its last successful JWKS fetch (0 while healthy): how long stale keys have been in use. They are dropped at jwks.maxStale.',
       (status) => status.failingForSeconds ?? 0, engine, registers)
+    keyStateGauge(name('jwks_state'), engine, registers)
     this.cacheCounters = [
       cacheCounter(name('token_cache_hits_total'), 'Verified-token cache hits: tokens accepted without a signature check.', (cache) => cache.hits, engine, registers),
       cacheCounter(name('token_cache_misses_total'), 'Verified-token cache misses: tokens verified afresh, or refused from the cache of settled failures.', (cache) => cache.misses, engine, registers)
@@ -95,6 +104,7 @@ export class GatewayMetrics {
     // Both series exist from the start, so `increase(...{result="error"}[5m])` works before the first failure.
     this.configReloads.inc({ result: 'ok' }, 0)
     this.configReloads.inc({ result: 'error' }, 0)
+    this.lastReload = lastReloadGauge(name('config_last_reload_successful'), registers)
     this.upstreamErrors = new Counter({
       name: name('upstream_errors_total'),
       help: 'Allowed requests the upstream failed, by upstream id and kind (refused, reset, timeout).',
@@ -114,8 +124,12 @@ export class GatewayMetrics {
       labelNames: ['route', 'outcome'] as const,
       registers
     })
+    workersGauge(name('workers'), engine, registers)
     // Node's default process metrics: CPU, memory, event loop, GC, handles.
     collectDefaultMetrics({ register: this.registry })
+    // Gauges named like counters, which `promtool check metrics` rejects; each is the sum of the gauge of
+    // the same name without `_total` (nodejs_active_handles{type}...), so nothing is lost.
+    for (const misnamed of NOT_COUNTERS) this.registry.removeSingleMetric(misnamed)
   }
 
   /** A decision listener (see `http/decision-log.ts`): counts every finished decision. */
@@ -155,6 +169,22 @@ export class GatewayMetrics {
     })
   }
 
+  /**
+   * Registers `ready`, read at scrape time: 1 while `/readyz` would answer 200 for this process (not
+   * shutting down, every issuer's keys usable), without the retry `/readyz` starts. The group's is the
+   * smallest of its workers', as the group's `/readyz` needs every serving worker ready.
+   */
+  watchReadiness (engine: () => Engine, closing: () => boolean): void {
+    // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+    new Gauge({
+      name: METRIC_PREFIX + 'ready',
+      help: '1 while this process is ready (/readyz 200: not shutting down, every issuer has usable keys), 0 while not.',
+      aggregator: 'min',
+      registers: [this.registry],
+      collect () { this.set(!closing() && keysUsable(engine()) ? 1 : 0) }
+    })
+  }
+
   /** A rate-limit check the shared store failed; `open`: the request went through. */
   readonly onRateLimitStoreError = (route: string, open: boolean): void => {
     this.rateLimitStoreErrors.inc({ route, outcome: open ? 'open' : 'closed' })
@@ -163,6 +193,7 @@ export class GatewayMetrics {
   /** One call per reload attempt, by whoever performs it (see `config/reload.ts`). */
   reloaded (result: ReloadResult): void {
     this.configReloads.inc({ result })
+    this.lastReload.set(result === 'ok' ? 1 : 0)
   }
 
   /** The Prometheus text exposition of this registry. */
@@ -306,6 +337,66 @@ function keyStoreGauge (name: string, help: string, read: (status: KeyStoreStatu
     collect () {
       this.reset()
       for (const store of engine()?.keyStores.values() ?? []) this.set({ issuer: store.issuer.id }, read(store.status()))
+    }
+  })
+}
+
+/** `config_last_reload_successful`: 1 from the start; set by each reload attempt. */
+function lastReloadGauge (name: string, registers: Registry[]): Gauge {
+  const gauge = new Gauge({
+    name,
+    help: '1 while the config in force is the last one read (start, or last reload ok), 0 after a refused reload until one succeeds.',
+    // Under server.workers the primary counts reloads; a worker's 1 must not hide the primary's 0.
+    aggregator: 'min',
+    registers
+  })
+  gauge.set(1)
+  return gauge
+}
+
+/**
+ * `workers`: 1 in every process that serves, summed across the group, so a scrape says how many workers
+ * it holds. A cluster primary has no engine and serves nothing: its 0 adds nothing.
+ */
+function workersGauge (name: string, engine: () => Engine | null, registers: Registry[]): void {
+  // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+  new Gauge({
+    name,
+    help: 'Processes serving requests whose metrics this scrape adds up: 1 for a single process; under server.workers, the workers that answered.',
+    aggregator: 'sum',
+    registers,
+    collect () { this.set(engine() === null ? 0 : 1) }
+  })
+}
+
+/** Whether every issuer's keys are usable (fresh, or stale within jwks.maxStale): readiness's key check. */
+function keysUsable (engine: Engine): boolean {
+  for (const store of engine.keyStores.values()) {
+    const { state } = store.status()
+    if (state !== 'ready' && state !== 'stale') return false
+  }
+  return true
+}
+
+/**
+ * `jwks_state`: one series per issuer and state, 1 for the state the issuer's keys are in, 0 for the
+ * others (a state set), so a dashboard can show it and an alert can match `state="unavailable"` without
+ * knowing the codes. Across workers the largest value: a state any worker is in shows.
+ */
+function keyStateGauge (name: string, engine: () => Engine | null, registers: Registry[]): void {
+  // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+  new Gauge({
+    name,
+    help: 'Key state per issuer id, 1 for the current one: starting (no fetch done yet), ready, stale (fetches failing, last keys in use), unavailable (no usable keys: requests get 503).',
+    labelNames: ['issuer', 'state'] as const,
+    aggregator: 'max',
+    registers,
+    collect () {
+      this.reset()
+      for (const store of engine()?.keyStores.values() ?? []) {
+        const current = store.status().state
+        for (const state of KEY_STORE_STATES) this.set({ issuer: store.issuer.id, state }, state === current ? 1 : 0)
+      }
     }
   })
 }

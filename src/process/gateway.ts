@@ -72,7 +72,7 @@ export class Gateway {
   private closing = false
   private closed: Promise<void> | null = null
   private readonly group: ProcessGroup | undefined
-  /** This gateway's Prometheus registry (docs/operations.md#metrics), served at the admin listener's /metrics. */
+  /** This gateway's Prometheus registry (docs/observability.md#metrics), served at the admin listener's /metrics. */
   readonly metrics: GatewayMetrics
   /** Signs and caches re-issued tokens; its keys are read at start and on each reload. */
   readonly reissue: Reissuer
@@ -121,6 +121,7 @@ export class Gateway {
     this.redis = options.config.redis === null ? null : createRedis(options.config.redis)
     const redis = this.redis
     if (redis !== null) this.metrics.watchRedis(() => redisConnected(redis))
+    this.metrics.watchReadiness(() => this.engine, () => this.closing)
     this.limits = new RateLimiter({
       redis,
       now: options.now,

@@ -49,7 +49,8 @@ const API_VERSIONS: Record<string, string> = {
   Policy: 'k8s.nginx.org/v1',
   AuthorizationPolicy: 'security.istio.io/v1',
   Kustomization: 'kustomize.config.k8s.io/v1beta1',
-  Component: 'kustomize.config.k8s.io/v1alpha1'
+  Component: 'kustomize.config.k8s.io/v1alpha1',
+  ServiceMonitor: 'monitoring.coreos.com/v1'
 }
 
 /** Kinds that live in no namespace. */
@@ -148,7 +149,7 @@ function built (dir: string, seen = new Set<string>()): Doc[] {
 }
 
 t.test('each directory is a kustomization listing exactly its files, and the folders it includes exist', async (t) => {
-  t.same(DIRS, ['envoy-gateway', 'example-app', 'f5-nginx-ingress', 'ingress-nginx', 'istio', 'probe', 'scopegate-image', 'sidecar', 'standalone', 'traefik'])
+  t.same(DIRS, ['envoy-gateway', 'example-app', 'f5-nginx-ingress', 'ingress-nginx', 'istio', 'monitoring', 'probe', 'scopegate-image', 'sidecar', 'standalone', 'traefik'])
   for (const dir of DIRS) {
     const kustomization = kustomizationOf(dir)
     t.ok(kustomization, `${dir}/kustomization.yaml`)
@@ -302,6 +303,18 @@ t.test('required fields, and references that resolve', async (t) => {
       case 'ReferenceGrant':
         t.ok((spec.from as Obj[]).length > 0 && (spec.to as Obj[]).length > 0, `${file}: from and to`)
         break
+      case 'ServiceMonitor': {
+        // Applied after standalone: it selects standalone's Service, by label, in the namespaces it names.
+        const services = ofKind('Service', 'standalone').filter((d) => matches(spec.selector.matchLabels, d.obj.metadata.labels) &&
+          (spec.namespaceSelector?.matchNames as string[] ?? [obj.metadata.namespace]).includes(d.obj.metadata.namespace))
+        t.equal(services.length, 1, `${file}: selects standalone's Service`)
+        for (const endpoint of spec.endpoints as Obj[]) {
+          const port = (services[0]?.obj.spec.ports as Obj[] ?? []).find((p) => p.name === endpoint.port)
+          t.equal(port?.port, DEFAULT_ADMIN_PORT, `${file}: scrapes the Service's admin port`)
+          t.equal(endpoint.path, '/metrics', `${file}: at /metrics`)
+        }
+        break
+      }
     }
   }
 })

@@ -22,12 +22,13 @@ t.test('two workers under node:cluster', async (t) => {
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'scopegate.yaml')
   const [proxyPort, adminPort] = [await freePort(), await freePort()]
-  await writeConfig(file, {
+  const config = {
     server: { proxy: { host: '127.0.0.1', port: proxyPort }, admin: { host: '127.0.0.1', port: adminPort }, workers: 2, shutdownTimeout: '5s' },
     issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD] }],
     upstreams: { todo: { url: echo.url } },
     routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }]
-  })
+  }
+  await writeConfig(file, config)
   const served = spawnServe(file)
   t.teardown(() => served.kill())
   const proxy = `http://127.0.0.1:${proxyPort}`
@@ -67,6 +68,10 @@ t.test('two workers under node:cluster', async (t) => {
       t.equal(metric(samples, 'scopegate_token_cache_misses_total'), 2, 'one miss per worker')
       t.equal(metric(samples, 'scopegate_token_cache_hits_total'), REQUESTS - 2)
       t.ok(samples.some((s) => s.name === 'process_resident_memory_bytes'), 'process metrics, summed')
+      t.equal(metric(samples, 'scopegate_workers'), 2, 'both workers answered')
+      t.equal(metric(samples, 'scopegate_ready'), 1, 'the smallest of the workers\' readiness')
+      t.equal(metric(samples, 'scopegate_jwks_state', { issuer: 'test', state: 'ready' }), 1, 'a state, not a sum')
+      t.equal(metric(samples, 'scopegate_config_last_reload_successful'), 1, 'the smallest, not a sum')
     }
   })
 
@@ -86,6 +91,22 @@ t.test('two workers under node:cluster', async (t) => {
     t.same(served.lines.slice(mark).filter(reloaded).map((l) => l.worker).sort(), [1, 2, 'primary'].sort())
     t.equal(metric(await scrape(), 'scopegate_config_reloads_total', { result: 'ok' }), 1)
     t.equal(jwks.fetches, 2, 'no worker fetched the unchanged keys again')
+  })
+
+  t.test('a refused reload shows in the group\'s scopegate_config_last_reload_successful until a good one', async (t) => {
+    let mark = served.lines.length
+    await writeConfig(file, { ...config, routes: [{ id: 'todos', match: { path: 'no-slash' }, upstream: 'todo' }] })
+    await served.waitForLine('the refused reload', (l) => l.worker === 'primary' && l.msg === 'config reload failed; the previous config stays in force', 15_000, mark)
+    let samples = await scrape()
+    t.equal(metric(samples, 'scopegate_config_last_reload_successful'), 0, 'the primary\'s 0, not the workers\' 1')
+    t.equal(metric(samples, 'scopegate_config_reloads_total', { result: 'error' }), 1)
+    t.equal((await send(proxy, '/todos/still', { headers: bearer(token) })).status, 200, 'the previous config serves')
+
+    mark = served.lines.length
+    await writeConfig(file, config)
+    await served.waitForLine('the good reload', (l) => l.worker === 'primary' && l.msg === 'config reloaded', 15_000, mark)
+    samples = await scrape()
+    t.equal(metric(samples, 'scopegate_config_last_reload_successful'), 1)
   })
 
   t.test('a worker that dies is replaced', async (t) => {

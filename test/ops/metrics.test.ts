@@ -80,6 +80,15 @@ t.test('metrics after a known mix of allowed and denied requests', async (t) => 
   t.equal(metric(samples, 'scopegate_config_reloads_total', { result: 'error' }), 0)
   t.equal(metric(samples, 'scopegate_upstream_errors_total', { upstream: 'down', kind: 'refused' }), 1)
   t.equal(metricSum(samples, 'scopegate_upstream_errors_total'), 1)
+  t.equal(metric(samples, 'scopegate_config_last_reload_successful'), 1)
+  t.equal(metric(samples, 'scopegate_ready'), 1)
+  t.equal(metric(samples, 'scopegate_workers'), 1, 'one process')
+  t.same(samples.filter((s) => s.name === 'scopegate_jwks_state').map((s) => [s.labels.issuer, s.labels.state, s.value]),
+    [['test', 'starting', 0], ['test', 'ready', 1], ['test', 'stale', 0], ['test', 'unavailable', 0]], 'one key state per issuer, ready')
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    t.notOk(samples.some((s) => s.name === name), `no gauge named like a counter: ${name}`)
+  }
+  t.ok(samples.some((s) => s.name === 'nodejs_active_handles'), 'the handles by type stay')
 
   for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
     t.ok(samples.some((s) => s.name === name), `default process metric ${name}`)
@@ -149,4 +158,27 @@ t.test('a failing JWKS is counted, and so is the age of the stale keys', async (
   t.equal(metric(samples, 'scopegate_jwks_fetches_total', { issuer: 'flaky', result: 'error' }), 1)
   t.equal(metric(samples, 'scopegate_jwks_keys', { issuer: 'flaky' }), 1, 'the last good key stays in use')
   t.equal(metric(samples, 'scopegate_jwks_stale_seconds', { issuer: 'flaky' }), 60, 'failing for 60 s')
+  t.equal(metric(samples, 'scopegate_jwks_state', { issuer: 'flaky', state: 'stale' }), 1, 'stale')
+  t.equal(metric(samples, 'scopegate_jwks_state', { issuer: 'flaky', state: 'ready' }), 0)
+  t.equal(metric(samples, 'scopegate_ready'), 1, 'stale keys are usable: still ready')
+
+  // Past jwks.maxStale (24 h by default) the keys are no longer usable: 503s, and not ready.
+  now += 25 * 3600_000
+  const later = parseMetrics((await send(gw.adminUrl, '/metrics')).body)
+  t.equal(metric(later, 'scopegate_jwks_state', { issuer: 'flaky', state: 'unavailable' }), 1, 'unavailable')
+  t.equal(metric(later, 'scopegate_jwks_state', { issuer: 'flaky', state: 'stale' }), 0)
+  t.equal(metric(later, 'scopegate_ready'), 0, 'not ready')
+  t.equal((await send(gw.adminUrl, '/readyz')).status, 503, 'as /readyz says')
+})
+
+t.test('scopegate_ready turns 0 as soon as shutdown begins', async (t) => {
+  const echo = await startEcho()
+  t.teardown(() => echo.close())
+  const gw = await startGateway({ upstreams: { todo: { url: echo.url } }, routes: [{ id: 'open', match: { path: '/open' }, upstream: 'todo', auth: 'none' }] })
+  t.teardown(() => gw.close())
+  const ready = async (): Promise<number | undefined> => metric(parseMetrics(await gw.gateway.metrics.render().then((r) => r.body)), 'scopegate_ready')
+  t.equal(await ready(), 1)
+  const closing = gw.gateway.close()
+  t.equal(await ready(), 0, 'while draining')
+  await closing
 })

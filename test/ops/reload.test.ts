@@ -180,6 +180,14 @@ t.test('scopegate serve: SIGHUP and file changes', async (t) => {
   t.match(await outcome('SIGHUP', mark), { msg: 'config reload failed; the previous config stays in force' }, 'SIGHUP with the invalid file fails too')
   t.same(await reloads(), { ok: 2, error: 2 })
   t.equal(jwks.fetches, 1, 'no reload fetched keys')
+  const lastReload = async (): Promise<number | undefined> =>
+    metric(parseMetrics((await send(admin, '/metrics')).body), 'scopegate_config_last_reload_successful')
+  t.equal(await lastReload(), 0, 'the last reload was refused')
+
+  mark = served.lines.length
+  await writeConfig(file, base)
+  t.match(await outcome('file', mark), { msg: 'config reloaded' }, 'a valid file again')
+  t.equal(await lastReload(), 1, 'the last reload was swapped in')
 
   served.signal('SIGTERM')
   t.same(await served.exited, { code: 0, signal: null })
