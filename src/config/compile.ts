@@ -15,6 +15,7 @@ import { compileIntrospection } from './compile-introspection.js'
 import { compileHostPattern } from '../routing/match-host.js'
 import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
+import { compileStatusPage } from './compile-status-page.js'
 import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
@@ -401,20 +402,23 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
     ? null
     : { url: raw.redis.url, keyPrefix: raw.redis.keyPrefix, timeoutMs: duration(problems, 'redis.timeout', raw.redis.timeout) }
 
+  const statusPage = compileStatusPage((path, message) => problems.add(path, message), raw.server.admin.status)
+
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 
   return deepFreeze({
     source,
     server: {
       proxy: raw.server.proxy,
-      admin: raw.server.admin,
+      admin: { host: raw.server.admin.host, port: raw.server.admin.port },
       trustProxy,
       workers: raw.server.workers === 'auto' ? availableParallelism() : raw.server.workers,
       requestTimeoutMs: parseDuration(raw.server.requestTimeout),
       shutdownTimeoutMs: parseDuration(raw.server.shutdownTimeout),
       maxHeaderSize: raw.server.maxHeaderSize,
       logLevel: raw.server.logLevel,
-      forwarded: { ...raw.server.forwarded, clientIpHeaders: raw.server.forwarded.clientIpHeaders.map((name) => name.toLowerCase()) }
+      forwarded: { ...raw.server.forwarded, clientIpHeaders: raw.server.forwarded.clientIpHeaders.map((name) => name.toLowerCase()) },
+      statusPage
     },
     issuersByIss: new Map([...issuersById.values()].map((issuer) => [issuer.issuer, issuer])),
     issuersById,

@@ -100,9 +100,23 @@ const listener = (host: string, port: number): Schema => object({
   port: { type: 'integer', minimum: 0, maximum: 65535, default: port }
 }, { default: {} })
 
+/** The status page (docs/observability.md#status-page): off unless enabled. */
+const statusPage: Schema = object({
+  enabled: { type: 'boolean', default: false },
+  token: { type: 'string' },
+  recentDenials: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+  maxConnections: { type: 'integer', minimum: 1, maximum: 100, default: 10 }
+}, { default: {} })
+
+/** The admin listener: a listener, plus the status page. */
+const adminListener = (host: string, port: number): Schema => {
+  const base = listener(host, port)
+  return { ...base, properties: { ...base.properties as Record<string, Schema>, status: statusPage } }
+}
+
 const server: Schema = object({
   proxy: listener('0.0.0.0', 8080),
-  admin: listener('0.0.0.0', 9090),
+  admin: adminListener('0.0.0.0', 9090),
   trustProxy: { type: ['boolean', 'array'], items: nonEmptyString, default: false },
   workers: {
     type: ['integer', 'string'],

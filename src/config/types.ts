@@ -17,9 +17,25 @@ export type ClaimPath = string | string[]
 
 export interface RawListener { host: string, port: number }
 
+/** The status page on the admin listener (docs/observability.md#status-page). */
+export interface RawStatusPage {
+  enabled: boolean
+  /** The admin token that lets a non-loopback peer in; absent or empty: loopback only. */
+  token?: string
+  /** Denials kept for the page's feed (per process). */
+  recentDenials: number
+  /** Live feeds (`/status/events`) open at once, per process. */
+  maxConnections: number
+}
+
+/** The admin listener: an address, and the status page it may serve. */
+export interface RawAdminListener extends RawListener {
+  status: RawStatusPage
+}
+
 export interface RawServer {
   proxy: RawListener
-  admin: RawListener
+  admin: RawAdminListener
   trustProxy: boolean | string[]
   workers: number | 'auto'
   requestTimeout: DurationText
@@ -419,6 +435,15 @@ export interface CompiledServer {
   logLevel: RawServer['logLevel']
   /** As in the file, with `clientIpHeaders` lower-cased. */
   forwarded: Readonly<RawForwarding>
+  /** The status page on the admin listener; null: off (docs/observability.md#status-page). */
+  statusPage: CompiledStatusPage | null
+}
+
+export interface CompiledStatusPage {
+  /** null: only loopback peers get in. */
+  token: SecretValue | null
+  recentDenials: number
+  maxConnections: number
 }
 
 export interface CompiledConfig {

@@ -23,11 +23,16 @@ import { Reissuer } from '../reissue/reissuer.js'
 import type { Redis } from 'ioredis'
 import { RateLimiter } from '../limits/rate-limiter.js'
 import { createRedis, redisConnected } from '../state/redis.js'
+import { DenialFeed } from '../observability/denial-feed.js'
+import { takeSnapshot, type StatusSnapshot } from '../observability/status-snapshot.js'
+import { statusPage } from '../http/status-page.js'
 
 /** What a cluster worker's admin listener reports for the whole process group (see `worker-link.ts`). */
 export interface ProcessGroup {
   metrics: () => Promise<{ contentType: string, body: string }>
   readiness: () => Promise<Readiness>
+  /** The group's status page snapshot (docs/observability.md#status-page). */
+  status?: () => Promise<StatusSnapshot>
 }
 
 export interface GatewayOptions extends EngineOptions {
@@ -40,6 +45,10 @@ export interface GatewayOptions extends EngineOptions {
   group?: ProcessGroup
   /** Most rate-limit buckets kept in memory (`store: memory`); default 100 000. */
   rateLimitEntries?: number
+  /** The cluster worker this gateway is (shown on the status page); absent in a single process. */
+  worker?: number
+  /** Milliseconds between heartbeats on the status page's live feed; default 15 s. */
+  statusHeartbeatMs?: number
 }
 
 export interface GatewayAddresses {
@@ -71,6 +80,10 @@ export class Gateway {
   readonly redis: Redis | null
   /** Routes' rate limits; its memory buckets outlive reloads. */
   readonly limits: RateLimiter
+  /** The denials the status page shows (docs/observability.md#status-page); kept across reloads. */
+  readonly denials: DenialFeed
+  private readonly worker: number | null
+  private readonly statusHeartbeatMs: number | undefined
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
 
@@ -94,7 +107,10 @@ export class Gateway {
         options.introspectionEvents?.(issuerId, result)
       }
     }
-    this.decisionListeners = [this.metrics.onDecision, ...(options.decisionListeners ?? [])]
+    this.worker = options.worker ?? null
+    this.statusHeartbeatMs = options.statusHeartbeatMs
+    this.denials = new DenialFeed({ size: options.config.server.statusPage?.recentDenials ?? 50, now: options.now, worker: this.worker })
+    this.decisionListeners = [this.metrics.onDecision, this.denials.onDecision, ...(options.decisionListeners ?? [])]
     this.engine = buildEngine(options.config, null, this.engineOptions)
     this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
     this.websockets = new OpenWebSockets({ logger: this.logger, now: options.now })
@@ -119,6 +135,18 @@ export class Gateway {
     return this.redis === null ? undefined : redisConnected(this.redis)
   }
 
+  /** This process's status page snapshot (docs/observability.md#status-page). */
+  statusSnapshot (): StatusSnapshot {
+    return takeSnapshot({
+      engine: this.engine,
+      feed: this.denials,
+      reissueCache: this.reissue.cache(),
+      redis: this.redisConnected(),
+      worker: this.worker,
+      now: this.engine.now()
+    })
+  }
+
   /** The engine in force: read once per request, so a request finishes under the config it started with. */
   current (): Engine {
     return this.engine
@@ -140,6 +168,7 @@ export class Gateway {
       this.metrics.engineReplaced(previous)
       void loadKeys(this.engine)
       this.websockets.recheck(this.engine)
+      if (config.server.statusPage !== null) this.denials.resize(config.server.statusPage.recentDenials)
     })
   }
 
@@ -165,7 +194,13 @@ export class Gateway {
       // Each admin feature registers its own routes here, one line each.
       plugins: [
         jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
-        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue, limits })
+        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue, limits }),
+        statusPage({
+          settings: () => this.engine.config.server.statusPage,
+          snapshot: group?.status ?? (async () => this.statusSnapshot()),
+          feed: this.denials,
+          heartbeatMs: this.statusHeartbeatMs
+        })
       ]
     })
     await loadKeys(this.engine)

@@ -8,7 +8,7 @@ import { compileConfig } from '../../src/config/compile.js'
 import { parseConfigText } from '../../src/config/parse.js'
 import type { CompiledConfig } from '../../src/config/types.js'
 import type { EngineOptions } from '../../src/decision/engine.js'
-import { Gateway } from '../../src/process/gateway.js'
+import { Gateway, type GatewayOptions } from '../../src/process/gateway.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { startEcho, type Echo } from './echo-upstream.js'
 import { makeKey, startJwksServer, type JwksServer, type TestKey } from './jwks-server.js'
@@ -31,7 +31,7 @@ export function compileTestConfig (config: Record<string, unknown>): CompiledCon
   return compileConfig(parseConfigText(JSON.stringify(config), 'test.json', {}), 'test.json')
 }
 
-export async function startGateway (config: Record<string, unknown>, options: EngineOptions = {}): Promise<TestGateway> {
+export async function startGateway (config: Record<string, unknown>, options: EngineOptions & Pick<GatewayOptions, 'statusHeartbeatMs'> = {}): Promise<TestGateway> {
   const logs: Array<Record<string, unknown>> = []
   const raw: string[] = []
   const destination = new Writable({
