@@ -24,7 +24,7 @@ ul{margin:0;padding-left:18px}.muted{color:#6b7380}.hint{color:#4a5260;font-size
 .b{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600}
 .ready{background:#d8f3dc;color:#1b5e20}.stale,.starting{background:#fff3cd;color:#7a5a00}.unavailable,.failing,.disconnected{background:#fde2e1;color:#9b1c1c}
 .sum{display:flex;gap:16px;margin:10px 0}.sum div{background:#fff;padding:8px 14px;box-shadow:0 1px 2px #0002}.sum b{font-size:20px;display:block}
-#live.on{color:#8fe3a1}#live.off{color:#ffb4a8}tr.new td{background:#fffbe6}
+#live.on{color:#8fe3a1}#live.off{color:#ffb4a8}tr.new td{background:#fffbe6}td.id{white-space:nowrap}
 `
 
 const SCRIPT = `
@@ -42,6 +42,10 @@ const SCRIPT = `
       cell(row, reason, 'm'); cell(row, '0', 'n'); cell(row, '0', 'n'); cell(row, '0', 'n'); cell(row, '', 'hint')
     }
     row.cells[3].textContent = String(Number(row.cells[3].textContent) + 1)
+    for (const id of ['sum-recent', 'sum-total']) {
+      const total = document.getElementById(id)
+      total.textContent = String(Number(total.textContent) + 1)
+    }
   }
   const source = new EventSource('/status/events')
   source.onopen = () => { live.textContent = 'live'; live.className = 'on' }
@@ -122,7 +126,7 @@ function summary (snapshot: StatusSnapshot): string {
   const recent = reasons.reduce((n, r) => n + r.recent, 0)
   const total = reasons.reduce((n, r) => n + r.total, 0)
   const top = reasons[0]
-  return `<div class="sum"><div><b>${recent}</b>denials, last 5 minutes</div><div><b>${total}</b>denials since start</div>` +
+  return `<div class="sum"><div><b id="sum-recent">${recent}</b>denials, last 5 minutes</div><div><b id="sum-total">${total}</b>denials since start</div>` +
     `<div><b>${top === undefined ? '-' : escapeHtml(top.reason)}</b>most frequent reason</div></div>`
 }
 
@@ -160,7 +164,7 @@ function cacheRow (c: CacheView): string {
 
 function routeRow (r: RouteView): string {
   const rules = r.rules.length === 0 ? '<span class="muted">a valid token from any configured issuer</span>' : `<ul>${r.rules.map((l) => `<li>${escapeHtml(l)}</li>`).join('')}</ul>`
-  return `<tr><td class="m">${escapeHtml(r.id)}</td><td>${r.methods.length === 0 ? 'any' : escapeHtml(r.methods.join(' '))}</td>` +
+  return `<tr><td class="m id">${escapeHtml(r.id)}</td><td>${r.methods.length === 0 ? 'any' : escapeHtml(r.methods.join(' '))}</td>` +
     `<td class="m">${escapeHtml(r.host)}</td><td class="m">${escapeHtml(r.path)}${r.prefix ? ' <span class="muted">(prefix)</span>' : ''}</td>` +
     `<td class="m">${escapeHtml(r.upstream.id)}<br><span class="muted">${escapeHtml(r.upstream.url)}</span></td>` +
     `<td>${escapeHtml(r.auth)}<br>${escapeHtml(r.mode)}</td><td>${rules}</td></tr>`
