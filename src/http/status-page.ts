@@ -115,7 +115,8 @@ export function statusPage (options: StatusPageOptions): (app: FastifyInstance) 
         .send(renderStatusPage(snapshot, settings.recentDenials))
     })
 
-    app.get('/status/events', async (request, reply) => {
+    // No HEAD: it would open a feed that can never carry anything.
+    app.get('/status/events', { exposeHeadRoute: false }, async (request, reply) => {
       const settings = options.settings()
       if (settings === null) return reply.callNotFound()
       if (!admitted(request, reply, settings)) return reply

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import type { CompiledConfig } from '../config/types.js'
 import { buildEngine, loadKeys, type Engine, type EngineOptions } from '../decision/engine.js'
 import { buildAdminServer, type Readiness } from '../http/admin-server.js'
-import { createDecisionLog, type DecisionListener } from '../http/decision-log.js'
+import { createDecisionLog, type DecisionListener, type DecisionRecord } from '../http/decision-log.js'
 import { forwardAuth } from '../http/forward-auth.js'
 import { closeWithin } from '../http/drain.js'
 import { buildProxyServer } from '../http/proxy-server.js'
@@ -110,7 +110,9 @@ export class Gateway {
     this.worker = options.worker ?? null
     this.statusHeartbeatMs = options.statusHeartbeatMs
     this.denials = new DenialFeed({ size: options.config.server.statusPage?.recentDenials ?? 50, now: options.now, worker: this.worker })
-    this.decisionListeners = [this.metrics.onDecision, this.denials.onDecision, ...(options.decisionListeners ?? [])]
+    // The feed costs nothing while the page is off: its counts start when the page is turned on.
+    const denials = (record: DecisionRecord): void => { if (this.engine.config.server.statusPage !== null) this.denials.onDecision(record) }
+    this.decisionListeners = [this.metrics.onDecision, denials, ...(options.decisionListeners ?? [])]
     this.engine = buildEngine(options.config, null, this.engineOptions)
     this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
     this.websockets = new OpenWebSockets({ logger: this.logger, now: options.now })

@@ -260,3 +260,19 @@ t.test('a reload that turns the page off closes open feeds; shutdown closes them
   await closing
   t.equal(echo.received.length, 0)
 })
+
+t.test('denials made while the page is off are not kept; HEAD never opens a feed', async (t) => {
+  const { jwks, echo } = await issuerAndEcho(t)
+  const gw = await startGateway(configOf(jwks.issuer, jwks.url, echo.url, undefined))
+  t.teardown(() => gw.close())
+  t.equal((await send(gw.proxyUrl, '/todos/while-off')).status, 401)
+  t.ok(await gw.gateway.reload(compileTestConfig(configOf(jwks.issuer, jwks.url, echo.url, { enabled: true }))))
+  t.equal((await send(gw.proxyUrl, '/todos/while-on')).status, 401)
+  const page = await send(gw.adminUrl, '/status')
+  t.notMatch(page.body, /while-off/, 'the denial made while off is not there')
+  t.match(page.body, /while-on/)
+  t.equal((await send(gw.adminUrl, '/status/events', { method: 'HEAD' })).status, 404, 'HEAD of the feed: 404')
+  t.equal((await send(gw.adminUrl, '/status', { method: 'HEAD' })).status, 200, 'HEAD of the page: 200')
+  t.equal((await send(gw.adminUrl, '/status', { method: 'POST' })).status, 404, 'the page is read-only')
+  t.equal(echo.received.length, 0)
+})
