@@ -68,8 +68,9 @@ export class DenialFeed {
   private size: number
   private readonly now: () => number
   private readonly worker: number | null
-  /** The newest last; at most `size`. */
-  private readonly recent: DenialEntry[] = []
+  /** A ring of the newest `size` denials: `next` is where the next one goes (and the oldest is, once full). */
+  private recent: Array<DenialEntry | undefined>
+  private next = 0
   private readonly totals = new Map<string, number>()
   /** Ring of per-bucket counts over WINDOW_MS, indexed by bucket number modulo BUCKETS. */
   private readonly buckets = Array.from({ length: BUCKETS }, () => ({ bucket: Number.NEGATIVE_INFINITY, counts: new Map<string, number>() }))
@@ -79,6 +80,7 @@ export class DenialFeed {
 
   constructor (options: DenialFeedOptions) {
     this.size = options.size
+    this.recent = new Array<DenialEntry | undefined>(options.size)
     this.now = options.now ?? Date.now
     this.worker = options.worker ?? null
   }
@@ -105,8 +107,12 @@ export class DenialFeed {
 
   /** A new size (a reload changed `recentDenials`): the oldest beyond it are dropped. */
   resize (size: number): void {
+    if (size === this.size) return
+    const kept = this.latest().slice(0, size).reverse()
     this.size = size
-    if (this.recent.length > size) this.recent.splice(0, this.recent.length - size)
+    this.recent = new Array<DenialEntry | undefined>(size)
+    kept.forEach((entry, i) => { this.recent[i] = entry })
+    this.next = kept.length % size
   }
 
   /** Hands `entry` to every live feed; denials of other workers come in here. */
@@ -122,7 +128,13 @@ export class DenialFeed {
 
   /** The denials kept, newest first. */
   latest (): DenialEntry[] {
-    return this.recent.slice().reverse()
+    const newestFirst: DenialEntry[] = []
+    for (let i = 1; i <= this.size; i++) {
+      const entry = this.recent[(this.next - i + this.size) % this.size]
+      if (entry === undefined) break
+      newestFirst.push(entry)
+    }
+    return newestFirst
   }
 
   /** Counts by reason, the most frequent over the last five minutes first, then since start. */
@@ -138,8 +150,8 @@ export class DenialFeed {
   }
 
   private keep (entry: DenialEntry): void {
-    this.recent.push(entry)
-    if (this.recent.length > this.size) this.recent.shift()
+    this.recent[this.next] = entry
+    this.next = (this.next + 1) % this.size
     this.totals.set(entry.reason, (this.totals.get(entry.reason) ?? 0) + 1)
     const bucket = Math.floor(entry.at / BUCKET_MS)
     const slot = bucket % BUCKETS

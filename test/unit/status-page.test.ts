@@ -88,8 +88,14 @@ t.test('the denial feed: keeps the newest N, ignores allows, counts the last fiv
   t.same(feed.counts(), [{ reason: 'client_denied', total: 2, recent: 1 }, { reason: 'token_expired', total: 5, recent: 0 }], 'the first ones left the window')
   now += 10 * WINDOW_MS
   t.same(feed.counts().map((c) => c.recent), [0, 0], 'a long quiet spell: nothing recent')
+  const newest = feed.latest()[0]?.reason
   feed.resize(1)
-  t.equal(feed.latest().length, 1, 'a smaller size drops the oldest')
+  t.same(feed.latest().map((e) => e.reason), [newest], 'a smaller size keeps the newest')
+  feed.resize(3)
+  feed.onDecision(record({ path: '/a' }))
+  feed.onDecision(record({ path: '/b' }))
+  feed.onDecision(record({ path: '/c' }))
+  t.same(feed.latest().map((e) => e.path), ['/c', '/b', '/a'], 'a larger size fills, then wraps')
 })
 
 t.test('the denial feed keeps no token: paths masked, strings bounded', async (t) => {
