@@ -16,7 +16,7 @@ type AddProblem = (path: string, message: string) => void
 const REDACTED = '[redacted]'
 
 /** A secret that prints as `[redacted]` however it is serialized. */
-class Secret implements SecretValue {
+export class Secret implements SecretValue {
   readonly #value: string
   constructor (value: string) { this.#value = value }
   reveal (): string { return this.#value }

@@ -18,6 +18,7 @@ import { ConfigError, type ConfigProblem } from './problems.js'
 import { compileConditions } from './compile-conditions.js'
 import { compileUpstreamTls, configBaseDir } from './compile-upstream-tls.js'
 import { compileTelemetry } from './compile-telemetry.js'
+import { compileStatusPage } from './compile-status-page.js'
 import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
@@ -430,6 +431,8 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
   const proxyListener = compileListener((p, m) => problems.add(p, m), 'server.proxy', raw.server.proxy, source)
   const adminListener = compileListener((p, m) => problems.add(p, m), 'server.admin', raw.server.admin, source)
 
+  const statusPage = compileStatusPage((path, message) => problems.add(path, message), raw.server.admin.status)
+
   if (problems.list.length > 0) throw new ConfigError(source, problems.list)
 
   return deepFreeze({
@@ -447,7 +450,8 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
       extAuthz: raw.server.extAuthz ?? null,
       clientCertificateHeader: raw.server.clientCertificateHeader === undefined
         ? null
-        : { ...raw.server.clientCertificateHeader, name: raw.server.clientCertificateHeader.name.toLowerCase() }
+        : { ...raw.server.clientCertificateHeader, name: raw.server.clientCertificateHeader.name.toLowerCase() },
+      statusPage
     },
     issuersByIss: new Map([...issuersById.values()].map((issuer) => [issuer.issuer, issuer])),
     issuersById,

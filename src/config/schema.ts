@@ -111,10 +111,18 @@ const listener = (host: string, port: number, extra: Record<string, Schema> = {}
   ...extra
 }, { default: {} })
 
+/** The status page (docs/observability.md#status-page): off unless enabled. */
+const statusPage: Schema = object({
+  enabled: { type: 'boolean', default: false },
+  token: { type: 'string' },
+  recentDenials: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+  maxConnections: { type: 'integer', minimum: 1, maximum: 100, default: 10 }
+}, { default: {} })
+
 const server: Schema = object({
   // http2: h2 by ALPN on a TLS listener, h2c by prior knowledge on a plaintext one (docs/tls.md).
   proxy: listener('0.0.0.0', 8080, { http2: { type: 'boolean', default: false } }),
-  admin: listener('0.0.0.0', 9090),
+  admin: listener('0.0.0.0', 9090, { status: statusPage }),
   trustProxy: { type: ['boolean', 'array'], items: nonEmptyString, default: false },
   workers: {
     type: ['integer', 'string'],

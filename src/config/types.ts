@@ -37,9 +37,25 @@ export interface RawProxyListener extends RawListener {
   http2: boolean
 }
 
+/** The status page on the admin listener (docs/observability.md#status-page). */
+export interface RawStatusPage {
+  enabled: boolean
+  /** The admin token that lets a non-loopback peer in; absent or empty: loopback only. */
+  token?: string
+  /** Denials kept for the page's feed (per process). */
+  recentDenials: number
+  /** Live feeds (`/status/events`) open at once, per process. */
+  maxConnections: number
+}
+
+/** The admin listener: an address, and the status page it may serve. */
+export interface RawAdminListener extends RawListener {
+  status: RawStatusPage
+}
+
 export interface RawServer {
   proxy: RawProxyListener
-  admin: RawListener
+  admin: RawAdminListener
   trustProxy: boolean | string[]
   workers: number | 'auto'
   requestTimeout: DurationText
@@ -509,6 +525,8 @@ export interface CompiledServer {
   extAuthz: RawExtAuthzListener | null
   /** Forward auth's client-certificate header, name lower-cased; null: none is read. */
   clientCertificateHeader: Readonly<RawClientCertificateHeader> | null
+  /** The status page on the admin listener; null: off (docs/observability.md#status-page). */
+  statusPage: CompiledStatusPage | null
 }
 
 /** A listener as the gateway opens it (docs/tls.md). */
@@ -530,6 +548,13 @@ export interface CompiledTls {
   minVersion: RawListenerTls['minVersion']
   /** What `validate` and start-up warn about (an expired certificate), with config paths. */
   warnings: ReadonlyArray<{ path: string, message: string }>
+}
+
+export interface CompiledStatusPage {
+  /** null: only loopback peers get in. */
+  token: SecretValue | null
+  recentDenials: number
+  maxConnections: number
 }
 
 export interface CompiledConfig {

@@ -11,6 +11,7 @@ import { decideKnown, decidePending, PendingDecision, type Decision, type DpopIn
 import { buildEngine, loadKeys, type Engine } from './engine.js'
 import { GatewayError, toGatewayError } from '../shared/errors.js'
 import { describeHostPattern } from '../routing/match-host.js'
+import { describeRoute } from './describe-policy.js'
 import { checkClaimTypes } from '../token/check-claim-types.js'
 import { identityClaims } from '../token/claims.js'
 import type { JwtPayload } from '../token/parse-jwt.js'
@@ -75,11 +76,6 @@ function claimsVerifier (config: CompiledConfig, claims: JwtPayload): Verifier {
     lookup: (): TokenLookup => found,
     verifyMiss: async (_miss: TokenMiss): Promise<VerifiedToken> => { throw new Error('a claims verifier never misses') }
   }
-}
-
-function describeRoute (route: CompiledRoute): string {
-  return `${route.id} (${route.prefix ? 'prefix' : 'exact'} ${route.path}${route.methods === null ? '' : `, ${[...route.methods].join(' ')}`}) ` +
-    `-> upstream ${route.upstream.id} ${route.upstream.base}; auth ${route.auth}, mode ${route.mode}`
 }
 
 /** The recorder of one explanation: one or more lines per stage, in the order the pipeline ran them. */

@@ -119,6 +119,11 @@ export class KeyStore {
     }
   }
 
+  /** The kids of the keys in use ('' for a key without one), and the JWKS address they were fetched from (for the status page). */
+  keySummary (): { kids: string[], jwksUri: string | null } {
+    return { kids: [...this.byKid.keys()], jwksUri: this.jwksUri }
+  }
+
   /**
    * `status()` for the readiness probe, which counts as use while the issuer has no usable keys: it
    * starts a retry (at most once per cooldown, not waited for), so an instance that load balancers keep

@@ -3,6 +3,7 @@
  * `cluster.ts`). Each carries a `scopegate` field naming it, which tells them from other messages on the
  * same channel (prom-client's).
  */
+import type { DenialEntry } from '../observability/denial-feed.js'
 
 /** The environment variable that marks a process as scopegate's worker, and holds its slot number. */
 export const WORKER_ENV = 'SCOPEGATE_WORKER_ID'
@@ -11,7 +12,7 @@ export const WORKER_ENV = 'SCOPEGATE_WORKER_ID'
 export const GROUP_TIMEOUT_MS = 2000
 
 /** What a worker's admin listener asks the primary for, and the primary asks each worker. */
-export type Query = 'metrics' | 'readiness'
+export type Query = 'metrics' | 'readiness' | 'status'
 
 /** A registry's `getMetricsAsJSON()`, as it crosses IPC. */
 export type Metrics = object[]
@@ -22,10 +23,14 @@ export type ToPrimary =
   | { scopegate: 'listening', proxyUrl: string, adminUrl: string }
   | { scopegate: 'ask-group', id: number, query: Query }
   | { scopegate: 'local-answer', id: number, result: unknown }
+  /** Denials this worker made, for the other workers' live status feeds (docs/observability.md#status-page). */
+  | { scopegate: 'denials', entries: DenialEntry[] }
 
 export type ToWorker =
   | { scopegate: 'ask-local', id: number, query: Query }
   | { scopegate: 'group-answer', id: number, result?: unknown, error?: string }
+  /** Denials another worker made, relayed by the primary. */
+  | { scopegate: 'denials', entries: DenialEntry[] }
 
 /** Whether an IPC message is one of scopegate's (its shape is then that of `T`, which the sender chose). */
 export const isMessage = <T extends { scopegate: string }>(value: unknown): value is T =>

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { CompiledConfig } from '../config/types.js'
 import { buildEngine, loadKeys, type Engine, type EngineOptions } from '../decision/engine.js'
 import { buildAdminServer, type Readiness } from '../http/admin-server.js'
-import { createDecisionLog, type DecisionListener } from '../http/decision-log.js'
+import { createDecisionLog, type DecisionListener, type DecisionRecord } from '../http/decision-log.js'
 import { forwardAuth } from '../http/forward-auth.js'
 import { closeWithin } from '../http/drain.js'
 import { buildProxyServer, proxyHttpOptions } from '../http/proxy-server.js'
@@ -30,11 +30,16 @@ import { insecureUpstreamWarning, insecureUpstreams } from '../config/compile-up
 import { ExtAuthzServer } from '../grpc/ext-authz-server.js'
 import { GatewayTracing } from './gateway-tracing.js'
 import type { Environment } from '../observability/tracing-settings.js'
+import { DenialFeed } from '../observability/denial-feed.js'
+import { takeSnapshot, type StatusSnapshot } from '../observability/status-snapshot.js'
+import { statusPage } from '../http/status-page.js'
 
 /** What a cluster worker's admin listener reports for the whole process group (see `worker-link.ts`). */
 export interface ProcessGroup {
   metrics: () => Promise<{ contentType: string, body: string }>
   readiness: () => Promise<Readiness>
+  /** The group's status page snapshot (docs/observability.md#status-page). */
+  status?: () => Promise<StatusSnapshot>
 }
 
 export interface GatewayOptions extends EngineOptions {
@@ -49,6 +54,10 @@ export interface GatewayOptions extends EngineOptions {
   rateLimitEntries?: number
   /** Where the `OTEL_*` variables are read (docs/observability.md#configuration); default `process.env`. */
   env?: Environment
+  /** The cluster worker this gateway is (shown on the status page); absent in a single process. */
+  worker?: number
+  /** Milliseconds between heartbeats on the status page's live feed; default 15 s. */
+  statusHeartbeatMs?: number
 }
 
 export interface GatewayAddresses {
@@ -84,6 +93,10 @@ export class Gateway {
   readonly limits: RateLimiter
   /** OpenTelemetry tracing: off unless the config enables it (docs/observability.md#tracing). */
   readonly tracing: GatewayTracing
+  /** The denials the status page shows (docs/observability.md#status-page); kept across reloads. */
+  readonly denials: DenialFeed
+  private readonly worker: number | null
+  private readonly statusHeartbeatMs: number | undefined
   proxy: FastifyInstance | null = null
   admin: FastifyInstance | null = null
   /** The Envoy ext_authz gRPC listener (docs/istio.md), when `server.extAuthz` is set. */
@@ -113,7 +126,12 @@ export class Gateway {
         options.introspectionEvents?.(issuerId, result)
       }
     }
-    this.decisionListeners = [this.metrics.onDecision, ...(options.decisionListeners ?? [])]
+    this.worker = options.worker ?? null
+    this.statusHeartbeatMs = options.statusHeartbeatMs
+    this.denials = new DenialFeed({ size: options.config.server.statusPage?.recentDenials ?? 50, now: options.now, worker: this.worker })
+    // The feed costs nothing while the page is off: its counts start when the page is turned on.
+    const denials = (record: DecisionRecord): void => { if (this.engine.config.server.statusPage !== null) this.denials.onDecision(record) }
+    this.decisionListeners = [this.metrics.onDecision, denials, ...(options.decisionListeners ?? [])]
     this.engine = buildEngine(options.config, null, this.engineOptions)
     this.warnInsecureUpstreams(options.config)
     this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
@@ -138,6 +156,18 @@ export class Gateway {
   /** Whether the Redis client is connected; undefined without a redis section (for /readyz). */
   redisConnected (): boolean | undefined {
     return this.redis === null ? undefined : redisConnected(this.redis)
+  }
+
+  /** This process's status page snapshot (docs/observability.md#status-page). */
+  statusSnapshot (): StatusSnapshot {
+    return takeSnapshot({
+      engine: this.engine,
+      feed: this.denials,
+      reissueCache: this.reissue.cache(),
+      redis: this.redisConnected(),
+      worker: this.worker,
+      now: this.engine.now()
+    })
   }
 
   /** The engine in force: read once per request, so a request finishes under the config it started with. */
@@ -167,6 +197,7 @@ export class Gateway {
       this.websockets.recheck(this.engine)
       // The listeners' certificate files are re-read too (their paths are start-up settings).
       this.tls?.reload('config')
+      if (config.server.statusPage !== null) this.denials.resize(config.server.statusPage.recentDenials)
     })
   }
 
@@ -204,7 +235,13 @@ export class Gateway {
       // Each admin feature registers its own routes here, one line each.
       plugins: [
         jwksRoutes(this.reissue), metricsRoute(() => group?.metrics() ?? this.metrics.render()),
-        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue, limits, tracing })
+        forwardAuth({ engine, decisions, now: this.engineOptions.now, reissue, limits, tracing }),
+        statusPage({
+          settings: () => this.engine.config.server.statusPage,
+          snapshot: group?.status ?? (async () => this.statusSnapshot()),
+          feed: this.denials,
+          heartbeatMs: this.statusHeartbeatMs
+        })
       ]
     })
     await loadKeys(this.engine)

@@ -2,13 +2,17 @@
  * What a cluster primary answers for the whole process group when a worker's admin listener asks (see
  * `cluster.ts`): it asks every worker for its own view, waits GROUP_TIMEOUT_MS at most, and combines the
  * answers. Metrics are summed with prom-client's `AggregatorRegistry.aggregate`, the primary's own
- * registry (config reloads, its process metrics) included; readiness has one entry per worker.
+ * registry (config reloads, its process metrics) included; readiness has one entry per worker; the
+ * status page's snapshots are merged by `status-merge.ts`. Denials a worker reports for the live status
+ * feeds are relayed to every other worker.
  */
 import type { Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import type { CompiledConfig } from '../config/types.js'
 import type { Readiness } from '../http/admin-server.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
+import { mergeSnapshots } from '../observability/status-merge.js'
+import type { StatusSnapshot } from '../observability/status-snapshot.js'
 import { GROUP_TIMEOUT_MS, type Metrics, type Query, type ToPrimary, type ToWorker } from './cluster-ipc.js'
 import type { Slot, WorkerPool } from './worker-pool.js'
 
@@ -39,8 +43,12 @@ export class GroupView {
   onMessage (slot: Slot, worker: Worker, message: ToPrimary): void {
     if (message.scopegate === 'local-answer') {
       this.waiting.get(message.id)?.(slot, message.result)
+    } else if (message.scopegate === 'denials') {
+      for (const other of this.options.pool.live()) {
+        if (other !== slot && other.worker?.isConnected() === true) other.worker.send({ scopegate: 'denials', entries: message.entries } satisfies ToWorker)
+      }
     } else if (message.scopegate === 'ask-group') {
-      const answer = message.query === 'metrics' ? this.metrics() : this.readiness()
+      const answer = message.query === 'metrics' ? this.metrics() : message.query === 'status' ? this.status() : this.readiness()
       const reply = (fields: { result?: unknown, error?: string }): void => {
         if (worker.isConnected()) worker.send({ scopegate: 'group-answer', id: message.id, ...fields } satisfies ToWorker)
       }
@@ -53,6 +61,14 @@ export class GroupView {
     const parts = (await this.askWorkers('metrics')).map((answer) => answer.result as Metrics)
     parts.push(await this.options.metrics.registry.getMetricsAsJSON())
     return await AggregatorRegistry.aggregate(parts).metrics()
+  }
+
+  /** The status page's snapshot for the group: every worker's, merged. */
+  async status (): Promise<StatusSnapshot> {
+    const parts = (await this.askWorkers('status')).map((answer) => answer.result as StatusSnapshot | null).filter((part) => part !== null)
+    const merged = mergeSnapshots(parts, this.options.config().server.statusPage?.recentDenials ?? 50)
+    if (merged === null) throw new Error('no worker answered for the status page')
+    return merged
   }
 
   /** Ready when not stopping and every listening worker is ready. */

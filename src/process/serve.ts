@@ -75,11 +75,13 @@ async function runSingle (file: string, config: CompiledConfig): Promise<void> {
 async function runWorker (file: string, config: CompiledConfig, slot: string): Promise<void> {
   const logger = processLogger(config).child({ worker: Number(slot), pid: process.pid })
   const link = new WorkerLink()
-  const gateway = new Gateway({ config, logger, group: link })
+  const gateway = new Gateway({ config, logger, group: link, worker: Number(slot) })
   link.attach({
     metrics: () => gateway.metrics.registry.getMetricsAsJSON(),
-    readiness: () => localReadiness(gateway.current(), gateway.shuttingDown, gateway.redisConnected(), gateway.extAuthz?.listening)
+    readiness: () => localReadiness(gateway.current(), gateway.shuttingDown, gateway.redisConnected(), gateway.extAuthz?.listening),
+    status: () => gateway.statusSnapshot()
   })
+  link.relayDenials(gateway.denials, () => gateway.current().config.server.statusPage !== null)
   // SIGHUP only, from the primary, which has checked the file, counted the reload and warned about
   // restart-only settings.
   reloadOnTriggers({ ...gatewayReload(file, logger, gateway), warnRestart: false }, false)

@@ -1,10 +1,13 @@
 /**
  * A cluster worker's side of the IPC with its primary (see `cluster.ts`): it tells the primary when it
- * is ready for signals and when it listens, asks it for the group's metrics and readiness (which the
- * worker's admin listener serves), and answers the primary's questions about this worker alone.
+ * is ready for signals and when it listens, asks it for the group's metrics, readiness and status page
+ * (which the worker's admin listener serves), answers the primary's questions about this worker alone,
+ * and relays denials both ways for the live status feeds.
  */
 import { prometheusContentType } from 'prom-client'
 import type { Readiness } from '../http/admin-server.js'
+import type { DenialEntry, DenialFeed } from '../observability/denial-feed.js'
+import type { StatusSnapshot } from '../observability/status-snapshot.js'
 import { GROUP_TIMEOUT_MS, isMessage, type Metrics, type Query, type ToPrimary, type ToWorker } from './cluster-ipc.js'
 import type { ProcessGroup } from './gateway.js'
 
@@ -12,7 +15,13 @@ import type { ProcessGroup } from './gateway.js'
 export interface LocalView {
   metrics: () => Promise<Metrics>
   readiness: () => Readiness
+  status: () => StatusSnapshot
 }
+
+/** Milliseconds denials are gathered before they go to the primary in one message. */
+const RELAY_EVERY_MS = 250
+/** Most denials in one relayed message: the newest are kept, like the page keeps them. */
+const RELAY_MAX = 200
 
 /** Milliseconds a worker waits for the primary's answer: the primary's own wait, and a margin. */
 const ASK_TIMEOUT_MS = GROUP_TIMEOUT_MS + 1000
@@ -21,6 +30,9 @@ export class WorkerLink implements ProcessGroup {
   private local: LocalView | null = null
   private nextId = 0
   private readonly pending = new Map<number, { resolve: (value: unknown) => void, reject: (err: Error) => void, timer: NodeJS.Timeout }>()
+  private feed: DenialFeed | null = null
+  private outgoing: DenialEntry[] = []
+  private relayTimer: NodeJS.Timeout | null = null
 
   constructor () {
     process.on('message', (message: unknown) => { if (isMessage<ToWorker>(message)) void this.onMessage(message) })
@@ -29,6 +41,25 @@ export class WorkerLink implements ProcessGroup {
   /** What to answer for this worker; until then it reports no metrics and `starting`. */
   attach (local: LocalView): void {
     this.local = local
+  }
+
+  /**
+   * Relays this worker's denials to the others (through the primary) while `enabled` says the status page
+   * is on, and hands theirs to `feed`'s live subscribers. Batched: one message per RELAY_EVERY_MS at most.
+   */
+  relayDenials (feed: DenialFeed, enabled: () => boolean): void {
+    this.feed = feed
+    feed.onLocal = (entry) => {
+      if (!enabled()) return
+      this.outgoing.push(entry)
+      if (this.outgoing.length > RELAY_MAX) this.outgoing.shift()
+      this.relayTimer ??= setTimeout(() => {
+        this.relayTimer = null
+        const entries = this.outgoing
+        this.outgoing = []
+        this.send({ scopegate: 'denials', entries })
+      }, RELAY_EVERY_MS).unref()
+    }
   }
 
   /** Signal handlers are installed: the primary may send SIGHUP from now on. */
@@ -42,6 +73,8 @@ export class WorkerLink implements ProcessGroup {
 
   readonly metrics = async (): Promise<{ contentType: string, body: string }> =>
     ({ contentType: prometheusContentType, body: await this.ask('metrics') as string })
+
+  readonly status = async (): Promise<StatusSnapshot> => await this.ask('status') as StatusSnapshot
 
   /** Not ready (503) rather than an error when the primary cannot answer for the group. */
   readonly readiness = async (): Promise<Readiness> => {
@@ -74,10 +107,16 @@ export class WorkerLink implements ProcessGroup {
       this.settle(message)
       return
     }
+    if (message.scopegate === 'denials') {
+      for (const entry of message.entries) this.feed?.publish(entry)
+      return
+    }
     const local = this.local
     const result = message.query === 'metrics'
       ? local === null ? [] : await local.metrics()
-      : local === null ? { ready: false, body: { status: 'starting' } } satisfies Readiness : local.readiness()
+      : message.query === 'status'
+        ? local?.status() ?? null
+        : local === null ? { ready: false, body: { status: 'starting' } } satisfies Readiness : local.readiness()
     this.send({ scopegate: 'local-answer', id: message.id, result })
   }
 

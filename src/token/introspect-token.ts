@@ -129,6 +129,11 @@ export class IntrospectingVerifier implements Verifier {
     this.cache = new LRUCache({ max: options.maxEntries ?? 10_000, ttlAutopurge: false, ttlResolution: 0, perf: { now: () => this.now() } })
   }
 
+  /** Introspection answers held (active and refused), for the status page. */
+  get cacheSize (): number {
+    return this.cache.size
+  }
+
   /** Each introspecting issuer's state, for `/readyz`. */
   status (): IntrospectionStatus[] {
     return [...this.clients.keys()].map((issuer) => {

@@ -72,7 +72,7 @@ routes:
 
 const DEFAULT_SERVER: RawConfig['server'] = {
   proxy: { host: '0.0.0.0', port: 8080, http2: false },
-  admin: { host: '0.0.0.0', port: 9090 },
+  admin: { host: '0.0.0.0', port: 9090, status: { enabled: false, recentDenials: 50, maxConnections: 10 } },
   trustProxy: false,
   workers: 1,
   requestTimeout: '30s',
@@ -415,7 +415,7 @@ routes:
 `
   const config = parseConfigText(yaml, 'x.yaml', { PORT: '8081', ADMIN_HOST: '', TRUST_PROXY: 'true', TODO_HOST: 'todo-api', DENIED_CLIENT: '12345' })
   t.strictSame(config.server.proxy, { host: '0.0.0.0', port: 8081, http2: false }, 'whole placeholder re-typed as a number, quoted or not')
-  t.strictSame(config.server.admin, { host: '127.0.0.1', port: 9999 }, 'defaults for unset and for empty')
+  t.strictSame({ host: config.server.admin.host, port: config.server.admin.port }, { host: '127.0.0.1', port: 9999 }, 'defaults for unset and for empty')
   t.equal(config.server.trustProxy, true)
   t.equal(config.upstreams.todo?.url, 'http://todo-api:3000')
   t.equal(config.routes[0]?.match.path, '/todos${x}', '$${ is a literal ${')

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawTelemetry, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
+import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawAdminListener, RawStatusPage, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawTelemetry, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -22,7 +22,7 @@ const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPol
 const everyField: RawConfig = {
   server: {
     proxy: { host: '127.0.0.1', port: 0, http2: true, tls: { cert: 'tls/proxy.crt', key: 'tls/proxy.key', clientCa: 'tls/ca.crt', clientCertificate: 'require', minVersion: 'TLSv1.3' } },
-    admin: { host: '::1', port: 19090, tls: { cert: 'tls/admin.crt', key: 'tls/admin.key', clientCertificate: 'none', minVersion: 'TLSv1.2' } },
+    admin: { host: '::1', port: 19090, tls: { cert: 'tls/admin.crt', key: 'tls/admin.key', clientCertificate: 'none', minVersion: 'TLSv1.2' }, status: { enabled: true, token: 'a-status-token-of-some-length', recentDenials: 20, maxConnections: 3 } },
     trustProxy: ['10.0.0.0/8', '192.168.0.1'],
     workers: 'auto',
     requestTimeout: '15s',
@@ -215,7 +215,10 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     clientIpHeaders: 'default'
   } satisfies Presence<RawForwarding>],
   ['RawListener (proxy)', ['server', 'proxy'], proxyListener],
-  ['RawListener (admin)', ['server', 'admin'], listener],
+  ['RawAdminListener', ['server', 'admin'], { ...listener, status: 'default' } satisfies Presence<RawAdminListener>],
+  ['RawStatusPage', ['server', 'admin', 'status'], {
+    enabled: 'default', token: 'optional', recentDenials: 'default', maxConnections: 'default'
+  } satisfies Presence<RawStatusPage>],
   ['RawListenerTls (proxy)', ['server', 'proxy', 'tls'], listenerTls],
   ['RawListenerTls (admin)', ['server', 'admin', 'tls'], listenerTls],
   ['RawIssuer', ['issuers', '[]'], {
