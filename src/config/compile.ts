@@ -330,7 +330,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       websocket: { ...route.websocket },
       rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined),
       cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods),
-      requireDpop: route.requireDpop
+      requireDpop: route.requireDpop,
+      cacheHints: route.forwardAuth?.cacheHints ?? true
     }
   })
 }

@@ -28,7 +28,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 const NOT_CONFIG = '<!-- not-config -->'
 const CONFIG_KEYS = new Set(['server', 'issuers', 'upstreams', 'reissue', 'defaults', 'routes', 'dpop', 'redis'])
-const ROUTE_KEYS = new Set(['id', 'match', 'upstream', 'stripPrefix', 'auth', 'mode', 'policy', 'forward', 'rateLimit', 'cors', 'requireDpop'])
+const ROUTE_KEYS = new Set(['id', 'match', 'upstream', 'stripPrefix', 'auth', 'mode', 'policy', 'forward', 'rateLimit', 'cors', 'requireDpop', 'forwardAuth'])
 
 const BASE = {
   issuers: [{
