@@ -99,3 +99,25 @@ export async function compare (names: [string, string], targets: [Target, Target
   }
   return tallies
 }
+
+/**
+ * Several targets in `rounds` slices each, the order reversed every other round (ABC CBA ABC …), after a
+ * warm-up of each: the ABBA pairing of `compare` stretched to a group, so every ratio within the group is
+ * measured under the same host load.
+ */
+export async function compareAll (targets: ReadonlyArray<readonly [string, Target]>, options: { rounds: number, seconds: number, warmup: number, shape: LoadShape }): Promise<Tally[]> {
+  const tallies: Tally[] = targets.map(([name]) => ({ name, slices: [] }))
+  for (const [, target] of targets) await load(target, options.warmup, options.shape)
+  const forward = targets.map((_, i) => i)
+  for (let round = 0; round < options.rounds; round++) {
+    for (const side of round % 2 === 0 ? forward : [...forward].reverse()) {
+      const entry = targets[side]
+      const tally = tallies[side]
+      if (entry === undefined || tally === undefined) continue
+      const slice = await load(entry[1], options.seconds, options.shape)
+      tally.slices.push(slice)
+      if (process.env.BENCH_VERBOSE !== undefined) process.stdout.write(`  ${tally.name}: ${slice.requests} requests in ${slice.seconds} s\n`)
+    }
+  }
+  return tallies
+}

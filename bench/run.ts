@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: scopegate's cost measured against its own ceiling, a bare @fastify/http-proxy with
- * no auth, on the same upstream, in the same run. Each scenario is paired with the baseline in
+ * no auth, on the same upstream, in the same run; and beside its peers (peers.ts): HAProxy verifying the
+ * JWT itself, and nginx asking scopegate's `/decisions` with and without nginx's decision cache. Each scenario is paired with the baseline in
  * alternating slices (see measure.ts), so the ratios hold on a noisy, shared host. The proxies run on
  * one core and the load generator (with the upstream and JWKS) on the other, where taskset exists.
  * Writes bench/RESULTS.md.
@@ -10,18 +11,25 @@ import { cpus, totalmem } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBenchConfig } from './config.js'
+import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, ingressBenchConfig, opaqueBenchConfig } from './config.js'
+import { findHaproxy, startHaproxy } from './haproxy.js'
+import { findNginx, startNginxIngress } from './nginx-ingress.js'
+import { BASELINE, HAPROXY, INGRESS, INGRESS_CACHED, PROXY_MODE, peerGroup, peerTable, type GroupOptions, type PeerRow, type PeerTargets } from './peers.js'
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
+import { tcpStates, type TcpStates } from './tcp-states.js'
 import { startIssuer } from './tokens.js'
 import { proofPool } from './dpop-proofs.js'
 
+/**
+ * BENCH_QUICK=1 or `--quick`: the peer table's hot-token and invalid-token groups only, in shorter
+ * slices, printed, with RESULTS.md left alone: about two minutes, for use before each landing.
+ */
+const QUICK = process.env.BENCH_QUICK === '1' || process.argv.includes('--quick')
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-/** BENCH_QUICK=1: the hot-token (JWT, opaque, with conditions), 10,000-token (the rate-limited route among them) and DPoP scenarios only, printed, with RESULTS.md left alone (for trying a change). */
-const QUICK = process.env.BENCH_QUICK === '1'
-const WARMUP_S = 2
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 2 : 4))
+const WARMUP_S = QUICK ? 1 : 2
 /** Each process's warm-up before the first scenario, seconds. */
-const PROCESS_WARMUP_S = 5
+const PROCESS_WARMUP_S = QUICK ? 2 : 5
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
@@ -32,7 +40,11 @@ const FIXED_RATE: LoadShape = { connections: 10, connectionRate: 100 }
 
 interface Row { scenario: string, base: Tally, gate: Tally }
 
+/** TCP connections from nginx to its scopegate, before and after a group: see tcp-states.ts. */
+interface ConnectionCount { scenario: string, before: TcpStates | null, after: TcpStates | null }
+
 async function main (): Promise<void> {
+  const started = Date.now()
   pinSelf(LOAD_CORE)
   const children: Child[] = []
   const issuer = await startIssuer(benchClaims(0))
@@ -59,6 +71,28 @@ async function main (): Promise<void> {
     const fresh = Array.from({ length: FRESH_TOKENS }, (_, i) => issuer.mint('ES256', benchClaims(20_000 + i)))
     const invalid = Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA'))
 
+    // The peers (peers.ts): HAProxy, and nginx with a scopegate of its own, all on the proxy core.
+    const peers: PeerTargets = [[BASELINE, () => base], [PROXY_MODE, (headers) => gate(headers)]]
+    const haproxyBinary = findHaproxy()
+    if (haproxyBinary === null) process.stdout.write('haproxy not found: its reference row is left out\n')
+    else {
+      const haproxy = await startHaproxy(haproxyBinary, upstreamUrl, issuer.url, issuer.publicKeyPem('RS256'), PROXY_CORE)
+      children.push(haproxy)
+      peers.unshift([HAPROXY, (headers) => ({ url: `http://127.0.0.1:${haproxy.port}/api/todos`, headers, pid: haproxy.process.pid })])
+    }
+    const nginx = findNginx()
+    let ingressAdminPort = 0
+    if (nginx === null) process.stdout.write('nginx not found: the ingress rows are left out\n')
+    else {
+      const forwardAuth = await startGateway('bench-ingress-config', (port, adminPort) => ingressBenchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
+      children.push(forwardAuth)
+      ingressAdminPort = Number(new URL(forwardAuth.url).port)
+      const ingress = await startNginxIngress(nginx, upstreamUrl, forwardAuth.url, PROXY_CORE)
+      children.push(ingress)
+      peers.push([INGRESS, (headers) => ({ url: `http://127.0.0.1:${ingress.plain}/api/todos`, headers, pid: forwardAuth.process.pid })])
+      peers.push([INGRESS_CACHED, (headers) => ({ url: `http://127.0.0.1:${ingress.cached}/api/todos`, headers, pid: forwardAuth.process.pid })])
+    }
+
     const rows: Row[] = []
     /** `tokens`: a token set sent once, in order, before the warm-up, so the slices measure it in steady state. */
     const paired = async (scenario: string, headers: () => Record<string, string>, shape: LoadShape = { connections: CONNECTIONS }, tokens = 0,
@@ -75,14 +109,36 @@ async function main (): Promise<void> {
 
     // Both processes are warmed up before any scenario (JIT, heap sizing, upstream connections), so the
     // first scenario does not pay for a cold process.
-    for (const target of [base, gate(() => ({ authorization: `Bearer ${hot}` }))]) await load(target, PROCESS_WARMUP_S, { connections: CONNECTIONS })
-    const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
+    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
+    for (const [, target] of peers) await load(target(hotHeaders), PROCESS_WARMUP_S, { connections: CONNECTIONS })
+
+    // The peer table: each scenario one group, every ratio measured in it.
+    const group: GroupOptions = { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape: { connections: CONNECTIONS } }
+    const peerRows: PeerRow[] = []
+    const connections: ConnectionCount[] = []
+    const counted = async (scenario: string, run: () => Promise<PeerRow>): Promise<void> => {
+      const before = ingressAdminPort === 0 ? null : tcpStates(ingressAdminPort)
+      peerRows.push(await run())
+      const after = ingressAdminPort === 0 ? null : tcpStates(ingressAdminPort)
+      if (before !== null && after !== null) {
+        connections.push({ scenario, before, after })
+        process.stdout.write(`  nginx → scopegate connections: ${after.established} open; TIME-WAIT ${before.timeWait} before the group, ${after.timeWait} after\n`)
+      }
+    }
+    await counted('one hot token', () => peerGroup('one hot token', peers, hotHeaders, group))
+    if (!QUICK) await counted('10,000 distinct tokens, RS256', () => peerGroup('10,000 distinct tokens, RS256', peers, cycle(rs).next, group, rs.length))
+    await counted('invalid tokens', () => peerGroup('invalid tokens', peers, cycle(invalid).next, group))
+    if (QUICK) {
+      process.stdout.write(`\n${peerTable(peerRows).join('\n')}\n`)
+      return
+    }
+
+    const hotRow = await paired('one hot token', hotHeaders)
 
     // A route with two conditions, one on the token (remembered per cached token) and one on the request
     // (CEL, every request): what they add to the hot token's cost. A gateway of its own (see conditionsConfig).
     const withConditions = await startGateway('bench-conditions', (port, adminPort) => conditionsConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
     children.push(withConditions)
-    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
     const conditionsTarget = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${withConditions.port}/api/todos`, headers, pid: withConditions.process.pid })
     await load(conditionsTarget(hotHeaders), PROCESS_WARMUP_S, { connections: CONNECTIONS })
     await paired('one hot token, a route with two conditions', hotHeaders, undefined, 0, conditionsTarget)
@@ -109,7 +165,6 @@ async function main (): Promise<void> {
     const opaqueRow = await paired('one hot opaque token (introspected)', () => ({ authorization: `Bearer ${hotOpaque}` }), undefined, 0, opaque)
     const opaqueJwtRow = await paired('one hot token, introspecting gateway', () => ({ authorization: `Bearer ${hot}` }), undefined, 0, opaque)
     process.stdout.write(`hot opaque token / hot JWT on the same gateway: ${(reqPerSec(opaqueRow.gate) / reqPerSec(opaqueJwtRow.gate)).toFixed(2)}\n`)
-    if (QUICK) return
     // Never a token seen before: every request pays a signature check and a cache insertion (no target).
     await paired('a new ES256 token on every request', cycle(fresh).next)
     const invalidRow = await paired('invalid tokens (401, no upstream)', cycle(invalid).next)
@@ -167,6 +222,7 @@ async function main (): Promise<void> {
       '- baseline: fastify 5 + @fastify/http-proxy, no auth, no logging',
       `- scopegate: \`node dist/cli.js serve\`, log level ${LOG_LEVEL}${LOG_LEVEL === 'info' ? ' (one JSON decision line per request, to /dev/null)' : ''}, metrics on; policy: audience deny + denyMissing, client deny, role and client grants, one required scope`,
       '',
+      ...peerSection(peerRows, connections),
       '## Targets',
       '',
       '| target | measured | |',
@@ -193,7 +249,37 @@ async function main (): Promise<void> {
   } finally {
     for (const child of children.reverse()) await child.stop()
     await issuer.close()
+    process.stdout.write(`total elapsed: ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   }
+}
+
+/** The RESULTS.md section of the peer table, with what each row is and the connections nginx used. */
+function peerSection (rows: readonly PeerRow[], connections: readonly ConnectionCount[]): string[] {
+  return [
+    '## Beside its peers',
+    '',
+    'Each scenario is one group: every row below is loaded in the same alternating slices (ABC… then …CBA),',
+    'so the ratios in a scenario are measured under the same host load. All proxies run on the proxy core;',
+    'in the ingress rows nginx and its scopegate share it.',
+    '',
+    `- ${HAPROXY}: Debian's haproxy, one thread, \`jwt_verify\` with the issuer's RS256 public key as a PEM file, ACLs on`,
+    '  `iss`, `aud`, `exp`, `client_id` and the required scope (`bench/haproxy.ts`); no token cache, no narrowing, no logs.',
+    `- ${BASELINE}: the no-auth ceiling, as above.`,
+    `- ${PROXY_MODE}: \`node dist/cli.js serve\` with the bench policy, as above.`,
+    `- ${INGRESS}: nginx (one process) proxying to the upstream, asking a scopegate's \`/decisions\` on every request`,
+    '  (the configuration of docs/ingress-nginx.md, kept-alive connections both ways; `bench/nginx-ingress.ts`).',
+    `- ${INGRESS_CACHED}: the same with \`deploy/nginx/scopegate-auth-cache.conf\` included: allows reused for their`,
+    '  `s-maxage` (60 s), denials never cached, so the invalid-token row is asked every time.',
+    '',
+    ...peerTable(rows),
+    '',
+    'Connections from nginx to scopegate (from /proc/net/tcp: open at the end of the group; TIME-WAIT, which',
+    'lasts 60 s, before and after it). A denial that made nginx close its connection would leave one',
+    'TIME-WAIT per denied request:',
+    '',
+    ...connections.map((c) => `- ${c.scenario}: ${c.after?.established ?? '-'} open; TIME-WAIT ${c.before?.timeWait ?? '-'} → ${c.after?.timeWait ?? '-'}`),
+    ''
+  ]
 }
 
 await main()

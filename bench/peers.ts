@@ -1,0 +1,57 @@
+/**
+ * The peer table: scopegate beside what platform teams compare it with, each scenario measured as one
+ * group (see `compareAll`), so every ratio in a row comes from the same run under the same host load.
+ * The rows: HAProxy 2.6 verifying the JWT itself (`jwt_verify`, haproxy.ts), the no-auth fastify proxy
+ * (the baseline), scopegate in proxy mode, and nginx `auth_request` to scopegate's `/decisions` without
+ * and with nginx's decision cache (nginx-ingress.ts). A peer whose binary is missing is left out.
+ */
+import { compareAll, failures, latency, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
+
+export const HAPROXY = 'HAProxy 2.6, jwt_verify + ACLs'
+export const BASELINE = 'fastify + @fastify/http-proxy, no auth'
+export const PROXY_MODE = 'scopegate, proxy mode'
+export const INGRESS = 'nginx auth_request → scopegate'
+export const INGRESS_CACHED = 'nginx auth_request → scopegate, nginx decision cache'
+
+/** The targets of one scenario, by row name; all get the scenario's headers. */
+export type PeerTargets = Array<[name: string, target: (headers: () => Record<string, string>) => Target]>
+
+export interface PeerRow { scenario: string, tallies: Tally[] }
+
+export interface GroupOptions { rounds: number, seconds: number, warmup: number, shape: LoadShape }
+
+/**
+ * One scenario across the peers. `tokens`: a token set sent once to each target, in order, before the
+ * warm-up, so every cache (scopegate's token cache, nginx's decision cache) holds the working set.
+ */
+export async function peerGroup (scenario: string, peers: PeerTargets, headers: () => Record<string, string>, options: GroupOptions, tokens = 0): Promise<PeerRow> {
+  const targets = peers.map(([name, target]) => [name, target(headers)] as const)
+  if (tokens > 0) for (const [, target] of targets) await prime(target, tokens, options.shape)
+  const tallies = await compareAll(targets, options)
+  const row = { scenario, tallies }
+  for (const line of peerLines(row)) process.stdout.write(`${line}\n`)
+  return row
+}
+
+const ratioTo = (row: PeerRow, tally: Tally, name: string): string => {
+  const reference = row.tallies.find((t) => t.name === name)
+  return reference === undefined ? '-' : (reqPerSec(tally) / reqPerSec(reference)).toFixed(2)
+}
+
+/** A group as printed while the run goes on. */
+function peerLines (row: PeerRow): string[] {
+  return [`${row.scenario}:`, ...row.tallies.map((t) =>
+    `  ${t.name.padEnd(54)} ${reqPerSec(t).toFixed(0).padStart(6)} req/s  p50 ${latency(t, 'p50').toFixed(1)} ms  p99 ${latency(t, 'p99').toFixed(1)} ms  ` +
+    `× HAProxy ${ratioTo(row, t, HAPROXY)}  × baseline ${ratioTo(row, t, BASELINE)}  non-2xx ${t.slices.reduce((n, s) => n + s.non2xx, 0)}  errors ${t.slices.reduce((n, s) => n + s.errors, 0)}`)]
+}
+
+/** The peer table in Markdown: req/s, p50/p99 and the ratios to HAProxy and to the baseline, per scenario. */
+export function peerTable (rows: readonly PeerRow[]): string[] {
+  return [
+    '| scenario | row | req/s | p50 ms | p99 ms | × HAProxy | × baseline | non-2xx + errors |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.flatMap((row) => row.tallies.map((t) =>
+      `| ${row.scenario} | ${t.name} | ${reqPerSec(t).toFixed(0)} | ${latency(t, 'p50').toFixed(1)} | ${latency(t, 'p99').toFixed(1)} | ` +
+      `${ratioTo(row, t, HAPROXY)} | ${ratioTo(row, t, BASELINE)} | ${failures(t)} |`))
+  ]
+}
