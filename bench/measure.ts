@@ -17,6 +17,8 @@ export interface Target {
   headers: () => Record<string, string>
   /** The process whose CPU time is charged to this target. */
   pid: number | undefined
+  /** Other processes serving this target (nginx beside its scopegate): their CPU time is charged too. */
+  otherPids?: number[]
 }
 
 export interface LoadShape {
@@ -40,8 +42,19 @@ export function cpuSeconds (pid: number | undefined): number | null {
   }
 }
 
+/** CPU seconds of every process serving `target`, or null when one cannot be read. */
+function targetCpuSeconds (target: Target): number | null {
+  let total = 0
+  for (const pid of [target.pid, ...(target.otherPids ?? [])]) {
+    const seconds = cpuSeconds(pid)
+    if (seconds === null) return null
+    total += seconds
+  }
+  return total
+}
+
 export async function load (target: Target, seconds: number, shape: LoadShape): Promise<Slice> {
-  const cpuBefore = cpuSeconds(target.pid)
+  const cpuBefore = targetCpuSeconds(target)
   const result = await autocannon({
     url: target.url,
     connections: shape.connections,
@@ -49,7 +62,7 @@ export async function load (target: Target, seconds: number, shape: LoadShape): 
     ...(shape.connectionRate === undefined ? {} : { connectionRate: shape.connectionRate }),
     requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...target.headers() } }) }]
   })
-  const cpuAfter = cpuSeconds(target.pid)
+  const cpuAfter = targetCpuSeconds(target)
   return {
     requests: result.requests.total,
     seconds: result.duration,

@@ -5,7 +5,7 @@
  * (the baseline), scopegate in proxy mode, and nginx `auth_request` to scopegate's `/decisions` without
  * and with nginx's decision cache (nginx-ingress.ts). A peer whose binary is missing is left out.
  */
-import { compareAll, failures, latency, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
+import { compareAll, cpuPerRequest, failures, latency, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
 
 export const HAPROXY = 'HAProxy 2.6, jwt_verify + ACLs'
 export const BASELINE = 'fastify + @fastify/http-proxy, no auth'
@@ -38,20 +38,22 @@ const ratioTo = (row: PeerRow, tally: Tally, name: string): string => {
   return reference === undefined ? '-' : (reqPerSec(tally) / reqPerSec(reference)).toFixed(2)
 }
 
+const cpu = (tally: Tally): string => { const c = cpuPerRequest(tally); return c === null ? '-' : c.toFixed(0) }
+
 /** A group as printed while the run goes on. */
 function peerLines (row: PeerRow): string[] {
   return [`${row.scenario}:`, ...row.tallies.map((t) =>
-    `  ${t.name.padEnd(54)} ${reqPerSec(t).toFixed(0).padStart(6)} req/s  p50 ${latency(t, 'p50').toFixed(1)} ms  p99 ${latency(t, 'p99').toFixed(1)} ms  ` +
+    `  ${t.name.padEnd(54)} ${reqPerSec(t).toFixed(0).padStart(6)} req/s  ${cpu(t).padStart(4)} µs CPU/req  p50 ${latency(t, 'p50').toFixed(1)} ms  p99 ${latency(t, 'p99').toFixed(1)} ms  ` +
     `× HAProxy ${ratioTo(row, t, HAPROXY)}  × baseline ${ratioTo(row, t, BASELINE)}  non-2xx ${t.slices.reduce((n, s) => n + s.non2xx, 0)}  errors ${t.slices.reduce((n, s) => n + s.errors, 0)}`)]
 }
 
 /** The peer table in Markdown: req/s, p50/p99 and the ratios to HAProxy and to the baseline, per scenario. */
 export function peerTable (rows: readonly PeerRow[]): string[] {
   return [
-    '| scenario | row | req/s | p50 ms | p99 ms | × HAProxy | × baseline | non-2xx + errors |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| scenario | row | req/s | µs CPU/req | p50 ms | p99 ms | × HAProxy | × baseline | non-2xx + errors |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.flatMap((row) => row.tallies.map((t) =>
-      `| ${row.scenario} | ${t.name} | ${reqPerSec(t).toFixed(0)} | ${latency(t, 'p50').toFixed(1)} | ${latency(t, 'p99').toFixed(1)} | ` +
+      `| ${row.scenario} | ${t.name} | ${reqPerSec(t).toFixed(0)} | ${cpu(t)} | ${latency(t, 'p50').toFixed(1)} | ${latency(t, 'p99').toFixed(1)} | ` +
       `${ratioTo(row, t, HAPROXY)} | ${ratioTo(row, t, BASELINE)} | ${failures(t)} |`))
   ]
 }

@@ -47,10 +47,10 @@ const BAD_EVERY = 100
 
 interface Sample { seconds: number, rssMiB: number, heapMiB: number, fds: number, lagP99Ms: number }
 
-/** One Prometheus sample value by metric name (no labels), or NaN. */
-function metric (text: string, name: string): number {
-  const match = new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm').exec(text)
-  return match === null ? Number.NaN : Number(match[1])
+/** One Prometheus sample value by metric name and exact label text (`{result="ok"}`, or none), or NaN. */
+function metric (text: string, name: string, labels = ''): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `))
+  return line === undefined ? Number.NaN : Number(line.slice(name.length + labels.length + 1))
 }
 
 async function sample (gateway: Child, adminUrl: string, seconds: number): Promise<Sample> {
@@ -84,7 +84,9 @@ const mean = (samples: readonly Sample[], key: keyof Sample, from: number, to: n
   return values.reduce((n, v) => n + v, 0) / Math.max(1, values.length)
 }
 
-function summary (samples: readonly Sample[], counts: { sent: number, failed: number, bad: number }, marks: readonly Mark[]): string[] {
+interface Counts { sent: number, failed: number, bad: number, reloadsOk: number, reloadsFailed: number }
+
+function summary (samples: readonly Sample[], counts: Counts, marks: readonly Mark[]): string[] {
   const third = (DURATION_S - WARMUP_S) / 3
   const lines = [`soak: ${MINUTES} min at ${RATE} req/s (${(counts.sent / DURATION_S).toFixed(0)} reached), ${counts.sent} requests (${counts.bad} with a bad token), ` +
     `${marks.filter((m) => m.label === 'reload').length} reloads, ${marks.filter((m) => m.label !== 'reload').length} key rotations and retirements`]
@@ -100,6 +102,7 @@ function summary (samples: readonly Sample[], counts: { sent: number, failed: nu
   }
   const lags = samples.filter((s) => s.seconds >= WARMUP_S).map((s) => s.lagP99Ms).filter(Number.isFinite)
   lines.push(`  event-loop delay p99 after warm-up: median ${lags.sort((a, b) => a - b)[Math.floor(lags.length / 2)]?.toFixed(1) ?? '-'} ms, max ${Math.max(...lags).toFixed(1)} ms (not judged: the host is shared)`)
+  lines.push(`  config reloads: ${counts.reloadsOk} swapped in, ${counts.reloadsFailed} refused (scopegate's own count)`)
   lines.push(`  failed requests (anything but the expected 200 or 401): ${counts.failed}`)
   lines.push(`  verdict: ${flat ? 'flat within 5% after warm-up' : grew ? 'GREW by more than 5% after warm-up' : 'no growth after warm-up, but not flat within 5% (a fall)'}, ` +
     `${counts.failed === 0 ? 'zero failures' : `${counts.failed} failures`}`)
@@ -124,7 +127,7 @@ async function main (): Promise<void> {
     children.push(gateway)
     const adminMetrics = gateway.url.replace(/\/readyz$/, '/metrics')
     const pool = new TokenPool(issuer)
-    const counts = { sent: 0, failed: 0, bad: 0 }
+    const counts: Counts = { sent: 0, failed: 0, bad: 0, reloadsOk: 0, reloadsFailed: 0 }
     const samples: Sample[] = []
     const marks: Mark[] = []
     const elapsed = (): number => (Date.now() - started) / 1000
@@ -167,6 +170,9 @@ async function main (): Promise<void> {
       }]
     }).then((result) => { counts.failed += result.errors + result.timeouts })
     for (const timer of timers) clearInterval(timer)
+    const final = await fetch(adminMetrics).then(async (r) => await r.text()).catch(() => '')
+    counts.reloadsOk = metric(final, 'scopegate_config_reloads_total', '{result="ok"}') || 0
+    counts.reloadsFailed = metric(final, 'scopegate_config_reloads_total', '{result="error"}') || 0
     // A sample still on its way when the load stopped would show the connections closing: left out.
     const kept = samples.filter((s) => s.seconds <= DURATION_S)
 
