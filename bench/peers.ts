@@ -6,6 +6,7 @@
  * and with nginx's decision cache (nginx-ingress.ts). A peer whose binary is missing is left out.
  */
 import { compareAll, cpuPerRequest, failures, latency, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
+import { tcpStates, type TcpStates } from './tcp-states.js'
 
 export const HAPROXY = 'HAProxy 2.6, jwt_verify + ACLs'
 export const BASELINE = 'fastify + @fastify/http-proxy, no auth'
@@ -33,12 +34,72 @@ export async function peerGroup (scenario: string, peers: PeerTargets, headers: 
   return row
 }
 
+/** One scenario of the table: its headers, and the size of a token set to prime every cache with (0: none). */
+export interface PeerScenario { scenario: string, headers: () => Record<string, string>, tokens?: number }
+
+/** TCP connections from nginx to its scopegate, before and after a group: see tcp-states.ts. */
+export interface ConnectionCount { scenario: string, before: TcpStates | null, after: TcpStates | null }
+
+/**
+ * Every scenario as a group, in turn; with the ingress rows (`ingressAdminPort` not null), the
+ * connections nginx holds to scopegate are counted around each group.
+ */
+export async function peerTableRun (peers: PeerTargets, scenarios: readonly PeerScenario[], options: GroupOptions, ingressAdminPort: number | null): Promise<{ rows: PeerRow[], connections: ConnectionCount[] }> {
+  const rows: PeerRow[] = []
+  const connections: ConnectionCount[] = []
+  for (const { scenario, headers, tokens } of scenarios) {
+    const before = ingressAdminPort === null ? null : tcpStates(ingressAdminPort)
+    rows.push(await peerGroup(scenario, peers, headers, options, tokens))
+    const after = ingressAdminPort === null ? null : tcpStates(ingressAdminPort)
+    if (before !== null && after !== null) {
+      connections.push({ scenario, before, after })
+      process.stdout.write(`  nginx → scopegate connections: ${after.established} open; TIME-WAIT ${before.timeWait} before the group, ${after.timeWait} after\n`)
+    }
+  }
+  return { rows, connections }
+}
+
+/** How many of 100 hot-token requests through each ingress row scopegate decided itself: all, or (cached) none. */
+export async function showCacheHits (peers: PeerTargets, metricsUrl: string, headers: () => Record<string, string>): Promise<void> {
+  for (const [name, target] of peers.filter(([n]) => n === INGRESS || n === INGRESS_CACHED)) {
+    const before = await decisionsMade(metricsUrl)
+    const { url } = target(headers)
+    for (let i = 0; i < 100; i++) await fetch(url, { headers: headers(), signal: AbortSignal.timeout(5000) }).then(async (r) => await r.arrayBuffer())
+    process.stdout.write(`${name}: 100 hot-token requests, ${await decisionsMade(metricsUrl) - before} decided by scopegate\n`)
+  }
+}
+
 const ratioTo = (row: PeerRow, tally: Tally, name: string): string => {
   const reference = row.tallies.find((t) => t.name === name)
   return reference === undefined ? '-' : (reqPerSec(tally) / reqPerSec(reference)).toFixed(2)
 }
 
 const cpu = (tally: Tally): string => { const c = cpuPerRequest(tally); return c === null ? '-' : c.toFixed(0) }
+
+/**
+ * Before anything is measured, every row must answer as the bench policy says: 200 for a good token, 401
+ * for a spoiled one and for none. A row that refused everything would otherwise look fast.
+ */
+export async function checkPeers (peers: PeerTargets, good: string, spoiled: string): Promise<void> {
+  for (const [name, target] of peers) {
+    for (const [authorization, expected] of [[`Bearer ${good}`, 200], [`Bearer ${spoiled}`, 401], [undefined, 401]] as const) {
+      const { url } = target(() => ({}))
+      const headers: Record<string, string> = authorization === undefined ? {} : { authorization }
+      const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) })
+      await res.arrayBuffer()
+      if (res.status !== expected) throw new Error(`${name}: ${authorization === undefined ? 'no token' : expected === 200 ? 'a good token' : 'a spoiled token'} got ${res.status}, not ${expected}`)
+    }
+  }
+}
+
+/**
+ * Decisions scopegate made (the sum of its `scopegate_requests_total`), read from its /metrics: to show
+ * that the cached ingress row is answered by nginx's cache, not by scopegate.
+ */
+export async function decisionsMade (metricsUrl: string): Promise<number> {
+  const text = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) }).then(async (r) => await r.text())
+  return text.split('\n').filter((l) => l.startsWith('scopegate_requests_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
+}
 
 /** A group as printed while the run goes on. */
 function peerLines (row: PeerRow): string[] {

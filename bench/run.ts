@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: scopegate's cost measured against its own ceiling, a bare @fastify/http-proxy with
  * no auth, on the same upstream, in the same run; and beside its peers (peers.ts): HAProxy verifying the
- * JWT itself, and nginx asking scopegate's `/decisions` with and without nginx's decision cache. Each scenario is paired with the baseline in
- * alternating slices (see measure.ts), so the ratios hold on a noisy, shared host. The proxies run on
+ * JWT itself, and nginx asking scopegate's `/decisions` with and without nginx's decision cache. Each
+ * scenario is paired with the baseline in alternating slices (see measure.ts), so the ratios hold on a noisy, shared host. The proxies run on
  * one core and the load generator (with the upstream and JWKS) on the other, where taskset exists.
  * Writes bench/RESULTS.md.
  */
@@ -11,12 +11,10 @@ import { cpus, totalmem } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
-import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, ingressBenchConfig, opaqueBenchConfig } from './config.js'
-import { findHaproxy, startHaproxy } from './haproxy.js'
-import { findNginx, startNginxIngress } from './nginx-ingress.js'
-import { BASELINE, HAPROXY, INGRESS, INGRESS_CACHED, PROXY_MODE, peerGroup, peerTable, type GroupOptions, type PeerRow, type PeerTargets } from './peers.js'
+import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBenchConfig } from './config.js'
+import { startPeers } from './peer-processes.js'
+import { BASELINE, HAPROXY, INGRESS, INGRESS_CACHED, PROXY_MODE, checkPeers, peerTable, peerTableRun, showCacheHits, type ConnectionCount, type GroupOptions, type PeerRow, type PeerScenario } from './peers.js'
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
-import { tcpStates, type TcpStates } from './tcp-states.js'
 import { startIssuer } from './tokens.js'
 import { proofPool } from './dpop-proofs.js'
 
@@ -39,9 +37,6 @@ const FRESH_TOKENS = 4000 * (WARMUP_S + ROUNDS * SECONDS)
 const FIXED_RATE: LoadShape = { connections: 10, connectionRate: 100 }
 
 interface Row { scenario: string, base: Tally, gate: Tally }
-
-/** TCP connections from nginx to its scopegate, before and after a group: see tcp-states.ts. */
-interface ConnectionCount { scenario: string, before: TcpStates | null, after: TcpStates | null }
 
 async function main (): Promise<void> {
   const started = Date.now()
@@ -72,30 +67,7 @@ async function main (): Promise<void> {
     const fresh = Array.from({ length: QUICK ? 0 : FRESH_TOKENS }, (_, i) => issuer.mint('ES256', benchClaims(20_000 + i)))
     const invalid = Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA'))
 
-    // The peers (peers.ts): HAProxy, and nginx with a scopegate of its own, all on the proxy core.
-    const peers: PeerTargets = [[BASELINE, () => base], [PROXY_MODE, (headers) => gate(headers)]]
-    const haproxyBinary = findHaproxy()
-    if (haproxyBinary === null) process.stdout.write('haproxy not found: its reference row is left out\n')
-    else {
-      const haproxy = await startHaproxy(haproxyBinary, upstreamUrl, issuer.url, issuer.publicKeyPem('RS256'), PROXY_CORE)
-      children.push(haproxy)
-      peers.unshift([HAPROXY, (headers) => ({ url: `http://127.0.0.1:${haproxy.port}/api/todos`, headers, pid: haproxy.process.pid })])
-    }
-    const nginx = findNginx()
-    let ingressAdminPort = 0
-    if (nginx === null) process.stdout.write('nginx not found: the ingress rows are left out\n')
-    else {
-      const forwardAuth = await startGateway('bench-ingress-config', (port, adminPort) => ingressBenchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
-      children.push(forwardAuth)
-      ingressAdminPort = Number(new URL(forwardAuth.url).port)
-      const ingress = await startNginxIngress(nginx, upstreamUrl, forwardAuth.url, PROXY_CORE)
-      children.push(ingress)
-      // Both processes' CPU is charged to the ingress rows: on a shared host, two processes get more of the
-      // core than one, so req/s favours these rows and CPU per request is the fair comparison.
-      const pids = { pid: forwardAuth.process.pid, otherPids: ingress.process.pid === undefined ? [] : [ingress.process.pid] }
-      peers.push([INGRESS, (headers) => ({ url: `http://127.0.0.1:${ingress.plain}/api/todos`, headers, ...pids })])
-      peers.push([INGRESS_CACHED, (headers) => ({ url: `http://127.0.0.1:${ingress.cached}/api/todos`, headers, ...pids })])
-    }
+    const { peers, ingress } = await startPeers(children, { issuer, upstreamUrl, base, gate, core: PROXY_CORE })
 
     const rows: Row[] = []
     /** `tokens`: a token set sent once, in order, before the warm-up, so the slices measure it in steady state. */
@@ -114,24 +86,18 @@ async function main (): Promise<void> {
     // Both processes are warmed up before any scenario (JIT, heap sizing, upstream connections), so the
     // first scenario does not pay for a cold process.
     const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
+    await checkPeers(peers, hot, invalid[0] ?? '')
     for (const [, target] of peers) await load(target(hotHeaders), PROCESS_WARMUP_S, { connections: CONNECTIONS })
+    if (ingress !== null) await showCacheHits(peers, ingress.metricsUrl, hotHeaders)
 
     // The peer table: each scenario one group, every ratio measured in it.
     const group: GroupOptions = { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape: { connections: CONNECTIONS } }
-    const peerRows: PeerRow[] = []
-    const connections: ConnectionCount[] = []
-    const counted = async (scenario: string, run: () => Promise<PeerRow>): Promise<void> => {
-      const before = ingressAdminPort === 0 ? null : tcpStates(ingressAdminPort)
-      peerRows.push(await run())
-      const after = ingressAdminPort === 0 ? null : tcpStates(ingressAdminPort)
-      if (before !== null && after !== null) {
-        connections.push({ scenario, before, after })
-        process.stdout.write(`  nginx → scopegate connections: ${after.established} open; TIME-WAIT ${before.timeWait} before the group, ${after.timeWait} after\n`)
-      }
-    }
-    await counted('one hot token', () => peerGroup('one hot token', peers, hotHeaders, group))
-    if (!QUICK) await counted('10,000 distinct tokens, RS256', () => peerGroup('10,000 distinct tokens, RS256', peers, cycle(rs).next, group, rs.length))
-    await counted('invalid tokens', () => peerGroup('invalid tokens', peers, cycle(invalid).next, group))
+    const scenarios: PeerScenario[] = [
+      { scenario: 'one hot token', headers: hotHeaders },
+      ...(QUICK ? [] : [{ scenario: '10,000 distinct tokens, RS256', headers: cycle(rs).next, tokens: rs.length }]),
+      { scenario: 'invalid tokens', headers: cycle(invalid).next }
+    ]
+    const { rows: peerRows, connections } = await peerTableRun(peers, scenarios, group, ingress?.adminPort ?? null)
     if (QUICK) {
       process.stdout.write(`\n${peerTable(peerRows).join('\n')}\n`)
       return
