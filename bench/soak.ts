@@ -104,9 +104,72 @@ function summary (samples: readonly Sample[], counts: Counts, marks: readonly Ma
   lines.push(`  event-loop delay p99 after warm-up: median ${lags.sort((a, b) => a - b)[Math.floor(lags.length / 2)]?.toFixed(1) ?? '-'} ms, max ${Math.max(...lags).toFixed(1)} ms (not judged: the host is shared)`)
   lines.push(`  config reloads: ${counts.reloadsOk} swapped in, ${counts.reloadsFailed} refused (scopegate's own count)`)
   lines.push(`  failed requests (anything but the expected 200 or 401): ${counts.failed}`)
+  if (counts.sent < 0.9 * RATE * DURATION_S) lines.push(`  the rate was not held (${(counts.sent / DURATION_S).toFixed(0)} of ${RATE} req/s): the host is too busy for this run to show what it should`)
   lines.push(`  verdict: ${flat ? 'flat within 5% after warm-up' : grew ? 'GREW by more than 5% after warm-up' : 'no growth after warm-up, but not flat within 5% (a fall)'}, ` +
     `${counts.failed === 0 ? 'zero failures' : `${counts.failed} failures`}`)
   return lines
+}
+
+/**
+ * The load: RATE req/s for DURATION_S over CONNECTIONS connections, one request in BAD_EVERY with a
+ * spoiled token; counts what was sent and every answer but the expected one.
+ */
+async function steadyLoad (port: number, pool: TokenPool, counts: Counts): Promise<void> {
+  let i = 0
+  /** Per connection (autocannon's context), the status its request in flight must get. */
+  const expected = new WeakMap<object, number>()
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}/api/todos`,
+    connections: CONNECTIONS,
+    connectionRate: RATE / CONNECTIONS,
+    duration: DURATION_S,
+    requests: [{
+      // One request at a time per connection: the expectation set here is the one its response meets.
+      setupRequest: (request: autocannon.Request, context: object) => {
+        const bad = ++i % BAD_EVERY === 0
+        counts.sent++
+        if (bad) counts.bad++
+        expected.set(context, bad ? 401 : 200)
+        const token = bad ? pool.bad[i % pool.bad.length] : pool.good[i % pool.good.length]
+        return { ...request, headers: { ...request.headers, authorization: `Bearer ${token ?? ''}` } }
+      },
+      onResponse: (status: number, _body: string, context: object) => {
+        if (status !== expected.get(context)) counts.failed++
+      }
+    }]
+  })
+  counts.failed += result.errors + result.timeouts
+}
+
+/** The events beside the load: samples every SAMPLE_S, a reload every RELOAD_S, a rotation every ROTATE_S. Returns the stop. */
+function schedule (gateway: Child, metricsUrl: string, issuer: Issuer, pool: TokenPool, samples: Sample[], marks: Mark[]): () => void {
+  const start = Date.now()
+  const at = (): number => (Date.now() - start) / 1000
+  const timers = [
+    setInterval(() => { void sample(gateway, metricsUrl, at()).then((s) => samples.push(s)) }, SAMPLE_S * 1000),
+    setInterval(() => { gateway.process.kill('SIGHUP'); marks.push({ seconds: at(), label: 'reload' }) }, RELOAD_S * 1000),
+    setInterval(() => {
+      issuer.rotate('ES256')
+      pool.refill()
+      marks.push({ seconds: at(), label: 'rotate' })
+      setTimeout(() => { issuer.retire('ES256'); marks.push({ seconds: at(), label: 'retire' }) }, (ROTATE_S / 2) * 1000).unref()
+    }, ROTATE_S * 1000)
+  ]
+  return () => { for (const timer of timers) clearInterval(timer) }
+}
+
+/** The SVG of the samples, and the summary on stdout. */
+function report (samples: readonly Sample[], counts: Counts, marks: readonly Mark[]): void {
+  const series: Series[] = [
+    { name: 'resident set size', unit: 'MiB', points: samples.map((s) => [s.seconds, s.rssMiB]) },
+    { name: 'V8 heap used', unit: 'MiB', points: samples.map((s) => [s.seconds, s.heapMiB]) },
+    { name: 'open file descriptors', unit: 'count', points: samples.map((s) => [s.seconds, s.fds]) },
+    { name: 'event-loop delay p99', unit: 'ms', points: samples.map((s) => [s.seconds, s.lagP99Ms]) }
+  ]
+  const svg = String(flags.svg)
+  writeFileSync(svg, lineChart(`scopegate soak: ${MINUTES} min at ${RATE} req/s, key rotations, a reload a minute, 1% bad tokens`, series, DURATION_S, marks))
+  for (const line of summary(samples, counts, marks)) process.stdout.write(`${line}\n`)
+  process.stdout.write(`wrote ${svg}\n`)
 }
 
 async function main (): Promise<void> {
@@ -125,70 +188,22 @@ async function main (): Promise<void> {
     }
     const gateway = await startGateway('bench-soak-config', config, PROXY_CORE)
     children.push(gateway)
-    const adminMetrics = gateway.url.replace(/\/readyz$/, '/metrics')
+    const metricsUrl = gateway.url.replace(/\/readyz$/, '/metrics')
     const pool = new TokenPool(issuer)
     const counts: Counts = { sent: 0, failed: 0, bad: 0, reloadsOk: 0, reloadsFailed: 0 }
-    const samples: Sample[] = []
+    const samples: Sample[] = [await sample(gateway, metricsUrl, 0)]
     const marks: Mark[] = []
-    const elapsed = (): number => (Date.now() - started) / 1000
-
-    // The schedule: samples, reloads, rotations; all stop with the load.
-    const soakStart = Date.now()
-    const at = (): number => (Date.now() - soakStart) / 1000
-    const timers = [
-      setInterval(() => { void sample(gateway, adminMetrics, at()).then((s) => samples.push(s)) }, SAMPLE_S * 1000),
-      setInterval(() => { gateway.process.kill('SIGHUP'); marks.push({ seconds: at(), label: 'reload' }) }, RELOAD_S * 1000),
-      setInterval(() => {
-        issuer.rotate('ES256')
-        pool.refill()
-        marks.push({ seconds: at(), label: 'rotate' })
-        setTimeout(() => { issuer.retire('ES256'); marks.push({ seconds: at(), label: 'retire' }) }, (ROTATE_S / 2) * 1000).unref()
-      }, ROTATE_S * 1000)
-    ]
-    samples.push(await sample(gateway, adminMetrics, 0))
-    let i = 0
-    /** Per connection (autocannon's context), the status its request in flight must get. */
-    const expected = new WeakMap<object, number>()
-    await autocannon({
-      url: `http://127.0.0.1:${gateway.port}/api/todos`,
-      connections: CONNECTIONS,
-      connectionRate: RATE / CONNECTIONS,
-      duration: DURATION_S,
-      requests: [{
-        // One request at a time per connection: the expectation set here is the one its response meets.
-        setupRequest: (request: autocannon.Request, context: object) => {
-          const bad = ++i % BAD_EVERY === 0
-          counts.sent++
-          if (bad) counts.bad++
-          expected.set(context, bad ? 401 : 200)
-          const token = bad ? pool.bad[i % pool.bad.length] : pool.good[i % pool.good.length]
-          return { ...request, headers: { ...request.headers, authorization: `Bearer ${token ?? ''}` } }
-        },
-        onResponse: (status: number, _body: string, context: object) => {
-          if (status !== expected.get(context)) counts.failed++
-        }
-      }]
-    }).then((result) => { counts.failed += result.errors + result.timeouts })
-    for (const timer of timers) clearInterval(timer)
-    const final = await fetch(adminMetrics).then(async (r) => await r.text()).catch(() => '')
+    const stop = schedule(gateway, metricsUrl, issuer, pool, samples, marks)
+    await steadyLoad(gateway.port, pool, counts).finally(stop)
+    const final = await fetch(metricsUrl).then(async (r) => await r.text()).catch(() => '')
     counts.reloadsOk = metric(final, 'scopegate_config_reloads_total', '{result="ok"}') || 0
     counts.reloadsFailed = metric(final, 'scopegate_config_reloads_total', '{result="error"}') || 0
     // A sample still on its way when the load stopped would show the connections closing: left out.
-    const kept = samples.filter((s) => s.seconds <= DURATION_S)
-
-    const series: Series[] = [
-      { name: 'resident set size', unit: 'MiB', points: kept.map((s) => [s.seconds, s.rssMiB]) },
-      { name: 'V8 heap used', unit: 'MiB', points: kept.map((s) => [s.seconds, s.heapMiB]) },
-      { name: 'open file descriptors', unit: 'count', points: kept.map((s) => [s.seconds, s.fds]) },
-      { name: 'event-loop delay p99', unit: 'ms', points: kept.map((s) => [s.seconds, s.lagP99Ms]) }
-    ]
-    const svg = String(flags.svg)
-    writeFileSync(svg, lineChart(`scopegate soak: ${MINUTES} min at ${RATE} req/s, key rotations, a reload a minute, 1% bad tokens`, series, DURATION_S, marks))
-    for (const line of summary(kept, counts, marks)) process.stdout.write(`${line}\n`)
-    process.stdout.write(`wrote ${svg}; total elapsed ${elapsed().toFixed(0)} s\n`)
+    report(samples.filter((s) => s.seconds <= DURATION_S), counts, marks)
   } finally {
     for (const child of children.reverse()) await child.stop()
     await issuer.close()
+    process.stdout.write(`total elapsed ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   }
 }
 
