@@ -97,3 +97,12 @@ export function opaqueBenchConfig (issuerUrl: string, upstream: string, port: nu
 export function tracingConfig (issuerUrl: string, upstream: string, port: number, adminPort: number, collector: string): Record<string, unknown> {
   return { ...benchConfig(issuerUrl, upstream, port, adminPort), telemetry: { tracing: { enabled: true, endpoint: collector, sampler: 'always_on' } } }
 }
+
+/**
+ * `benchConfig` for forward auth behind nginx on the same host: nginx is trusted to name the original
+ * request (`X-Original-*`, `X-Forwarded-*`; docs/forward-auth.md).
+ */
+export function ingressBenchConfig (issuerUrl: string, upstream: string, port: number, adminPort: number): Record<string, unknown> {
+  const config = benchConfig(issuerUrl, upstream, port, adminPort)
+  return { ...config, server: { ...(config.server as Record<string, unknown>), trustProxy: ['127.0.0.1/32'] } }
+}

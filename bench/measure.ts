@@ -17,6 +17,8 @@ export interface Target {
   headers: () => Record<string, string>
   /** The process whose CPU time is charged to this target. */
   pid: number | undefined
+  /** Other processes serving this target (nginx beside its scopegate): their CPU time is charged too. */
+  otherPids?: number[]
 }
 
 export interface LoadShape {
@@ -40,8 +42,19 @@ export function cpuSeconds (pid: number | undefined): number | null {
   }
 }
 
+/** CPU seconds of every process serving `target`, or null when one cannot be read. */
+function targetCpuSeconds (target: Target): number | null {
+  let total = 0
+  for (const pid of [target.pid, ...(target.otherPids ?? [])]) {
+    const seconds = cpuSeconds(pid)
+    if (seconds === null) return null
+    total += seconds
+  }
+  return total
+}
+
 export async function load (target: Target, seconds: number, shape: LoadShape): Promise<Slice> {
-  const cpuBefore = cpuSeconds(target.pid)
+  const cpuBefore = targetCpuSeconds(target)
   const result = await autocannon({
     url: target.url,
     connections: shape.connections,
@@ -49,7 +62,7 @@ export async function load (target: Target, seconds: number, shape: LoadShape): 
     ...(shape.connectionRate === undefined ? {} : { connectionRate: shape.connectionRate }),
     requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...target.headers() } }) }]
   })
-  const cpuAfter = cpuSeconds(target.pid)
+  const cpuAfter = targetCpuSeconds(target)
   return {
     requests: result.requests.total,
     seconds: result.duration,
@@ -95,6 +108,28 @@ export async function compare (names: [string, string], targets: [Target, Target
       const slice = await load(targets[side], options.seconds, options.shape)
       tallies[side].slices.push(slice)
       if (process.env.BENCH_VERBOSE !== undefined) process.stdout.write(`  ${tallies[side].name}: ${slice.requests} requests in ${slice.seconds} s\n`)
+    }
+  }
+  return tallies
+}
+
+/**
+ * Several targets in `rounds` slices each, the order reversed every other round (ABC CBA ABC …), after a
+ * warm-up of each: the ABBA pairing of `compare` stretched to a group, so every ratio within the group is
+ * measured under the same host load.
+ */
+export async function compareAll (targets: ReadonlyArray<readonly [string, Target]>, options: { rounds: number, seconds: number, warmup: number, shape: LoadShape }): Promise<Tally[]> {
+  const tallies: Tally[] = targets.map(([name]) => ({ name, slices: [] }))
+  for (const [, target] of targets) await load(target, options.warmup, options.shape)
+  const forward = targets.map((_, i) => i)
+  for (let round = 0; round < options.rounds; round++) {
+    for (const side of round % 2 === 0 ? forward : [...forward].reverse()) {
+      const entry = targets[side]
+      const tally = tallies[side]
+      if (entry === undefined || tally === undefined) continue
+      const slice = await load(entry[1], options.seconds, options.shape)
+      tally.slices.push(slice)
+      if (process.env.BENCH_VERBOSE !== undefined) process.stdout.write(`  ${tally.name}: ${slice.requests} requests in ${slice.seconds} s\n`)
     }
   }
   return tallies

@@ -33,9 +33,17 @@ export async function startNode (args: string[], url: string, core: number | nul
   const command = HAS_TASKSET && core !== null ? 'taskset' : process.execPath
   const argv = HAS_TASKSET && core !== null ? ['-c', String(core), process.execPath, ...args] : args
   const child = spawn(command, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+  return waitFor(child, url, args.join(' '))
+}
+
+/**
+ * Wait until `url` answers (any status; at most 15 s), then hand `child` back with a `stop` that sends
+ * SIGTERM to that one process, and SIGKILL 5 s later if it is still running.
+ */
+export async function waitFor (child: ChildProcess, url: string, name: string): Promise<Child> {
   const deadline = Date.now() + 15_000
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`${args.join(' ')} exited with ${child.exitCode}`)
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`)
     try {
       await fetch(url, { signal: AbortSignal.timeout(1000) })
       break

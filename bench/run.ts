@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: scopegate's cost measured against its own ceiling, a bare @fastify/http-proxy with
- * no auth, on the same upstream, in the same run. Each scenario is paired with the baseline in
- * alternating slices (see measure.ts), so the ratios hold on a noisy, shared host. The proxies run on
+ * no auth, on the same upstream, in the same run; and beside its peers (peers.ts): HAProxy verifying the
+ * JWT itself, and nginx asking scopegate's `/decisions` with and without nginx's decision cache. Each
+ * scenario is paired with the baseline in alternating slices (see measure.ts), so the ratios hold on a noisy, shared host. The proxies run on
  * one core and the load generator (with the upstream and JWKS) on the other, where taskset exists.
  * Writes bench/RESULTS.md.
  */
@@ -12,18 +13,23 @@ import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, latency, load, prime, reqPerSec, type LoadShape, type Tally, type Target } from './measure.js'
 import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBenchConfig, tracingConfig } from './config.js'
 import { startOtlpSink } from './otlp-sink.js'
+import { startPeers } from './peer-processes.js'
+import { BASELINE, HAPROXY, INGRESS, INGRESS_CACHED, PROXY_MODE, checkPeers, peerTable, peerTableRun, showCacheHits, type ConnectionCount, type GroupOptions, type PeerRow, type PeerScenario } from './peers.js'
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 import { proofPool } from './dpop-proofs.js'
 import { formatProtocolRow, protocolScenarios, type ProtocolRow } from './protocols.js'
 
+/**
+ * BENCH_QUICK=1 or `--quick`: the peer table's hot-token and invalid-token groups only, in shorter
+ * slices, printed, with RESULTS.md left alone: about two minutes, for use before each landing.
+ */
+const QUICK = process.env.BENCH_QUICK === '1' || process.argv.includes('--quick')
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
-/** BENCH_QUICK=1: the hot-token (JWT, opaque, with conditions), 10,000-token (the rate-limited route among them) and DPoP scenarios only, printed, with RESULTS.md left alone (for trying a change). */
-const QUICK = process.env.BENCH_QUICK === '1'
-const WARMUP_S = 2
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 2 : 4))
+const WARMUP_S = QUICK ? 1 : 2
 /** Each process's warm-up before the first scenario, seconds. */
-const PROCESS_WARMUP_S = 5
+const PROCESS_WARMUP_S = QUICK ? 2 : 5
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
@@ -35,6 +41,7 @@ const FIXED_RATE: LoadShape = { connections: 10, connectionRate: 100 }
 interface Row { scenario: string, base: Tally, gate: Tally }
 
 async function main (): Promise<void> {
+  const started = Date.now()
   pinSelf(LOAD_CORE)
   const children: Child[] = []
   const issuer = await startIssuer(benchClaims(0))
@@ -56,10 +63,13 @@ async function main (): Promise<void> {
     const gate = (headers: () => Record<string, string>, path = '/api/todos'): Target => ({ url: `http://127.0.0.1:${gwPort}${path}`, headers, pid: gateway.process.pid })
 
     const hot = issuer.mint('RS256', benchClaims(0))
-    const rs = Array.from({ length: 10_000 }, (_, i) => issuer.mint('RS256', benchClaims(i)))
-    const es = Array.from({ length: 10_000 }, (_, i) => issuer.mint('ES256', benchClaims(i)))
-    const fresh = Array.from({ length: FRESH_TOKENS }, (_, i) => issuer.mint('ES256', benchClaims(20_000 + i)))
+    // Minted only for the scenarios that use them: tens of thousands of signatures take a quick run's time.
+    const rs = Array.from({ length: QUICK ? 0 : 10_000 }, (_, i) => issuer.mint('RS256', benchClaims(i)))
+    const es = Array.from({ length: QUICK ? 0 : 10_000 }, (_, i) => issuer.mint('ES256', benchClaims(i)))
+    const fresh = Array.from({ length: QUICK ? 0 : FRESH_TOKENS }, (_, i) => issuer.mint('ES256', benchClaims(20_000 + i)))
     const invalid = Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA'))
+
+    const { peers, ingress } = await startPeers(children, { issuer, upstreamUrl, base, gate, core: PROXY_CORE })
 
     const rows: Row[] = []
     /** `tokens`: a token set sent once, in order, before the warm-up, so the slices measure it in steady state. */
@@ -77,6 +87,7 @@ async function main (): Promise<void> {
 
     // Both processes are warmed up before any scenario (JIT, heap sizing, upstream connections), so the
     // first scenario does not pay for a cold process.
+    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
     // TLS termination and h2 multiplexing (protocols.ts); BENCH_PROTOCOLS=only runs these alone.
     const protocols = async (): Promise<ProtocolRow[]> => {
       const config = (port: number, adminPort: number): Record<string, unknown> => benchConfig(issuer.url, upstream.url, port, adminPort)
@@ -87,8 +98,24 @@ async function main (): Promise<void> {
       return measured
     }
     if (process.env.BENCH_PROTOCOLS === 'only') { await protocols(); return }
-    for (const target of [base, gate(() => ({ authorization: `Bearer ${hot}` }))]) await load(target, PROCESS_WARMUP_S, { connections: CONNECTIONS })
-    const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
+    await checkPeers(peers, hot, invalid[0] ?? '')
+    for (const [, target] of peers) await load(target(hotHeaders), PROCESS_WARMUP_S, { connections: CONNECTIONS })
+    if (ingress !== null) await showCacheHits(peers, ingress.metricsUrl, hotHeaders)
+
+    // The peer table: each scenario one group, every ratio measured in it.
+    const group: GroupOptions = { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, shape: { connections: CONNECTIONS } }
+    const scenarios: PeerScenario[] = [
+      { scenario: 'one hot token', headers: hotHeaders },
+      ...(QUICK ? [] : [{ scenario: '10,000 distinct tokens, RS256', headers: cycle(rs).next, tokens: rs.length }]),
+      { scenario: 'invalid tokens', headers: cycle(invalid).next }
+    ]
+    const { rows: peerRows, connections } = await peerTableRun(peers, scenarios, group, ingress?.adminPort ?? null)
+    if (QUICK) {
+      process.stdout.write(`\n${peerTable(peerRows).join('\n')}\n`)
+      return
+    }
+
+    const hotRow = await paired('one hot token', hotHeaders)
     // Tracing on, every request sampled and exported to a local sink: its cost against the hot token above.
     // BENCH_ONLY=tracing runs this pair alone.
     const sink = await startOtlpSink()
@@ -96,7 +123,7 @@ async function main (): Promise<void> {
     children.push(traced)
     const tracedTarget = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${traced.port}/api/todos`, headers, pid: traced.process.pid })
     await load(tracedTarget(() => ({ authorization: `Bearer ${hot}` })), PROCESS_WARMUP_S, { connections: CONNECTIONS })
-    const tracedRow = await paired('one hot token, tracing on (all sampled)', () => ({ authorization: `Bearer ${hot}` }), undefined, 0, tracedTarget)
+    const tracedRow = await paired('one hot token, tracing on (all sampled)', hotHeaders, undefined, 0, tracedTarget)
     process.stdout.write(`tracing on / off, hot token: ${(reqPerSec(tracedRow.gate) / reqPerSec(hotRow.gate)).toFixed(2)} (${sink.requests()} OTLP requests exported)\n`)
     sink.close()
     if (process.env.BENCH_ONLY === 'tracing') return
@@ -105,7 +132,6 @@ async function main (): Promise<void> {
     // (CEL, every request): what they add to the hot token's cost. A gateway of its own (see conditionsConfig).
     const withConditions = await startGateway('bench-conditions', (port, adminPort) => conditionsConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
     children.push(withConditions)
-    const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
     const conditionsTarget = (headers: () => Record<string, string>): Target => ({ url: `http://127.0.0.1:${withConditions.port}/api/todos`, headers, pid: withConditions.process.pid })
     await load(conditionsTarget(hotHeaders), PROCESS_WARMUP_S, { connections: CONNECTIONS })
     await paired('one hot token, a route with two conditions', hotHeaders, undefined, 0, conditionsTarget)
@@ -132,7 +158,6 @@ async function main (): Promise<void> {
     const opaqueRow = await paired('one hot opaque token (introspected)', () => ({ authorization: `Bearer ${hotOpaque}` }), undefined, 0, opaque)
     const opaqueJwtRow = await paired('one hot token, introspecting gateway', () => ({ authorization: `Bearer ${hot}` }), undefined, 0, opaque)
     process.stdout.write(`hot opaque token / hot JWT on the same gateway: ${(reqPerSec(opaqueRow.gate) / reqPerSec(opaqueJwtRow.gate)).toFixed(2)}\n`)
-    if (QUICK) return
     // Never a token seen before: every request pays a signature check and a cache insertion (no target).
     await paired('a new ES256 token on every request', cycle(fresh).next)
     const invalidRow = await paired('invalid tokens (401, no upstream)', cycle(invalid).next)
@@ -191,6 +216,7 @@ async function main (): Promise<void> {
       '- baseline: fastify 5 + @fastify/http-proxy, no auth, no logging',
       `- scopegate: \`node dist/cli.js serve\`, log level ${LOG_LEVEL}${LOG_LEVEL === 'info' ? ' (one JSON decision line per request, to /dev/null)' : ''}, metrics on; policy: audience deny + denyMissing, client deny, role and client grants, one required scope`,
       '',
+      ...peerSection(peerRows, connections),
       '## Targets',
       '',
       '| target | measured | |',
@@ -221,7 +247,39 @@ async function main (): Promise<void> {
   } finally {
     for (const child of children.reverse()) await child.stop()
     await issuer.close()
+    process.stdout.write(`total elapsed: ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   }
+}
+
+/** The RESULTS.md section of the peer table, with what each row is and the connections nginx used. */
+function peerSection (rows: readonly PeerRow[], connections: readonly ConnectionCount[]): string[] {
+  return [
+    '## Beside its peers',
+    '',
+    'Each scenario is one group: every row below is loaded in the same alternating slices (ABC… then …CBA),',
+    'so the ratios in a scenario are measured under the same host load. All proxies run on the proxy core;',
+    'in the ingress rows nginx and its scopegate share it. "µs CPU/req" is the CPU time of the processes serving',
+    'the row (both, for the ingress rows) per request: on a host shared with other work, two processes get a larger',
+    'share of the core than one, which favours the ingress rows in req/s but not in CPU per request.',
+    '',
+    `- ${HAPROXY}: Debian's haproxy, one thread, \`jwt_verify\` with the issuer's RS256 public key as a PEM file, ACLs on`,
+    '  `iss`, `aud`, `exp`, `client_id` and the required scope (`bench/haproxy.ts`); no token cache, no narrowing, no logs.',
+    `- ${BASELINE}: the no-auth ceiling, as above.`,
+    `- ${PROXY_MODE}: \`node dist/cli.js serve\` with the bench policy, as above.`,
+    `- ${INGRESS}: nginx (one process) proxying to the upstream, asking a scopegate's \`/decisions\` on every request`,
+    '  (the configuration of docs/ingress-nginx.md, kept-alive connections both ways; `bench/nginx-ingress.ts`).',
+    `- ${INGRESS_CACHED}: the same with \`deploy/nginx/scopegate-auth-cache.conf\` included: allows reused for their`,
+    '  `s-maxage` (60 s), denials never cached, so the invalid-token row is asked every time.',
+    '',
+    ...peerTable(rows),
+    '',
+    'Connections from nginx to scopegate (from /proc/net/tcp: open at the end of the group; TIME-WAIT, which',
+    'lasts 60 s, before and after it). A denial that made nginx close its connection would leave one',
+    'TIME-WAIT per denied request:',
+    '',
+    ...connections.map((c) => `- ${c.scenario}: ${c.after?.established ?? '-'} open; TIME-WAIT ${c.before?.timeWait ?? '-'} → ${c.after?.timeWait ?? '-'}`),
+    ''
+  ]
 }
 
 await main()

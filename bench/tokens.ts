@@ -8,20 +8,29 @@ import type { AddressInfo } from 'node:net'
 
 export type Alg = 'RS256' | 'ES256'
 
-interface BenchKey { alg: Alg, kid: string, privateKey: KeyObject, jwk: Record<string, unknown> }
+interface BenchKey { alg: Alg, kid: string, privateKey: KeyObject, publicKey: KeyObject, jwk: Record<string, unknown> }
 
-function makeKey (alg: Alg): BenchKey {
+function makeKey (alg: Alg, generation = 0): BenchKey {
   const { privateKey, publicKey } = alg === 'RS256'
     ? generateKeyPairSync('rsa', { modulusLength: 2048 })
     : generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const kid = `bench-${alg.toLowerCase()}`
-  return { alg, kid, privateKey, jwk: { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' } }
+  const kid = generation === 0 ? `bench-${alg.toLowerCase()}` : `bench-${alg.toLowerCase()}-${generation}`
+  return { alg, kid, privateKey, publicKey, jwk: { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' } }
 }
 
 export interface Issuer {
   url: string
   close (): Promise<void>
   mint (alg: Alg, claims: Record<string, unknown>): string
+  /** The public key tokens of `alg` are signed with now, as PEM (SPKI): for verifiers without JWKS. */
+  publicKeyPem (alg: Alg): string
+  /**
+   * A key rotation: a new `alg` key with a new kid signs from now on; the JWKS publishes it beside the
+   * previous ones until `retire`.
+   */
+  rotate (alg: Alg): void
+  /** Stop publishing every `alg` key but the current one (tokens signed with them no longer verify). */
+  retire (alg: Alg): void
 }
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -32,6 +41,9 @@ export const INTROSPECTION_PATH = '/introspect'
 /** `introspected`: the claims of the active answer POST /introspect gives for any token. */
 export async function startIssuer (introspected: Record<string, unknown> = {}): Promise<Issuer> {
   const keys = { RS256: makeKey('RS256'), ES256: makeKey('ES256') }
+  /** Keys still published after a rotation, until retired. */
+  let previous: BenchKey[] = []
+  let generation = 0
   const server: Server = createServer((req, res) => {
     if (req.method === 'POST' && req.url === INTROSPECTION_PATH) {
       req.resume()
@@ -39,7 +51,7 @@ export async function startIssuer (introspected: Record<string, unknown> = {}): 
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ active: true, iss: url, iat: now, exp: now + 3600, ...introspected }))
       return
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [keys.RS256.jwk, keys.ES256.jwk] }))
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [keys.RS256.jwk, keys.ES256.jwk, ...previous.map((k) => k.jwk)] }))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -54,6 +66,14 @@ export async function startIssuer (introspected: Record<string, unknown> = {}): 
         ? sign('sha256', Buffer.from(input), key.privateKey)
         : sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' })
       return `${input}.${signature.toString('base64url')}`
+    },
+    publicKeyPem: (alg) => keys[alg].publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+    rotate (alg) {
+      previous.push(keys[alg])
+      keys[alg] = makeKey(alg, ++generation)
+    },
+    retire (alg) {
+      previous = previous.filter((k) => k.alg !== alg)
     }
   }
 }

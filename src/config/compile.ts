@@ -355,7 +355,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       rateLimit: compileRateLimit(problems, `${path}.rateLimit`, route.id, route.rateLimit, raw.redis !== undefined),
       cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods),
       requireDpop: route.requireDpop,
-      requireCertificateBinding: route.requireCertificateBinding
+      requireCertificateBinding: route.requireCertificateBinding,
+      cacheHints: route.forwardAuth?.cacheHints ?? true
     }
   })
 }

@@ -324,6 +324,15 @@ const websocket: Schema = object({
   closeOnReload: { type: 'boolean', default: true }
 }, { default: {} })
 
+/**
+ * What a forward-auth allow on this route tells an ingress's decision cache (docs/forward-auth.md,
+ * "Caching decisions"). `cacheHints: false`: every answer is `no-store`, so each request is asked, and a
+ * revocation (a config reload, a key removed) shows on the next request rather than within `s-maxage`.
+ */
+const forwardAuth: Schema = object({
+  cacheHints: { type: 'boolean', default: true }
+})
+
 /** A route's rate limit (docs/rate-limits.md): `limit` requests per `window`, a bucket per key. */
 const rateLimit: Schema = object({
   limit: { type: 'integer', minimum: 1 },
@@ -369,6 +378,7 @@ const route: Schema = object({
   websocket,
   rateLimit,
   cors,
+  forwardAuth,
   // Every token on this route must come with a DPoP proof (docs/dpop.md).
   requireDpop: { type: 'boolean', default: false },
   // Every token on this route must be bound to the client certificate (docs/tls.md#certificate-bound-tokens-rfc-8705).

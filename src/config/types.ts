@@ -269,8 +269,15 @@ export interface RawRoute {
   websocket: RawWebsocket
   rateLimit?: RawRateLimit
   cors?: RawCors
+  forwardAuth?: RawForwardAuth
   requireDpop: boolean
   requireCertificateBinding: boolean
+}
+
+/** A route's forward-auth answers (docs/forward-auth.md, "Caching decisions"). */
+export interface RawForwardAuth {
+  /** false: every answer is `cache-control: no-store`, so an ingress asks on each request. */
+  cacheHints: boolean
 }
 
 export interface RawReissue {
@@ -491,6 +498,8 @@ export interface CompiledRoute {
   rateLimit: CompiledRateLimit | null
   /** null: no CORS on this route (no preflight answered, no CORS fields). */
   cors: CompiledCors | null
+  /** false: forward-auth allows are `no-store` (`forwardAuth.cacheHints`). */
+  cacheHints: boolean
 }
 
 export interface CompiledRateLimit {

@@ -28,7 +28,9 @@
  * token's `exp`. It is `no-store` instead when the decision also depends on something else or must be
  * seen each time: a route with a network rule (the client address is not in the key), audit mode (each
  * request must be decided and logged), a re-issued token (it is minted per request), or a token with
- * less than a second to live, or a route with a rate limit (each request must spend its bucket).
+ * less than a second to live, or a route with a rate limit (each request must spend its bucket), or a
+ * route whose operator turned the hints off (`forwardAuth.cacheHints: false`: revocation must show on
+ * the next request, not within `s-maxage`).
  */
 import type { Decision } from '../decision/decide.js'
 import { GatewayError } from '../shared/errors.js'
@@ -83,6 +85,7 @@ export function cacheControl (decision: Decision, nowMs: number): { cacheControl
   // A DPoP proof is good for one request: an ingress that reused this answer would let its proof be replayed.
   if (decision.token?.jkt != null) return { cacheControl: 'no-store' }
   const { policy, forward } = decision.route
+  if (!decision.route.cacheHints) return { cacheControl: 'no-store' }
   if (policy.network.allow !== null || (policy.network.deny !== null && policy.network.deny.cidrs.length > 0)) {
     return { cacheControl: 'no-store' }
   }

@@ -31,7 +31,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const NOT_CONFIG = '<!-- not-config -->'
 // Read from the schema, so a new top-level section is known here the day it is added.
 const CONFIG_KEYS = new Set(Object.keys((configSchema as { properties: Record<string, unknown> }).properties))
-const ROUTE_KEYS = new Set(['id', 'match', 'upstream', 'stripPrefix', 'auth', 'mode', 'policy', 'forward', 'rateLimit', 'cors', 'requireDpop'])
+const ROUTE_KEYS = new Set(['id', 'match', 'upstream', 'stripPrefix', 'auth', 'mode', 'policy', 'forward', 'rateLimit', 'cors', 'requireDpop', 'requireCertificateBinding', 'forwardAuth'])
 
 const BASE = {
   issuers: [{

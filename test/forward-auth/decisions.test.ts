@@ -38,7 +38,8 @@ t.test('forward auth: /decisions', async (t) => {
       { id: 'todos-read', match: { path: '/todos', prefix: true, methods: ['GET'] }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
       { id: 'internal', match: { path: '/internal', prefix: true }, upstream: 'todo', policy: { network: { allow: ['10.0.0.0/8'] } } },
       { id: 'audited', match: { path: '/audited', prefix: true }, upstream: 'todo', mode: 'audit', policy: { scopes: { require: ['admin'] } } },
-      { id: 'public', match: { path: '/public', prefix: true }, upstream: 'todo', auth: 'optional' }
+      { id: 'public', match: { path: '/public', prefix: true }, upstream: 'todo', auth: 'optional' },
+      { id: 'live', match: { path: '/live', prefix: true }, upstream: 'todo', forwardAuth: { cacheHints: false } }
     ]
   })
   const trusting = await startGateway(config(['127.0.0.1/32']))
@@ -269,6 +270,11 @@ t.test('forward auth: /decisions', async (t) => {
     t.equal(network.headers.vary, undefined)
     const denied = await call(trusting, '/decisions/todos', {})
     t.equal(denied.headers['cache-control'], 'no-store', 'a denial is never cached')
+    const live = await call(trusting, '/decisions/live/x', { authorization: `Bearer ${reader}` })
+    expectAllowed(t, live, 'live')
+    t.equal(live.headers['cache-control'], 'no-store', 'forwardAuth.cacheHints: false: an allow is never cached')
+    t.equal(live.headers.vary, undefined)
+    t.equal(live.headers['x-auth-subject'], 'alice', 'the identity headers are unchanged')
   })
 
   t.test('the proxy listener has no /decisions', async (t) => {

@@ -13,81 +13,10 @@ import { type Received } from '../helpers/echo-upstream.js'
 import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { send, type TestResponse } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
+import { ERROR_MAP, IDENTITY, authServer, scopegateUpstream } from './nginx-auth-config.js'
 import { findNginx, freePort, startNginx } from './nginx-process.js'
 
 const API = 'https://todo.api'
-const IDENTITY = ['x-auth-subject', 'x-auth-client-id', 'x-auth-scopes', 'x-auth-roles', 'x-auth-issuer', 'x-auth-route']
-
-/** The identity headers to copy: one `auth_request_set` and one `proxy_set_header` each. */
-function copyIdentity (): string {
-  return IDENTITY.map((name) => {
-    const variable = `$scopegate_${name.slice(2).replace(/-/g, '_')}`
-    return `    auth_request_set ${variable} $upstream_http_${name.replace(/-/g, '_')};\n    proxy_set_header ${name} ${variable};`
-  }).join('\n')
-}
-
-/**
- * The upstream block for scopegate, as docs/ingress-nginx.md has it: kept-alive connections, so that a
- * decision does not cost nginx a TCP connection (with `proxy_http_version 1.1` and an empty `Connection`
- * in the auth location).
- */
-function scopegateUpstream (admin: string): string {
-  return `
-  upstream scopegate {
-    server ${new URL(admin).host};
-    keepalive 16;
-  }`
-}
-
-/** One nginx server in front of `upstream`, asking scopegate (the upstream block); `cacheKey` turns on decision caching. */
-function server (port: number, upstream: string, cacheKey?: string): string {
-  const cache = cacheKey === undefined ? '' : `\n    proxy_cache scopegate_decisions;\n    proxy_cache_key "${cacheKey}";`
-  return `
-  server {
-    listen 127.0.0.1:${port};
-
-    location / {
-      auth_request /_scopegate;
-      auth_request_set $scopegate_challenge $upstream_http_www_authenticate;
-  ${copyIdentity()}
-      error_page 401 = @scopegate_401;
-      error_page 403 = @scopegate_403;
-      proxy_pass ${upstream};
-    }
-
-    location = /_scopegate {
-      internal;${cache}
-      proxy_pass http://scopegate/decisions;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass_request_body off;
-      proxy_pass_request_headers off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Authorization $http_authorization;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Forwarded-For $remote_addr;
-    }
-
-    location @scopegate_401 {
-      default_type application/json;
-      return 401 '{"error":"$scopegate_error"}\\n';
-    }
-
-    location @scopegate_403 {
-      default_type application/json;
-      add_header WWW-Authenticate $scopegate_challenge always;
-      return 403 '{"error":"$scopegate_error"}\\n';
-    }
-  }`
-}
-
-/** scopegate's error code (docs/responses.md), read back from the challenge it answered with. */
-const ERROR_MAP = `
-  map $scopegate_challenge $scopegate_error {
-    default                          unauthorized;
-    "~error=\\"(?<code>[a-z_]+)\\""  $code;
-  }`
 
 t.test('forward auth behind a real nginx (auth_request)', async (t) => {
   const nginx = findNginx()
@@ -110,14 +39,15 @@ t.test('forward auth behind a real nginx (auth_request)', async (t) => {
   t.teardown(() => gw.close())
 
   const [plain, cached, weak] = [await freePort(), await freePort(), await freePort()]
+  const cacheLines = (key: string): string => `proxy_cache scopegate_decisions;\n      proxy_cache_key "${key}";`
   const dir = t.testdir({})
   const running = await startNginx(nginx, dir, [
     `  proxy_cache_path ${dir}/decisions keys_zone=scopegate_decisions:1m;`,
     ERROR_MAP,
     scopegateUpstream(gw.adminUrl),
-    server(plain, echo.url),
-    server(cached, echo.url, '$http_authorization$request_method$request_uri'),
-    server(weak, echo.url, '$request_method$request_uri')
+    authServer(plain, echo.url),
+    authServer(cached, echo.url, cacheLines('$http_authorization$request_method$request_uri')),
+    authServer(weak, echo.url, cacheLines('$request_method$request_uri'))
   ].join('\n'), plain)
   t.teardown(() => running.stop())
   const through = (port: number): string => `http://127.0.0.1:${port}`

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { configSchema, JWS_ALGORITHMS, LOG_LEVELS, REISSUE_ALGORITHMS, validateConfig } from '../../src/config/schema.js'
-import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawAdminListener, RawStatusPage, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawTelemetry, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
+import type { RawClientCertificateHeader, RawExtAuthzListener, RawCondition, RawConfig, RawCors, RawForward, RawForwardAuth, RawForwarding, RawIntrospection, RawIssuer, RawJwksOptions, RawListener, RawAdminListener, RawStatusPage, RawListenerTls, RawPolicy, RawProxyListener, RawRateLimit, RawDpop, RawRedis, RawReissue, RawTelemetry, RawRoute, RawServer, RawUpstream, RawUpstreamTls, RawWebsocket } from '../../src/config/types.js'
 
 const fullPolicy: Required<{ [K in keyof RawPolicy]: Required<NonNullable<RawPolicy[K]>> }> = {
   issuers: ['primary', 'secondary'],
@@ -312,9 +312,11 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     websocket: 'default',
     rateLimit: 'optional',
     cors: 'optional',
+    forwardAuth: 'optional',
     requireDpop: 'default',
     requireCertificateBinding: 'default'
   } satisfies Presence<RawRoute>],
+  ['RawForwardAuth', ['routes', '[]', 'forwardAuth'], { cacheHints: 'default' } satisfies Presence<RawForwardAuth>],
   ['RawCors', ['routes', '[]', 'cors'], {
     origins: 'required', methods: 'optional', headers: 'default', exposeHeaders: 'default', credentials: 'default', maxAge: 'default'
   } satisfies Presence<RawCors>],
