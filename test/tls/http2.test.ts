@@ -112,7 +112,9 @@ t.test('h2 over TLS, HTTP/1.1 on the same port', async (t) => {
     ['an expectation other than 100-continue', { ':path': '/api/x', expect: 'something' }, 417, 'expectation_unsupported'],
     ['an encoded slash', { ':path': '/api/a%2F..%2F..%2Fadmin' }, 400, 'path_invalid'],
     ['dot segments escaping the route', { ':path': '/api/../hop/x' }, 0, ''],
-    ['no route', { ':path': '/elsewhere' }, 404, 'no_route']
+    ['no route', { ':path': '/elsewhere' }, 404, 'no_route'],
+    // scopegate tunnels nothing: a CONNECT stream is answered as a request no route takes, never by Node's bare 405.
+    ['CONNECT', { ':method': 'CONNECT', ':authority': 'example.com:443' }, 404, 'no_route']
   ]
   for (const [name, headers, status, reason] of hostile) {
     t.test(name, async (t) => {
