@@ -14,6 +14,7 @@ import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBen
 import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 import { proofPool } from './dpop-proofs.js'
+import { formatProtocolRow, protocolScenarios, type ProtocolRow } from './protocols.js'
 
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
@@ -75,6 +76,16 @@ async function main (): Promise<void> {
 
     // Both processes are warmed up before any scenario (JIT, heap sizing, upstream connections), so the
     // first scenario does not pay for a cold process.
+    // TLS termination and h2 multiplexing (protocols.ts); BENCH_PROTOCOLS=only runs these alone.
+    const protocols = async (): Promise<ProtocolRow[]> => {
+      const config = (port: number, adminPort: number): Record<string, unknown> => benchConfig(issuer.url, upstream.url, port, adminPort)
+      const headers = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
+      const shape = { core: PROXY_CORE, rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP_S, connections: CONNECTIONS }
+      const measured = await protocolScenarios({ config, headers, ...shape })
+      for (const row of measured) process.stdout.write(formatProtocolRow(row))
+      return measured
+    }
+    if (process.env.BENCH_PROTOCOLS === 'only') { await protocols(); return }
     for (const target of [base, gate(() => ({ authorization: `Bearer ${hot}` }))]) await load(target, PROCESS_WARMUP_S, { connections: CONNECTIONS })
     const hotRow = await paired('one hot token', () => ({ authorization: `Bearer ${hot}` }))
 
@@ -116,6 +127,7 @@ async function main (): Promise<void> {
     await paired('no token (401, no upstream)', none)
     const fixedRow = await paired('one hot token at 1,000 req/s', () => ({ authorization: `Bearer ${hot}` }), FIXED_RATE)
 
+    const protocolRows = await protocols()
     const many = Array.from({ length: 100_000 }, (_, i) => issuer.mint('ES256', benchClaims(i)))
     const rssBefore = rssMiB(gateway.process.pid ?? 0)
     let sent = 0
@@ -181,6 +193,10 @@ async function main (): Promise<void> {
         `${latency(r.gate, 'p50').toFixed(1)} / ${latency(r.base, 'p50').toFixed(1)} | ${latency(r.gate, 'p99').toFixed(1)} / ${latency(r.base, 'p99').toFixed(1)} | ${failures(r.gate)} / ${failures(r.base)} |`),
       '',
       'Failures on the 401 scenarios are the expected 401 answers.',
+      '',
+      '## Listener protocols (docs/tls.md)',
+      '',
+      ...protocolRows.map((r) => `- ${formatProtocolRow(r).trim()}`),
       '',
       `RSS of the scopegate process: ${rssBefore?.toFixed(1)} MiB before and ${rssAfter?.toFixed(1)} MiB after ${Math.min(sent, many.length)} distinct ES256 tokens ` +
         `(the baseline proxy process: ${baseRss?.toFixed(1)} MiB).`,

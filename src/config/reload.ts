@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import type { ReloadResult } from '../observability/metrics.js'
 import { problemsOf } from './problems.js'
 import { loadConfig } from './load.js'
-import type { CompiledConfig } from './types.js'
+import type { CompiledConfig, CompiledTls } from './types.js'
 
 export interface ReloaderOptions {
   file: string
@@ -27,6 +27,11 @@ export interface ReloaderOptions {
   warnRestart?: boolean
 }
 
+function sameTls (a: CompiledTls | null, b: CompiledTls | null): boolean {
+  if (a === null || b === null) return a === b
+  return a.cert === b.cert && a.key === b.key && a.clientCa === b.clientCa && a.clientCertificate === b.clientCertificate && a.minVersion === b.minVersion
+}
+
 /**
  * Settings read once, when the listeners are built: a reload that changes them is applied for
  * everything else and they keep their old values until a restart.
@@ -37,6 +42,9 @@ export function restartOnlyChanges (before: CompiledConfig, after: CompiledConfi
   const changed: string[] = []
   if (a.proxy.host !== b.proxy.host || a.proxy.port !== b.proxy.port) changed.push('server.proxy')
   if (a.admin.host !== b.admin.host || a.admin.port !== b.admin.port) changed.push('server.admin')
+  // Which files and modes a listener's TLS uses, and h2, are fixed when it opens; the files' content is re-read.
+  if (a.proxy.http2 !== b.proxy.http2 || !sameTls(a.proxy.tls, b.proxy.tls)) changed.push('server.proxy.tls')
+  if (!sameTls(a.admin.tls, b.admin.tls)) changed.push('server.admin.tls')
   if (a.workers !== b.workers) changed.push('server.workers')
   if (a.requestTimeoutMs !== b.requestTimeoutMs) changed.push('server.requestTimeout')
   if (a.maxHeaderSize !== b.maxHeaderSize) changed.push('server.maxHeaderSize')

@@ -61,6 +61,18 @@ function asFastifyWould<T extends http.Server> (server: T, options: FastifyServe
   return server
 }
 
+/**
+ * An HTTP/2 `CONNECT` names an authority and no path: scopegate tunnels nothing, so it goes to the same
+ * handler as any request, with the asterisk as its path, and no route takes it (404 `no_route`, with a
+ * decision line). Without a listener Node would answer a bare 405; with no path the router would throw.
+ */
+function refuseConnect (server: http2.Http2Server | http2.Http2SecureServer, handler: Handler): void {
+  server.on('connect', (request: Http2ServerRequest, response: Http2ServerResponse) => {
+    request.url = '*'
+    forHttp2(handler)(request, response)
+  })
+}
+
 /** Tracks HTTP/2 sessions, so draining can close them: idle at once, busy ones after their streams. */
 function trackSessions (server: http2.Http2Server | http2.Http2SecureServer): Set<Http2Session> {
   const sessions = new Set<Http2Session>()
@@ -95,6 +107,7 @@ function secureHttp2 (handler: Handler, options: FastifyServerOptions, tls: TlsO
   // Read by Node's HTTP/1.1 parser for the allowHTTP1 connections, as on an http.Server.
   Object.assign(server, { maxHeaderSize, requestTimeout: options.requestTimeout ?? 0, keepAliveTimeout: options.keepAliveTimeout ?? 72_000 })
   drainable(server, trackSessions(server), server)
+  refuseConnect(server, handler)
   return server
 }
 
@@ -152,6 +165,7 @@ function cleartextHttp2 (handler: Handler, options: FastifyServerOptions, http1O
     })
   })
   drainable(server, trackSessions(server), http1)
+  refuseConnect(server, handler)
   return server
 }
 

@@ -12,7 +12,8 @@
  * - anything else is an error: fix the block, or mark it if it is not scopegate config.
  *
  * The result goes through `parseConfigText` and `compileConfig` with an empty environment, exactly as
- * `scopegate validate` would (key files named by `reissue.keys` are not read). The config/*.yaml files
+ * `scopegate validate` would (key files named by `reissue.keys` are not read; listener TLS files are, and
+ * only their absence is forgiven, as the docs name files of the reader's machine). The config/*.yaml files
  * are loaded as they are, with their `${VAR:-default}` defaults.
  */
 import { readdirSync, readFileSync } from 'node:fs'
@@ -98,7 +99,9 @@ function blockProblems (block: Block): string[] {
     compileConfig(parseConfigText(stringify(config), block.where, {}), block.where)
     return []
   } catch (err) {
-    return problemsOf(err).map((p) => p.path === '' ? p.message : `${p.path}: ${p.message}`)
+    return problemsOf(err)
+      .filter((p) => !(/^server\.(proxy|admin)\.tls\.(cert|key|clientCa)$/.test(p.path) && p.message === 'cannot be read (ENOENT)'))
+      .map((p) => p.path === '' ? p.message : `${p.path}: ${p.message}`)
   }
 }
 

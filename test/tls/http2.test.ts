@@ -112,7 +112,9 @@ t.test('h2 over TLS, HTTP/1.1 on the same port', async (t) => {
     ['an expectation other than 100-continue', { ':path': '/api/x', expect: 'something' }, 417, 'expectation_unsupported'],
     ['an encoded slash', { ':path': '/api/a%2F..%2F..%2Fadmin' }, 400, 'path_invalid'],
     ['dot segments escaping the route', { ':path': '/api/../hop/x' }, 0, ''],
-    ['no route', { ':path': '/elsewhere' }, 404, 'no_route']
+    ['no route', { ':path': '/elsewhere' }, 404, 'no_route'],
+    // scopegate tunnels nothing: a CONNECT stream is answered as a request no route takes, never by Node's bare 405.
+    ['CONNECT', { ':method': 'CONNECT', ':authority': 'example.com:443' }, 404, 'no_route']
   ]
   for (const [name, headers, status, reason] of hostile) {
     t.test(name, async (t) => {
@@ -158,6 +160,28 @@ t.test('h2 over TLS, HTTP/1.1 on the same port', async (t) => {
       stream.on('error', reject)
     })
     t.same(down, { status: 200, bytes: 20 * 1024 * 1024, sha256: BIG_SHA256 }, 'the client received every byte')
+  })
+
+  t.test('Expect: 100-continue over h2: the continue only after an allow', async (t) => {
+    const before = echo.received.length
+    const ask = (authorization: string | undefined): Promise<{ continued: boolean, status: number }> => new Promise((resolve, reject) => {
+      const headers: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': '/api/expect', expect: '100-continue', 'content-type': 'text/plain' }
+      if (authorization !== undefined) headers.authorization = authorization
+      const stream = session.request(headers, { endStream: false })
+      let continued = false
+      stream.on('continue', () => { continued = true; stream.end('the body') })
+      stream.on('response', (h) => {
+        const status = Number(h[':status'])
+        stream.resume()
+        stream.on('end', () => { resolve({ continued, status }) })
+        if (!continued) stream.close()
+      })
+      stream.on('error', reject)
+    })
+    t.same(await ask(undefined), { continued: false, status: 401 }, 'a denial: no 100, the body never sent')
+    t.equal(echo.received.length, before)
+    t.same(await ask(bearer), { continued: true, status: 200 }, 'an allow: 100, then the body')
+    t.equal(echo.received.at(-1)?.body, 'the body')
   })
 
   t.test('rate limits and CORS apply over h2', async (t) => {
