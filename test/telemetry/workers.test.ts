@@ -32,7 +32,7 @@ t.test('each worker exports its own spans, named by scopegate.worker; SIGTERM fl
   })
   const served = spawnServe(file, { OTEL_SERVICE_NAME: 'edge-cluster' })
   t.teardown(() => served.kill())
-  await served.waitForLine('the group to listen', (line) => line.msg === 'scopegate listening' && line.worker === 'primary', 30_000)
+  await served.waitForLine('the group to listen', (line) => line.msg === 'scopegate listening' && line.worker === 'primary', 60_000) // three node processes on a loaded host
   const token = await mintToken(key, { iss: jwks.issuer, aud: AUD, sub: 'alice' })
 
   const REQUESTS = 20
