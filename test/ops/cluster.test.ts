@@ -15,6 +15,8 @@ import { freePort, metric, parseMetrics, spawnServe, waitFor, writeConfig, type 
 
 const AUD = 'https://todo.api'
 const START_MS = 60_000 // a loaded CI machine takes a while to boot three node processes
+// Three node processes, a worker replaced, a drain: past tap's 120 s on a loaded machine.
+t.setTimeout(240_000)
 
 t.test('two workers under node:cluster', async (t) => {
   const { key, jwks, echo } = await issuerAndEcho(t)

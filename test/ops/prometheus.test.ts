@@ -18,6 +18,9 @@ import { ALERTS_FILE, alertExpressions, alertGroups, dashboardExpressions, selec
 import { PROMTOOL, startPrometheus, type TestPrometheus } from '../helpers/prometheus-server.js'
 import { freePort, spawnServe, waitFor, writeConfig } from './support.js'
 
+// Two scopegate groups and two Prometheus servers, one after the other: past tap's 120 s on a loaded machine.
+t.setTimeout(300_000)
+
 const AUD = 'https://todo.api'
 const START_MS = 60_000 // a loaded machine takes a while to boot three node processes
 const PROMETHEUS_MS = 60_000 // bound on each wait for Prometheus to scrape or evaluate (a loaded machine)
