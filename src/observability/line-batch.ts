@@ -14,6 +14,7 @@
 /** What the batch writes to: pino's sonic-boom destination. */
 export interface LineDestination {
   write (chunk: string): unknown
+  flush?: (done: (err?: Error) => void) => void
   flushSync?: () => void
 }
 
@@ -52,6 +53,13 @@ export class LineBatch {
       this.schedule(this.drain)
     }
     return true
+  }
+
+  /** Writes what is pending now and calls `done` once the destination has written it (pino's `logger.flush`). */
+  flush (done: (err?: Error) => void = () => {}): void {
+    this.drain()
+    if (this.destination.flush === undefined) done()
+    else this.destination.flush(done)
   }
 
   /** Writes what is pending now and has the destination write it out synchronously (process exit). */

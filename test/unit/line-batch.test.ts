@@ -77,6 +77,20 @@ t.test('flushSync writes what is pending and flushes the destination (what happe
   t.equal(destination.writes.length, 1, 'the scheduled write finds nothing left to write')
 })
 
+t.test('flush (pino\'s logger.flush) writes what is pending at once and reports when the destination has', async (t) => {
+  const destination = new Recorder()
+  const timer = manual()
+  const batch = new LineBatch(destination, timer.schedule)
+  batch.write('a\n')
+  await new Promise<void>((resolve) => { batch.flush(() => { resolve() }) })
+  t.same(destination.writes, ['a\n'], 'written without waiting for the schedule')
+  const flushed: string[] = []
+  const withFlush = new LineBatch({ write: (chunk) => flushed.push(chunk), flush: (done) => { flushed.push('flushed'); done() } }, timer.schedule)
+  withFlush.write('b\n')
+  await new Promise<void>((resolve) => { withFlush.flush(() => { resolve() }) })
+  t.same(flushed, ['b\n', 'flushed'], 'the destination flushed after the batch was written')
+})
+
 t.test('flushSync on a destination that cannot flush (closed) does not throw', async (t) => {
   const writes: string[] = []
   const batch = new LineBatch({ write: (chunk) => writes.push(chunk), flushSync: () => { throw new Error('SonicBoom destroyed') } })
