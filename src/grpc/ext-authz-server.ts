@@ -28,6 +28,9 @@ import { allowResponse, deniedResponse, type CheckResponse } from './check-respo
 const PROTO_ROOT = fileURLToPath(new URL('../../proto/', import.meta.url))
 const SERVICE_PROTO = 'envoy/service/auth/v3/external_auth.proto'
 
+/** A method worth writing in the decision line of a refused Check: an HTTP token of sane length. */
+const LOGGED_METHOD = /^[A-Za-z-]{1,32}$/
+
 /** Largest CheckRequest accepted, bytes: headers only (`with_request_body` off) are a few KiB. */
 const MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -113,7 +116,9 @@ export class ExtAuthzServer {
       request = checkedRequest(message, from, trusted !== null && trusted.has(from))
     } catch (err) {
       const refusal = toGatewayError(err)
-      this.options.decisions.recordCheck({ decision: null, method: message.attributes?.request?.http?.method ?? null, status: refusal.status, startedAt, refusal })
+      // The method is logged only when it is one: a refused Check may carry anything there, of any length.
+      const method = message.attributes?.request?.http?.method
+      this.options.decisions.recordCheck({ decision: null, method: method !== undefined && LOGGED_METHOD.test(method) ? method : null, status: refusal.status, startedAt, refusal })
       return deniedResponse(refusal, null, undefined)
     }
     const { input } = request

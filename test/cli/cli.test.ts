@@ -424,13 +424,12 @@ t.test('explain --cert: the certificate-binding step with the certificate given'
   })
   const explain = (extra: string[]): Promise<Result> =>
     run(['explain', '--config', 'scopegate.yaml', '--method', 'GET', '--path', '/todos/1', '--claims', 'bound.json', ...extra], dir)
-  const bound = await explain(['--cert', 'client.pem'])
+  // The three runs at once: each is a whole node start-up, and this machine may be shared.
+  const [bound, none, bad] = await Promise.all([explain(['--cert', 'client.pem']), explain([]), explain(['--cert', 'not.pem'])])
   t.equal(bound.code, 0, bound.stderr)
   t.match(bound.stdout, /^certificate pass \(token bound to a certificate, certificate presented\)$/m)
-  const none = await explain([])
   t.equal(none.code, 2)
   t.match(none.stdout, /^certificate token bound to a certificate, no certificate: DENY 401 invalid_token \(certificate_missing\)/m)
-  const bad = await explain(['--cert', 'not.pem'])
   t.equal(bad.code, 1)
   t.match(bad.stderr, /not\.pem: not a PEM certificate/)
 })
