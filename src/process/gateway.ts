@@ -27,7 +27,7 @@ import type { Redis } from 'ioredis'
 import { RateLimiter } from '../limits/rate-limiter.js'
 import { createRedis, redisConnected } from '../state/redis.js'
 import { insecureUpstreamWarning, insecureUpstreams } from '../config/compile-upstream-tls.js'
-import { ExtAuthzServer } from '../grpc/ext-authz-server.js'
+import type { ExtAuthzServer } from '../grpc/ext-authz-server.js'
 import { GatewayTracing } from './gateway-tracing.js'
 import type { Environment } from '../observability/tracing-settings.js'
 import { DenialFeed } from '../observability/denial-feed.js'
@@ -253,6 +253,8 @@ export class Gateway {
     tls.watch()
     const addresses: GatewayAddresses = { proxyUrl: urlOf(this.proxy, server.proxy.tls !== null), adminUrl: urlOf(this.admin, server.admin.tls !== null) }
     if (extAuthzAt !== null) {
+      // gRPC and the protos are loaded only when the listener is configured: about 12 MiB a process otherwise.
+      const { ExtAuthzServer } = await import('../grpc/ext-authz-server.js')
       this.extAuthz = new ExtAuthzServer({ engine, decisions, logger: this.logger, limits, reissue })
       const port = await this.extAuthz.listen(extAuthzAt.host, extAuthzAt.port)
       addresses.extAuthzAddress = `${extAuthzAt.host === '0.0.0.0' ? '127.0.0.1' : extAuthzAt.host}:${port}`
