@@ -160,10 +160,23 @@ export async function closedPort (): Promise<string> {
   return `http://127.0.0.1:${await freePort()}`
 }
 
-/** A loopback port nothing listens on right now: listen on 0, note the port, close. */
+/** Ports this process has handed out: the kernel may give a just-closed port again at once. */
+const handedOut = new Set<number>()
+
+/**
+ * A loopback port nothing listens on right now: listen on 0, note the port, close. Never one handed out
+ * before in this process, so `[await freePort(), await freePort()]` are two different ports (two calls
+ * once drew the same one, and a gateway's admin listener found its proxy listener on it).
+ */
 export async function freePort (): Promise<number> {
-  const server = http.createServer()
-  const port = await listenLocal(server)
-  await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
-  return port
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const server = http.createServer()
+    const port = await listenLocal(server)
+    await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())))
+    if (!handedOut.has(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  throw new Error('no loopback port that was not handed out before, in 20 tries')
 }
