@@ -4,6 +4,12 @@
  * process: one asks on every request, the other caches decisions with the shipped
  * `deploy/nginx/scopegate-auth-cache.conf`. One nginx process (`master_process off`), pinned to the proxy
  * core with its scopegate, its files in a temporary directory, stopped by its PID.
+ *
+ * The `http` block is docs/ingress-nginx.md's "Plain nginx" and "Caching decisions in plain nginx", no
+ * more: both upstreams kept alive (`keepalive 64`, HTTP/1.1, empty `Connection`), the auth subrequest
+ * without the client's body or headers. What only the bench adds is outside what is measured per request:
+ * the process layout (one process, pinned), temp paths, and no access log (HAProxy logs nothing either).
+ * test/forward-auth/nginx-auth-config.ts writes the same configuration for the tests.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -31,7 +37,7 @@ function server (port: number, authLines: string): string {
   }).join('\n')
   return `
   server {
-    listen 127.0.0.1:${port} backlog=1024;
+    listen 127.0.0.1:${port};
     location / {
       auth_request /_scopegate;
       auth_request_set $scopegate_challenge $upstream_http_www_authenticate;
@@ -86,7 +92,7 @@ function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: n
     '    default                          unauthorized;',
     '    "~error=\\"(?<code>[a-z_]+)\\""  $code;',
     '  }',
-    `  proxy_cache_path ${join(dir, 'decisions')} levels=1:2 keys_zone=scopegate_decisions:10m max_size=256m inactive=2m use_temp_path=off;`,
+    `  proxy_cache_path ${join(dir, 'decisions')} levels=1:2 keys_zone=scopegate_decisions:10m max_size=64m inactive=2m use_temp_path=off;`,
     `  upstream scopegate { server ${admin.host}; keepalive 64; }`,
     `  upstream app { server ${upstream.host}; keepalive 64; }`,
     server(ports.plain, ''),

@@ -20,15 +20,19 @@ function copyIdentity (): string {
 }
 
 /**
- * The upstream block for scopegate, as docs/ingress-nginx.md has it: kept-alive connections, so that a
- * decision does not cost nginx a TCP connection (with `proxy_http_version 1.1` and an empty `Connection`
- * in the auth location).
+ * The upstream blocks of docs/ingress-nginx.md: scopegate (`admin`, its admin listener) and the app
+ * (`app`), both with kept-alive connections, so that neither a decision nor a forwarded request costs
+ * nginx a TCP connection (with `proxy_http_version 1.1` and an empty `Connection` in each location).
  */
-export function scopegateUpstream (admin: string): string {
+export function scopegateUpstream (admin: string, app: string): string {
   return `
   upstream scopegate {
     server ${new URL(admin).host};
-    keepalive 16;
+    keepalive 64;
+  }
+  upstream app {
+    server ${new URL(app).host};
+    keepalive 64;
   }`
 }
 
@@ -40,10 +44,10 @@ export const ERROR_MAP = `
   }`
 
 /**
- * One nginx server in front of `upstream`, asking scopegate (the upstream block). `authLines`: more
+ * One nginx server in front of the app, asking scopegate (the upstream blocks). `authLines`: more
  * directives for the auth location, such as a decision cache.
  */
-export function authServer (port: number, upstream: string, authLines = ''): string {
+export function authServer (port: number, authLines = ''): string {
   return `
   server {
     listen 127.0.0.1:${port};
@@ -54,7 +58,9 @@ export function authServer (port: number, upstream: string, authLines = ''): str
   ${copyIdentity()}
       error_page 401 = @scopegate_401;
       error_page 403 = @scopegate_403;
-      proxy_pass ${upstream};
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
     }
 
     location = /_scopegate {

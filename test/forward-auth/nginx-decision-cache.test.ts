@@ -50,8 +50,8 @@ t.test('the shipped nginx decision cache', async (t) => {
   const running = await startNginx(nginx, dir, [
     `  proxy_cache_path ${dir}/decisions levels=1:2 keys_zone=scopegate_decisions:1m max_size=8m inactive=2m use_temp_path=off;`,
     ERROR_MAP,
-    scopegateUpstream(gw.adminUrl),
-    authServer(port, echo.url, `include ${AUTH_CACHE_CONF};`)
+    scopegateUpstream(gw.adminUrl, echo.url),
+    authServer(port, `include ${AUTH_CACHE_CONF};`)
   ].join('\n'), port)
   t.teardown(() => running.stop())
 
