@@ -94,7 +94,7 @@ function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: n
     '  }',
     `  proxy_cache_path ${join(dir, 'decisions')} levels=1:2 keys_zone=scopegate_decisions:10m max_size=64m inactive=2m use_temp_path=off;`,
     `  upstream scopegate { server ${admin.host}; keepalive 64; }`,
-    `  upstream app { server ${upstream.host}; keepalive 64; }`,
+    `  upstream app { server ${upstream.host}; keepalive 64; keepalive_timeout 4s; }`,
     server(ports.plain, ''),
     server(ports.cached, `include ${join(ROOT, 'deploy', 'nginx', 'scopegate-auth-cache.conf')};`),
     '}',

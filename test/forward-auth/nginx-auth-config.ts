@@ -33,6 +33,7 @@ export function scopegateUpstream (admin: string, app: string): string {
   upstream app {
     server ${new URL(app).host};
     keepalive 64;
+    keepalive_timeout 4s;
   }`
 }
 
