@@ -7,7 +7,17 @@
 import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
 
-export interface Slice { requests: number, seconds: number, non2xx: number, errors: number, p50: number, p99: number, cpuSeconds: number | null }
+export interface Slice {
+  requests: number
+  seconds: number
+  non2xx: number
+  errors: number
+  p50: number
+  p99: number
+  cpuSeconds: number | null
+  /** CPU seconds of each process serving the target, `pid` first then `otherPids`: who costs what in the ingress rows. */
+  cpuByProcess?: Array<number | null>
+}
 
 /** One side of a comparison: the slices measured for it, summed at the end. */
 export interface Tally { name: string, slices: Slice[] }
@@ -54,6 +64,8 @@ function targetCpuSeconds (target: Target): number | null {
 }
 
 export async function load (target: Target, seconds: number, shape: LoadShape): Promise<Slice> {
+  const pids = [target.pid, ...(target.otherPids ?? [])]
+  const eachBefore = pids.map(cpuSeconds)
   const cpuBefore = targetCpuSeconds(target)
   const result = await autocannon({
     url: target.url,
@@ -63,6 +75,7 @@ export async function load (target: Target, seconds: number, shape: LoadShape): 
     requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, headers: { ...request.headers, ...target.headers() } }) }]
   })
   const cpuAfter = targetCpuSeconds(target)
+  const eachAfter = pids.map(cpuSeconds)
   return {
     requests: result.requests.total,
     seconds: result.duration,
@@ -70,7 +83,8 @@ export async function load (target: Target, seconds: number, shape: LoadShape): 
     errors: result.errors + result.timeouts,
     p50: result.latency.p50,
     p99: result.latency.p99,
-    cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore
+    cpuSeconds: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore,
+    cpuByProcess: eachAfter.map((after, i) => { const before = eachBefore[i]; return after === null || before === null || before === undefined ? null : after - before })
   }
 }
 

@@ -4,11 +4,18 @@
  * process: one asks on every request, the other caches decisions with the shipped
  * `deploy/nginx/scopegate-auth-cache.conf`. One nginx process (`master_process off`), pinned to the proxy
  * core with its scopegate, its files in a temporary directory, stopped by its PID.
+ *
+ * The `http` block is docs/ingress-nginx.md's "Plain nginx" and "Caching decisions in plain nginx", no
+ * more: both upstreams kept alive (`keepalive 64`, HTTP/1.1, empty `Connection`), the auth subrequest
+ * without the client's body or headers. What only the bench adds is outside what is measured per request:
+ * the process layout (one process, pinned), temp paths, and no access log (HAProxy logs nothing either).
+ * The text is `nginx-auth-request-config.ts`, which the tests' nginx uses too.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { ERROR_MAP, authServer, scopegateUpstream } from './nginx-auth-request-config.js'
 import { HAS_TASKSET, ROOT, freePort, waitFor, type Child } from './processes.js'
 
 export interface Nginx { binary: string, version: string }
@@ -22,55 +29,8 @@ export function findNginx (): Nginx | null {
   return null
 }
 
-const IDENTITY = ['x-auth-subject', 'x-auth-client-id', 'x-auth-scopes', 'x-auth-roles', 'x-auth-issuer', 'x-auth-route']
-
-function server (port: number, authLines: string): string {
-  const copy = IDENTITY.map((name) => {
-    const variable = `$scopegate_${name.slice(2).replace(/-/g, '_')}`
-    return `      auth_request_set ${variable} $upstream_http_${name.replace(/-/g, '_')};\n      proxy_set_header ${name} ${variable};`
-  }).join('\n')
-  return `
-  server {
-    listen 127.0.0.1:${port} backlog=1024;
-    location / {
-      auth_request /_scopegate;
-      auth_request_set $scopegate_challenge $upstream_http_www_authenticate;
-${copy}
-      error_page 401 = @scopegate_401;
-      error_page 403 = @scopegate_403;
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-    location = /_scopegate {
-      internal;
-      ${authLines}
-      proxy_pass http://scopegate/decisions;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass_request_body off;
-      proxy_pass_request_headers off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Authorization $http_authorization;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-For $remote_addr;
-    }
-    location @scopegate_401 {
-      default_type application/json;
-      return 401 '{"error":"$scopegate_error"}\\n';
-    }
-    location @scopegate_403 {
-      default_type application/json;
-      add_header WWW-Authenticate $scopegate_challenge always;
-      return 403 '{"error":"$scopegate_error"}\\n';
-    }
-  }`
-}
-
 /** The whole nginx.conf: temp paths in `dir` (for every module this build has), no access log. */
-function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: number }, upstream: URL, admin: URL): string {
+function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: number }, upstream: string, admin: string): string {
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
     .filter((m) => !nginx.version.includes(`--without-http_${m}_module`))
     .map((m) => `  ${m}_temp_path ${join(dir, m)};`)
@@ -82,15 +42,11 @@ function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: n
     'http {',
     '  access_log off;',
     ...temp,
-    '  map $scopegate_challenge $scopegate_error {',
-    '    default                          unauthorized;',
-    '    "~error=\\"(?<code>[a-z_]+)\\""  $code;',
-    '  }',
-    `  proxy_cache_path ${join(dir, 'decisions')} levels=1:2 keys_zone=scopegate_decisions:10m max_size=256m inactive=2m use_temp_path=off;`,
-    `  upstream scopegate { server ${admin.host}; keepalive 64; }`,
-    `  upstream app { server ${upstream.host}; keepalive 64; }`,
-    server(ports.plain, ''),
-    server(ports.cached, `include ${join(ROOT, 'deploy', 'nginx', 'scopegate-auth-cache.conf')};`),
+    ERROR_MAP,
+    `  proxy_cache_path ${join(dir, 'decisions')} levels=1:2 keys_zone=scopegate_decisions:10m max_size=64m inactive=2m use_temp_path=off;`,
+    scopegateUpstream(admin, upstream),
+    authServer(ports.plain),
+    authServer(ports.cached, `include ${join(ROOT, 'deploy', 'nginx', 'scopegate-auth-cache.conf')};`),
     '}',
     ''
   ].join('\n')
@@ -109,7 +65,7 @@ export async function startNginxIngress (nginx: Nginx, upstream: string, adminUr
   const ports = { plain: await freePort(), cached: await freePort() }
   const dir = scratchDir()
   const confPath = join(dir, 'nginx.conf')
-  writeFileSync(confPath, nginxConf(nginx, dir, ports, new URL(upstream), new URL(adminUrl)))
+  writeFileSync(confPath, nginxConf(nginx, dir, ports, upstream, adminUrl))
   const args = ['-p', dir, '-c', confPath, '-e', join(dir, 'error.log'), '-g', `daemon off; pid ${join(dir, 'nginx.pid')}; error_log ${join(dir, 'error.log')} error;`]
   const [command, argv] = HAS_TASKSET ? ['taskset', ['-c', String(core), nginx.binary]] : [nginx.binary, []]
   const child = spawn(command, [...argv, ...args], { stdio: ['ignore', 'ignore', 'inherit'] })

@@ -19,6 +19,7 @@ import { compileConditions } from './compile-conditions.js'
 import { compileUpstreamTls, configBaseDir } from './compile-upstream-tls.js'
 import { compileTelemetry } from './compile-telemetry.js'
 import { compileStatusPage } from './compile-status-page.js'
+import { denialCacheSeconds } from './compile-forward-auth.js'
 import type { CompiledCors } from '../cors/cors-headers.js'
 import type {
   ClaimPath, ClaimSegments, CompiledConfig, CompiledDpop, CompiledIssuer, CompiledPolicy, CompiledRateLimit, CompiledRoute, CompiledUpstream,
@@ -356,7 +357,8 @@ function compileRoutes (problems: Problems, raw: RawConfig, issuers: Map<string,
       cors: compileCors(problems, `${path}.cors`, route.cors, route.match.methods),
       requireDpop: route.requireDpop,
       requireCertificateBinding: route.requireCertificateBinding,
-      cacheHints: route.forwardAuth?.cacheHints ?? true
+      cacheHints: route.forwardAuth?.cacheHints ?? true,
+      denialCacheSeconds: denialCacheSeconds(route.forwardAuth, `${path}.forwardAuth.denialCache`, (at, message) => problems.add(at, message))
     }
   })
 }

@@ -328,9 +328,12 @@ const websocket: Schema = object({
  * What a forward-auth allow on this route tells an ingress's decision cache (docs/forward-auth.md,
  * "Caching decisions"). `cacheHints: false`: every answer is `no-store`, so each request is asked, and a
  * revocation (a config reload, a key removed) shows on the next request rather than within `s-maxage`.
+ * `denialCache`: how long a denial that depends only on the cache key may be kept.
  */
 const forwardAuth: Schema = object({
-  cacheHints: { type: 'boolean', default: true }
+  cacheHints: { type: 'boolean', default: true },
+  // How long a denial that depends on the cache key alone may be kept (`0s`: never); at most 60s.
+  denialCache: withDefault(duration, '5s')
 })
 
 /** A route's rate limit (docs/rate-limits.md): `limit` requests per `window`, a bucket per key. */

@@ -278,6 +278,8 @@ export interface RawRoute {
 export interface RawForwardAuth {
   /** false: every answer is `cache-control: no-store`, so an ingress asks on each request. */
   cacheHints: boolean
+  /** How long an ingress may keep a denial that depends only on its cache key; `0s`: never. */
+  denialCache: DurationText
 }
 
 export interface RawReissue {
@@ -500,6 +502,8 @@ export interface CompiledRoute {
   cors: CompiledCors | null
   /** false: forward-auth allows are `no-store` (`forwardAuth.cacheHints`). */
   cacheHints: boolean
+  /** Seconds an ingress may keep a cacheable forward-auth denial; 0: never (`forwardAuth.denialCache`, off with `cacheHints`). */
+  denialCacheSeconds: number
 }
 
 export interface CompiledRateLimit {

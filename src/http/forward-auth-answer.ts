@@ -19,21 +19,25 @@
  *
  * Body of a denial. The JSON body of docs/responses.md, except for the nginx family (see `denialWithoutBody`).
  *
- * Caching (allow only; every denial is `no-store`). An ingress that caches decisions (ingress-nginx
- * `auth-cache-key`, nginx `proxy_cache`) keys them on what the operator names, so an allow may be
- * cached only when it depends on nothing but the Authorization header, the method and the URI:
- * `s-maxage=N` (shared caches, RFC 9111 §5.2.2.10: nginx honours it, and refuses to cache `private`)
- * with `max-age=0`, and `Vary: Authorization` so that a cache key missing the token still cannot serve
- * one token's allow to another. N is at most `FORWARD_AUTH_CACHE_MAX_SECONDS` and never past the
- * token's `exp`. It is `no-store` instead when the decision also depends on something else or must be
- * seen each time: a route with a network rule (the client address is not in the key), audit mode (each
- * request must be decided and logged), a re-issued token (it is minted per request), or a token with
- * less than a second to live, or a route with a rate limit (each request must spend its bucket), or a
- * route whose operator turned the hints off (`forwardAuth.cacheHints: false`: revocation must show on
- * the next request, not within `s-maxage`).
+ * Caching. An ingress that caches decisions (ingress-nginx `auth-cache-key`, nginx `proxy_cache`) keys
+ * them on what the operator names: the Authorization value, the method, the host and the URI. An answer
+ * may be kept only when it depends on nothing else: `s-maxage=N` (shared caches, RFC 9111 §5.2.2.10:
+ * nginx honours it, and refuses to cache `private`) with `max-age=0`, and `Vary: Authorization` so that a
+ * cache key missing the token still cannot serve one token's answer to another. Anything else is
+ * `no-store`. See docs/forward-auth.md, "Caching decisions", for the rules and the revocation window:
+ * - an allow: N ≤ `FORWARD_AUTH_CACHE_MAX_SECONDS`, never past the token's `exp` (`allowCacheHint`);
+ * - a denial: N = the route's `forwardAuth.denialCache` (default 5 s), only for the denials that the key
+ *   alone decides (`KEYED_DENIALS`, `denialCacheHint`);
+ * - `no-store` on a route with network rules (the client address is not in the key), in audit mode (each
+ *   request must be decided and logged), and on one whose operator turned the hints off
+ *   (`forwardAuth.cacheHints: false`: a revocation must show on the next request); for an allow also
+ *   with a re-issued token (minted per request), a rate limit (each request spends its bucket), a DPoP
+ *   proof or a token with less than a second to live; for a denial also on DPoP, certificate-binding
+ *   and CORS routes (the CORS fields follow the request's `Origin`).
  */
-import type { Decision } from '../decision/decide.js'
-import { GatewayError } from '../shared/errors.js'
+import type { Allow, Deny } from '../decision/decide.js'
+import type { CompiledRoute } from '../config/types.js'
+import { GatewayError, type Reason } from '../shared/errors.js'
 
 // The identity headers of an allow are shared with the ext_authz service; named from here as before.
 export { AUDIT_HEADER, allowHeaders } from '../authz/allow-headers.js'
@@ -79,21 +83,69 @@ export function forwardAuthError (err: GatewayError): GatewayError {
   })
 }
 
-/** Whether a decision may be reused by the ingress, and for how long. */
-export function cacheControl (decision: Decision, nowMs: number): { cacheControl: string, vary?: string } {
-  if (!decision.allowed || decision.audit !== null) return { cacheControl: 'no-store' }
+/** The caching fields of a forward-auth answer: `cache-control`, and `vary` when it may be kept. */
+export type CacheHint = Readonly<Record<string, string>>
+
+const NO_STORE: CacheHint = Object.freeze({ 'cache-control': 'no-store' })
+
+/** `KEEP_FOR[n]`: kept by a shared cache for n seconds, one entry per token; built once, not per answer. */
+const KEEP_FOR: readonly CacheHint[] = Array.from({ length: FORWARD_AUTH_CACHE_MAX_SECONDS + 1 }, (_, n) =>
+  n === 0 ? NO_STORE : Object.freeze({ 'cache-control': `s-maxage=${n}, max-age=0`, vary: 'authorization' }))
+
+function keepFor (seconds: number): CacheHint {
+  return seconds < 1 ? NO_STORE : KEEP_FOR[Math.min(seconds, FORWARD_AUTH_CACHE_MAX_SECONDS)] ?? NO_STORE
+}
+
+/** A route whose answers depend on more than the cache key, whatever the decision: the client address, each request's own log line. */
+function routeKeyedOnMore (route: CompiledRoute): boolean {
+  const { network } = route.policy
+  return route.mode === 'audit' || network.allow !== null || (network.deny !== null && network.deny.cidrs.length > 0)
+}
+
+/** Whether an allow may be reused by the ingress, and for how long. */
+export function allowCacheHint (decision: Allow, nowMs: number): CacheHint {
+  if (decision.audit !== null) return NO_STORE
   // A DPoP proof is good for one request: an ingress that reused this answer would let its proof be replayed.
-  if (decision.token?.jkt != null) return { cacheControl: 'no-store' }
-  const { policy, forward } = decision.route
-  if (!decision.route.cacheHints) return { cacheControl: 'no-store' }
-  if (policy.network.allow !== null || (policy.network.deny !== null && policy.network.deny.cidrs.length > 0)) {
-    return { cacheControl: 'no-store' }
-  }
-  if (forward.authorization === 'reissue') return { cacheControl: 'no-store' }
+  if (decision.token?.jkt != null) return NO_STORE
+  const { route } = decision
+  if (!route.cacheHints || routeKeyedOnMore(route)) return NO_STORE
+  if (route.forward.authorization === 'reissue') return NO_STORE
   // A cached allow would skip the limit: each request must spend its bucket.
-  if (decision.route.rateLimit !== null) return { cacheControl: 'no-store' }
+  if (route.rateLimit !== null) return NO_STORE
   let seconds = FORWARD_AUTH_CACHE_MAX_SECONDS
   if (decision.token !== null) seconds = Math.min(seconds, Math.floor(decision.token.expiresAt - nowMs / 1000))
-  if (seconds < 1) return { cacheControl: 'no-store' }
-  return { cacheControl: `s-maxage=${seconds}, max-age=0`, vary: 'authorization' }
+  return keepFor(seconds)
+}
+
+/**
+ * Denials that depend on the Authorization value, the method, the host and the URI alone, and that no
+ * later request with the same key can turn into an allow until the config changes: no token, a token
+ * that is not one, does not verify, has expired, or comes from an issuer the route does not accept; and
+ * the route's policy on the token's claims. Left out, and so `no-store`: `token_key_unknown` (a JWKS
+ * refresh may bring the key), `keys_unavailable` and `introspection_unavailable` (the issuer may answer
+ * next time), `token_inactive` (the issuer's answer of the moment), `token_not_yet_valid` and
+ * `token_issued_in_future` (the token becomes valid with time), duplicated headers (the key holds one
+ * value), the network, rate limits, DPoP proofs and certificates (not in the key), and everything that is
+ * not about the token (`no_route`, malformed requests, internal errors).
+ */
+const KEYED_DENIALS: ReadonlySet<Reason> = new Set<Reason>([
+  'token_missing', 'authorization_malformed', 'token_malformed', 'token_issuer_unknown', 'token_issuer_not_allowed',
+  'token_algorithm_not_allowed', 'token_signature_invalid', 'token_expired', 'token_claim_invalid', 'token_type_invalid',
+  'token_audience_invalid', 'audience_denied', 'audience_missing', 'client_denied', 'client_missing',
+  'scope_insufficient', 'role_missing', 'condition_failed'
+])
+
+/**
+ * Whether a denial may be reused by the ingress: for the route's `forwardAuth.denialCache` seconds when it
+ * is one of `KEYED_DENIALS` on a route whose answers depend on the key alone, `no-store` otherwise.
+ */
+export function denialCacheHint (decision: Deny): CacheHint {
+  const { route, error, token } = decision
+  if (route === null || route.denialCacheSeconds < 1 || !KEYED_DENIALS.has(error.reason)) return NO_STORE
+  // A condition that reads the request or the clock (`perRequest`) may pass on the next request.
+  if (error.reason === 'condition_failed' && route.policy.conditions.request.length > 0) return NO_STORE
+  // DPoP and certificate-bound tokens: the proof or the certificate, not in the key, took part.
+  if (error.dpop !== undefined || token?.jkt != null || token?.x5t != null) return NO_STORE
+  if (route.requireDpop || route.requireCertificateBinding || route.cors !== null || routeKeyedOnMore(route)) return NO_STORE
+  return keepFor(route.denialCacheSeconds)
 }

@@ -28,7 +28,7 @@ import { responseCorsHeaders } from '../cors/cors-headers.js'
 import { judgeRequest } from '../authz/judge-request.js'
 import { forwardedCertificate } from './forward-auth-certificate.js'
 import type { Decision } from '../decision/decide.js'
-import { allowHeaders, cacheControl, denialWithoutBody, forwardAuthError } from './forward-auth-answer.js'
+import { allowCacheHint, allowHeaders, denialCacheHint, denialWithoutBody, forwardAuthError, type CacheHint } from './forward-auth-answer.js'
 import { DECISIONS_PATH, originalRequest, type OriginalRequest } from './forward-auth-request.js'
 import { sendError, sendErrorWithoutBody } from './reply-error.js'
 import type { Tracing } from '../observability/tracing.js'
@@ -66,10 +66,13 @@ function withCors (reply: FastifyReply, raw: IncomingMessage, decision: Decision
   if (cors !== undefined && cors !== null) reply.headers(responseCorsHeaders(cors, raw.headers.origin))
 }
 
-/** A denial as a forward-auth answer: 401 or 403, and without its body for the nginx family (see `denialWithoutBody`). */
-function sendDenial (reply: FastifyReply, raw: IncomingMessage, error: GatewayError): FastifyReply {
+/**
+ * A denial as a forward-auth answer: 401 or 403, and without its body for the nginx family (see
+ * `denialWithoutBody`). `caching`: how long an ingress may keep it (see `denialCacheHint`); `no-store` if left out.
+ */
+function sendDenial (reply: FastifyReply, raw: IncomingMessage, error: GatewayError, caching?: CacheHint): FastifyReply {
   const answer = forwardAuthError(error)
-  return denialWithoutBody(raw.rawHeaders) ? sendErrorWithoutBody(reply, answer) : sendError(reply, answer)
+  return denialWithoutBody(raw.rawHeaders) ? sendErrorWithoutBody(reply, answer, caching) : sendError(reply, answer, caching)
 }
 
 function isDecisionsUrl (url: string): boolean {
@@ -99,10 +102,7 @@ function originalOf (raw: IncomingMessage, trusted: IpMatcher | null): OriginalR
 
 /** An allow: 200, the identity headers for the ingress to copy, and how long it may cache the answer. */
 function sendAllow (reply: FastifyReply, decision: Allow, config: CompiledConfig, reissued: string | undefined, nowMs: number): FastifyReply {
-  const caching = cacheControl(decision, nowMs)
-  reply.code(200).headers(allowHeaders(decision, config, reissued)).header('cache-control', caching.cacheControl)
-  if (caching.vary !== undefined) reply.header('vary', caching.vary)
-  return reply.send()
+  return reply.code(200).headers(allowHeaders(decision, config, reissued)).headers(allowCacheHint(decision, nowMs)).send()
 }
 
 /** The admin plugin: registers the two forward-auth routes. */
@@ -164,7 +164,7 @@ export function forwardAuth (options: ForwardAuthOptions): (app: FastifyInstance
         }
         if (verdict.kind === 'deny') {
           withCors(reply, raw, verdict.decision)
-          return sendDenial(reply, raw, verdict.decision.error)
+          return sendDenial(reply, raw, verdict.decision.error, denialCacheHint(verdict.decision))
         }
         return sendAllow(reply, verdict.decision, engine.config, verdict.reissued, now())
       } catch (err) {

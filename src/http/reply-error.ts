@@ -74,11 +74,13 @@ function render (err: GatewayError): Rendered {
   return answer
 }
 
-export function sendError (reply: FastifyReply, err: GatewayError): FastifyReply {
+/** `extra`: fields that replace the rendered ones, such as a forward-auth denial's own `cache-control`. */
+export function sendError (reply: FastifyReply, err: GatewayError, extra?: Readonly<Record<string, string>>): FastifyReply {
   const { headers, body } = render(err)
   reply.code(err.status).headers(headers)
   // Per-request fields (a 429's RateLimit) are added here, not rendered: they would fill the cache with one-offs.
   if (err.headers !== undefined) reply.headers(err.headers)
+  if (extra !== undefined) reply.headers(extra)
   return reply.send(body)
 }
 
@@ -87,9 +89,10 @@ export function sendError (reply: FastifyReply, err: GatewayError): FastifyReply
  * a caller that reads the headers only and would have to throw the connection away to skip a body:
  * nginx `auth_request` (see `forward-auth-answer.ts`, `denialWithoutBody`).
  */
-export function sendErrorWithoutBody (reply: FastifyReply, err: GatewayError): FastifyReply {
+export function sendErrorWithoutBody (reply: FastifyReply, err: GatewayError, extra?: Readonly<Record<string, string>>): FastifyReply {
   reply.code(err.status).headers(render(err).bodiless)
   if (err.headers !== undefined) reply.headers(err.headers)
+  if (extra !== undefined) reply.headers(extra)
   return reply.send()
 }
 

@@ -86,10 +86,12 @@ t.test('forward auth: /decisions', async (t) => {
     t.equal(res.body, '', 'empty body')
     t.equal(res.headers['x-auth-route'], route, 'x-auth-route')
   }
-  const expectDenied = (t: Test, res: Answer, status: 401 | 403, code: string): void => {
+  /** `kept`: a denial the cache key alone decides, which an ingress may keep for the default 5 s (forwardAuth.denialCache). */
+  const expectDenied = (t: Test, res: Answer, status: 401 | 403, code: string, kept = false): void => {
     t.equal(res.status, status, `status ${status}`)
     t.equal(errorCode(t, res), code, 'error code')
-    t.equal(res.headers['cache-control'], 'no-store')
+    t.equal(res.headers['cache-control'], kept ? 's-maxage=5, max-age=0' : 'no-store', kept ? 'kept 5 s' : 'never kept')
+    t.equal(res.headers.vary, kept ? 'authorization' : undefined, kept ? 'one entry per token' : 'no vary')
     if (res.nginxForm) t.equal(res.headers['content-type'], undefined, 'no body, no content-type')
     else t.match(res.headers['content-type'], /^application\/json/)
     if (code === 'unauthorized') t.equal(res.headers['www-authenticate'], 'Bearer realm="scopegate"', 'bare challenge')
@@ -198,21 +200,23 @@ t.test('forward auth: /decisions', async (t) => {
   })
 
   t.test('each kind of deny is 401 or 403 with the contract\'s code', async (t) => {
-    const cases: Array<[name: string, headers: Record<string, string> | string[], status: 401 | 403, code: string]> = [
-      ['no token', {}, 401, 'unauthorized'],
-      ['a token that is not a JWT', { authorization: 'Bearer abc.def' }, 401, 'invalid_token'],
-      ['an expired token', { authorization: `Bearer ${await token({ exp: Math.floor(Date.now() / 1000) - 3600 })}` }, 401, 'invalid_token'],
-      ['a denied client', { authorization: `Bearer ${await token({ client_id: 'CLIENT_ID' })}` }, 401, 'end_users_not_allowed'],
-      ['no audience', { authorization: `Bearer ${await token({ aud: undefined })}` }, 401, 'end_users_not_allowed'],
-      ['a scope missing', { authorization: `Bearer ${await token({ scope: 'write:todos' })}` }, 403, 'insufficient_scope'],
-      ['a malformed Authorization header (400 in proxy mode)', { authorization: 'Bearer a b' }, 401, 'invalid_request'],
-      ['two Authorization headers (400 in proxy mode)', ['host', 'scopegate', 'authorization', `Bearer ${reader}`, 'authorization', `Bearer ${reader}`], 401, 'invalid_request']
+    // `kept`: decided by the Authorization value, method, host and URI alone (docs/forward-auth.md, "Caching decisions").
+    const cases: Array<[name: string, headers: Record<string, string> | string[], status: 401 | 403, code: string, kept: boolean]> = [
+      ['no token', {}, 401, 'unauthorized', true],
+      ['a token that is not a JWT', { authorization: 'Bearer abc.def' }, 401, 'invalid_token', true],
+      ['an expired token', { authorization: `Bearer ${await token({ exp: Math.floor(Date.now() / 1000) - 3600 })}` }, 401, 'invalid_token', true],
+      ['a token not valid yet (nbf ahead): it will be', { authorization: `Bearer ${await token({ nbf: Math.floor(Date.now() / 1000) + 3600 })}` }, 401, 'invalid_token', false],
+      ['a denied client', { authorization: `Bearer ${await token({ client_id: 'CLIENT_ID' })}` }, 401, 'end_users_not_allowed', true],
+      ['no audience', { authorization: `Bearer ${await token({ aud: undefined })}` }, 401, 'end_users_not_allowed', true],
+      ['a scope missing', { authorization: `Bearer ${await token({ scope: 'write:todos' })}` }, 403, 'insufficient_scope', true],
+      ['a malformed Authorization header (400 in proxy mode)', { authorization: 'Bearer a b' }, 401, 'invalid_request', true],
+      ['two Authorization headers (400 in proxy mode): the key holds one', ['host', 'scopegate', 'authorization', `Bearer ${reader}`, 'authorization', `Bearer ${reader}`], 401, 'invalid_request', false]
     ]
-    for (const [name, headers, status, code] of cases) {
+    for (const [name, headers, status, code, kept] of cases) {
       t.test(name, async (t) => {
-        expectDenied(t, await call(trusting, '/decisions/todos/1', headers), status, code)
+        expectDenied(t, await call(trusting, '/decisions/todos/1', headers), status, code, kept)
         const viaHeaders = Array.isArray(headers) ? [...headers, 'x-forwarded-method', 'GET', 'x-forwarded-uri', '/todos/1'] : { ...headers, ...traefik('/todos/1') }
-        expectDenied(t, await call(trusting, '/decisions', viaHeaders), status, code)
+        expectDenied(t, await call(trusting, '/decisions', viaHeaders), status, code, kept)
       })
     }
     const scope = await call(trusting, '/decisions/todos', { authorization: `Bearer ${await token({ scope: 'write:todos' })}` })
@@ -253,7 +257,7 @@ t.test('forward auth: /decisions', async (t) => {
     t.equal(clean.headers['x-scopegate-audit'], undefined, 'no mark when enforce mode would allow too')
   })
 
-  t.test('cache headers: an allow may be cached, bounded by the token and a cap; the rest never', async (t) => {
+  t.test('cache headers: an allow may be cached, bounded by the token and a cap; a keyed denial briefly; the rest never', async (t) => {
     const res = await call(trusting, '/decisions/todos', { authorization: `Bearer ${reader}` })
     t.equal(res.headers['cache-control'], 's-maxage=60, max-age=0', 'a token with 5 minutes left: the 60 s cap')
     t.equal(res.headers.vary, 'authorization')
@@ -269,7 +273,14 @@ t.test('forward auth: /decisions', async (t) => {
     t.equal(network.headers['cache-control'], 'no-store', 'a decision on the client address is not cached')
     t.equal(network.headers.vary, undefined)
     const denied = await call(trusting, '/decisions/todos', {})
-    t.equal(denied.headers['cache-control'], 'no-store', 'a denial is never cached')
+    t.equal(denied.headers['cache-control'], 's-maxage=5, max-age=0', 'a denial the key decides: the route\'s denialCache, 5 s by default')
+    t.equal(denied.headers.vary, 'authorization')
+    const liveDenied = await call(trusting, '/decisions/live/x', {})
+    t.equal(liveDenied.status, 401)
+    t.equal(liveDenied.headers['cache-control'], 'no-store', 'forwardAuth.cacheHints: false: a denial is never cached either')
+    t.equal(liveDenied.headers.vary, undefined)
+    const auditDenied = await call(trusting, '/decisions/audited/x', {})
+    t.equal(auditDenied.headers['cache-control'], 'no-store', 'audit mode: each request decided and logged')
     const live = await call(trusting, '/decisions/live/x', { authorization: `Bearer ${reader}` })
     expectAllowed(t, live, 'live')
     t.equal(live.headers['cache-control'], 'no-store', 'forwardAuth.cacheHints: false: an allow is never cached')

@@ -44,10 +44,10 @@ t.test('forward auth behind a real nginx (auth_request)', async (t) => {
   const running = await startNginx(nginx, dir, [
     `  proxy_cache_path ${dir}/decisions keys_zone=scopegate_decisions:1m;`,
     ERROR_MAP,
-    scopegateUpstream(gw.adminUrl),
-    authServer(plain, echo.url),
-    authServer(cached, echo.url, cacheLines('$http_authorization$request_method$request_uri')),
-    authServer(weak, echo.url, cacheLines('$request_method$request_uri'))
+    scopegateUpstream(gw.adminUrl, echo.url),
+    authServer(plain),
+    authServer(cached, cacheLines('$http_authorization$request_method$request_uri')),
+    authServer(weak, cacheLines('$request_method$request_uri'))
   ].join('\n'), plain)
   t.teardown(() => running.stop())
   const through = (port: number): string => `http://127.0.0.1:${port}`
@@ -152,7 +152,7 @@ t.test('forward auth behind a real nginx (auth_request)', async (t) => {
       t.equal(denied.res.status, 401)
       t.equal(denied.seen, undefined)
     }
-    t.equal(decided() - deniedBefore, 2, 'a denial is never cached')
+    t.equal(decided() - deniedBefore, 1, 'a denial the key alone decides (no token) is kept briefly: asked once')
   })
 
   t.test('cache with a key that forgets the token: Vary: Authorization still keeps tokens apart', async (t) => {
@@ -163,6 +163,13 @@ t.test('forward auth behind a real nginx (auth_request)', async (t) => {
     t.equal(b.seen?.headers['x-auth-subject'], 'bob', 'bob does not get alice\'s cached allow')
     t.equal(none.res.status, 401, 'no token does not get a cached allow')
     t.equal(none.seen, undefined)
+    // The denial for no token is now cached too, under the same weak key: Vary keeps it from the tokens.
+    const again = await upstreamSaw(weak, '/todos/9', { headers: { authorization: `Bearer ${alice}` } })
+    t.equal(again.res.status, 200, 'alice does not get the cached denial')
+    t.equal(again.seen?.headers['x-auth-subject'], 'alice')
+    const noneAgain = await upstreamSaw(weak, '/todos/9', {})
+    t.equal(noneAgain.res.status, 401, 'no token still gets no allow')
+    t.equal(noneAgain.seen, undefined)
   })
 
   t.test('denials and allows alike leave nginx\'s connection to scopegate reusable: a few connections, not one per call', async (t) => {

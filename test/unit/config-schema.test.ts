@@ -316,7 +316,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     requireDpop: 'default',
     requireCertificateBinding: 'default'
   } satisfies Presence<RawRoute>],
-  ['RawForwardAuth', ['routes', '[]', 'forwardAuth'], { cacheHints: 'default' } satisfies Presence<RawForwardAuth>],
+  ['RawForwardAuth', ['routes', '[]', 'forwardAuth'], { cacheHints: 'default', denialCache: 'default' } satisfies Presence<RawForwardAuth>],
   ['RawCors', ['routes', '[]', 'cors'], {
     origins: 'required', methods: 'optional', headers: 'default', exposeHeaders: 'default', credentials: 'default', maxAge: 'default'
   } satisfies Presence<RawCors>],
