@@ -223,7 +223,7 @@ export class Gateway {
     this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits, serverFactory: tls.proxy.serverFactory, certificateThumbprint: thumbprint, tracing })
     const proxyServer = this.proxy.server
     const serveHttp = (req: IncomingMessage, res: ServerResponse): boolean => proxyServer.emit('request', req, res)
-    proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, serveHttp, certificateThumbprint: thumbprint }))
+    proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, limits, serveHttp, certificateThumbprint: thumbprint }))
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,
