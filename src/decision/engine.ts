@@ -95,7 +95,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
   const jwtVerifier = new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now }))
   // Introspection wraps the JWT verifier only where an issuer has it: other configs keep the plain path.
   const introspection = [...config.issuersById.values()].some((issuer) => issuer.introspection !== undefined)
-    ? new IntrospectingVerifier(jwtVerifier, config, { keyStores, fetch: options.fetch, fetchFor: options.fetchFor, now, listener: options.introspectionEvents })
+    ? new IntrospectingVerifier(jwtVerifier, config, { keyStores, fetch: options.fetch, fetchFor: options.fetchFor, now, listener: options.introspectionEvents, previous: previous?.introspection })
     : undefined
   return {
     config,
