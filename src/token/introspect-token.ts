@@ -66,6 +66,12 @@ export type { IntrospectionStatus } from './introspection-health.js'
 
 const NO_CLAIMS: JwtPayload = Object.freeze({})
 
+/**
+ * What the readiness probe sends to an endpoint that has never answered: no token of any IdP, so RFC 7662
+ * §2.2 has the endpoint answer `active: false`, and any answer shows it works. Not a secret.
+ */
+export const PROBE_TOKEN = 'scopegate-readiness-probe'
+
 /** Token types an access token may be introspected as (RFC 7662 §2.2 `token_type`, when the IdP sends one). */
 const ACCESS_TOKEN_TYPES = new Set(['bearer', 'access_token', 'dpop', 'urn:ietf:params:oauth:token-type:access_token'])
 
@@ -144,6 +150,28 @@ export class IntrospectingVerifier implements Verifier {
     return [...this.health].map(([issuer, { health }]) => health.status(issuer, now))
   }
 
+  /** False while an issuer's endpoint fails and has never answered since start: readiness's introspection check. */
+  usable (): boolean {
+    for (const { health } of this.health.values()) if (health.state() === 'unavailable') return false
+    return true
+  }
+
+  /**
+   * `status()` for the readiness probe, which asks an `unavailable` endpoint again (with `PROBE_TOKEN`, at
+   * most once per cooldown, not waited for): an instance kept out of traffic because it is not ready still
+   * recovers when the IdP does, as a key store does (`KeyStore.probe`).
+   */
+  probe (): IntrospectionStatus[] {
+    for (const [id, { health }] of this.health) {
+      const issuer = this.config.issuersById.get(id) as CompiledIssuer
+      if (health.state() !== 'unavailable' || !health.mayCall(this.now(), (issuer.introspection as CompiledIntrospection).cooldownMs)) continue
+      this.ask(issuer, PROBE_TOKEN).then(
+        (answer) => { this.listener(id, answer.active === true ? 'active' : 'inactive') },
+        () => {})
+    }
+    return this.status()
+  }
+
   /** The issuer this token is introspected at, or undefined when it goes to the JWT verifier. */
   private introspectionIssuer (token: string): CompiledIssuer | undefined {
     if (!isJwtShaped(token)) return this.config.opaqueIssuer
@@ -177,24 +205,32 @@ export class IntrospectingVerifier implements Verifier {
     return await running
   }
 
-  private async introspect (miss: IntrospectionMiss): Promise<VerifiedToken> {
-    const { issuer } = miss
+  /**
+   * One call to the issuer's endpoint, unless its cooldown forbids it: the answer, not yet judged, or the
+   * 503 for a failure (counted) or for a call not made (counted in no metric but the decision's own).
+   */
+  private async ask (issuer: CompiledIssuer, token: string): Promise<Record<string, unknown>> {
     const settings = issuer.introspection as CompiledIntrospection
     const client = this.clients.get(issuer.id) as IntrospectionClient
     const { health } = this.health.get(issuer.id) as { health: IntrospectionHealth }
-    // Not a call: counted in no metric but the decision's own (reason introspection_unavailable).
     if (!health.mayCall(this.now(), settings.cooldownMs)) throw unavailable(issuer, settings, `not asked: the endpoint failed (${health.failure ?? 'unknown'}), retried once per cooldown`)
     const settle = health.attempt(this.now())
-    let answer: Record<string, unknown>
     try {
-      answer = await client.introspect(miss.token)
+      const answer = await client.introspect(token)
+      settle(null, this.now())
+      return answer
     } catch (err) {
       const kind = err instanceof FetchJsonError ? err.kind : 'network'
       settle(kind, this.now())
       this.listener(issuer.id, kind)
       throw unavailable(issuer, settings, err instanceof Error ? err.message : String(err))
     }
-    settle(null, this.now())
+  }
+
+  private async introspect (miss: IntrospectionMiss): Promise<VerifiedToken> {
+    const { issuer } = miss
+    const settings = issuer.introspection as CompiledIntrospection
+    const answer = await this.ask(issuer, miss.token)
     let verified: VerifiedToken
     try {
       verified = this.judge(answer, issuer, settings, miss.digest)
