@@ -50,20 +50,6 @@ export class GatewayRedis {
     return client === null ? undefined : redisConnected(client)
   }
 
-  /**
-   * Resolves once the client is connected, or after `waitMs` (milliseconds) whatever happened: at start, so
-   * that the first requests find Redis when it answers, without making a Redis outage an outage of start-up.
-   */
-  async ready (waitMs: number): Promise<void> {
-    const client = this.client
-    if (client === null || redisConnected(client)) return
-    await new Promise<void>((resolve) => {
-      const done = (): void => { clearTimeout(timer); client.off('ready', done); resolve() }
-      const timer = setTimeout(done, waitMs)
-      client.once('ready', done)
-    })
-  }
-
   /** Shutdown: every client of the process. */
   async close (): Promise<void> {
     await this.clients.close()

@@ -198,7 +198,11 @@ export class Gateway {
       const previous = this.engine
       this.engine = buildEngine(config, previous, this.engineOptions)
       // The same URL keeps its connection; another one is opened, and the old closed after a grace period.
-      if (config.redis?.url !== previous.config.redis?.url) this.logger.info({ redis: config.redis === null ? 'none' : 'another url' }, 'the redis section names another url: reconnecting')
+      if (config.redis?.url !== previous.config.redis?.url) {
+        // Never the URL itself: it may hold a password.
+        const change = config.redis === null ? 'removed' : previous.config.redis === null ? 'added' : 'another url'
+        this.logger.info({ change }, 'the redis url changed: the connection follows')
+      }
       this.redisState.use(config.redis)
       this.metrics.engineReplaced(previous)
       void loadKeys(this.engine)
@@ -253,8 +257,6 @@ export class Gateway {
       ]
     })
     await loadKeys(this.engine)
-    // The first requests find Redis when it answers within its timeout (at least 1 s); if not, start goes on.
-    await this.redisState.ready(Math.max(this.engine.config.redis?.timeoutMs ?? 0, 1000))
     const { server } = this.engine.config
     const proxyAt = listen.proxy ?? server.proxy
     const adminAt = listen.admin ?? server.admin

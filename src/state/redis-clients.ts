@@ -18,6 +18,8 @@ export const RETIRE_GRACE_MS = 30_000
 
 export class RedisClients {
   private readonly clients = new Map<string, Redis>()
+  /** Clients dropped by a reload, each with the timer that closes it: shutdown closes them at once. */
+  private readonly retiring = new Map<Redis, NodeJS.Timeout>()
   private readonly create: (config: CompiledRedis) => Redis
   private readonly graceMs: number
 
@@ -51,14 +53,20 @@ export class RedisClients {
     for (const [url, client] of this.clients) {
       if (url === config?.url) continue
       this.clients.delete(url)
-      setTimeout(() => { void quit(client) }, this.graceMs).unref()
+      const timer = setTimeout(() => {
+        this.retiring.delete(client)
+        void quit(client)
+      }, this.graceMs)
+      this.retiring.set(client, timer.unref())
     }
   }
 
-  /** Shutdown: closes every client (a clean QUIT, or cut). */
+  /** Shutdown: closes every client (a clean QUIT, or cut), those a reload retired included. */
   async close (): Promise<void> {
-    const all = [...this.clients.values()]
+    for (const timer of this.retiring.values()) clearTimeout(timer)
+    const all = [...this.clients.values(), ...this.retiring.keys()]
     this.clients.clear()
+    this.retiring.clear()
     await Promise.all(all.map(quit))
   }
 }

@@ -24,14 +24,18 @@ export function createRedis (config: CompiledRedis, options: { lazy?: boolean } 
   const client = new Redis(config.url, {
     commandTimeout: config.timeoutMs,
     connectTimeout: Math.max(config.timeoutMs, 1000),
-    // Fail fast while disconnected: a queued command would hold its request until Redis came back.
-    enableOfflineQueue: lazy,
+    // Until the first connection, commands wait for it (each within the timeout): the requests right after
+    // start, or after a reload that moved to another URL, find Redis. After it, they fail fast while
+    // disconnected: a queued command would hold its request until Redis came back.
+    enableOfflineQueue: true,
     maxRetriesPerRequest: 0,
     retryStrategy: reconnectDelay,
     lazyConnect: lazy
   })
   // Errors are reported through the commands that fail and through status(); an unhandled 'error' event would crash.
   client.on('error', () => {})
+  // ioredis reads the option per command.
+  if (!lazy) client.once('ready', () => { client.options.enableOfflineQueue = false })
   return client
 }
 

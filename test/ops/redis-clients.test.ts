@@ -80,6 +80,7 @@ t.test('rate limits and DPoP replay share one connection per URL, across reloads
   t.equal((await two.keys('b:dpop:*')).length, 1, 'the replay store moved to the new Redis')
   t.equal((await two.keys('b:rl:*')).length, 2, 'and the buckets')
   t.equal((await two.gatewayClients()).length, 1, 'one connection to the new URL')
+  t.strictSame(gw.logs.filter((l) => l.msg === 'the redis url changed: the connection follows').map((l) => l.change), ['another url'], 'logged once, on the move only')
   await waitFor('the old connection to close after the grace period', async () => (await one.gatewayClients()).length === 0)
   t.equal(echo.received.length, 6)
   t.equal((await send(gw.adminUrl, '/readyz')).json?.redis?.state, 'connected', 'readiness follows the client in force')

@@ -57,6 +57,16 @@ t.test('retainOnly: the URL in force is kept; another is closed after the grace 
   t.equal(made[1]?.quits, 1, 'no redis section: closed too')
 })
 
+t.test('close: a client a reload retired is closed at once, not at the end of its grace period', async (t) => {
+  const { registry, made } = clients(60_000)
+  registry.client(section('redis://a/0'))
+  registry.client(section('redis://b/0'))
+  registry.retainOnly(section('redis://b/0'))
+  t.equal(made[0]?.quits, 0)
+  await registry.close()
+  t.strictSame(made.map((c) => c.quits), [1, 1])
+})
+
 t.test('close: every client, a failed QUIT is cut', async (t) => {
   const { registry, made } = clients(0)
   registry.client(section('redis://a/0'))
