@@ -113,6 +113,7 @@ export function compileIntrospection (add: AddProblem, path: string, issuer: Raw
     refusalTtlMs: millis(add, `${at}.refusalTtl`, raw.refusalTtl),
     timeoutMs: millis(add, `${at}.timeout`, raw.timeout),
     retryAfterSec: Math.max(1, Math.ceil(millis(add, `${at}.retryAfter`, raw.retryAfter) / 1000)),
-    maxBytes: raw.maxBytes
+    maxBytes: raw.maxBytes,
+    cooldownMs: millis(add, `${at}.cooldown`, raw.cooldown)
   }
 }

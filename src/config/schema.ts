@@ -198,7 +198,9 @@ const introspection: Schema = object({
   refusalTtl: withDefault(duration, '10s'),
   timeout: withDefault(duration, '2s'),
   retryAfter: withDefault(duration, '5s'),
-  maxBytes: { type: 'integer', minimum: 1, default: 65536 }
+  maxBytes: { type: 'integer', minimum: 1, default: 65536 },
+  // After a failed call, the least time before the next (docs/opaque-tokens.md#when-the-endpoint-fails).
+  cooldown: withDefault(duration, '5s')
 }, { required: ['clientId'] })
 
 const issuer: Schema = object({

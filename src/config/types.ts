@@ -147,6 +147,8 @@ export interface RawIntrospection {
   /** Sent as `Retry-After` when the endpoint fails. */
   retryAfter: DurationText
   maxBytes: number
+  /** After a failed call, the least time before the next; meanwhile new tokens get 503 at once. */
+  cooldown: DurationText
 }
 
 export interface RawUpstream {
@@ -392,6 +394,7 @@ export interface CompiledIntrospection {
   timeoutMs: number
   retryAfterSec: number
   maxBytes: number
+  cooldownMs: number
 }
 
 export interface CompiledUpstream {

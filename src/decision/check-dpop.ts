@@ -31,7 +31,7 @@ export interface DpopStep {
 /** The DPoP state of an engine: carried over a reload while its config is unchanged (see `engine.ts`). */
 export interface DpopParts {
   replay: ReplayStore
-  /** The Redis client behind `replay`, closed on shutdown; null for the memory store. */
+  /** The engine's own Redis client behind `replay`, closed on shutdown; null for the memory store or a gateway's shared client. */
   redis: Redis | null
   nonces: DpopNonces | null
   now: () => number

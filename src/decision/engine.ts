@@ -4,7 +4,8 @@
  * and swaps one reference; key stores whose key source did not change are carried over, so a reload
  * never refetches them.
  */
-import type { CompiledConfig, CompiledIssuer } from '../config/types.js'
+import type { Redis } from 'ioredis'
+import type { CompiledConfig, CompiledIssuer, CompiledRedis } from '../config/types.js'
 import type { FetchLike } from '../keys/fetch-json.js'
 import { KeyStore, type KeyStoreEvents } from '../keys/key-store.js'
 import { buildRouteTable, type RouteTable } from '../routing/route-table.js'
@@ -43,6 +44,11 @@ export interface EngineOptions {
   tokenCache?: Partial<Omit<TokenCacheOptions, 'now'>>
   /** Told of every introspection call (docs/opaque-tokens.md). */
   introspectionEvents?: IntrospectionListener
+  /**
+   * The process's Redis client for a redis section (a gateway's `RedisClients`), which the engine uses
+   * but does not close. Absent (`scopegate explain`, `test`): the engine makes its own, lazily.
+   */
+  redisFor?: (config: CompiledRedis) => Redis
 }
 
 /** Where an issuer's keys come from: while it is unchanged, a reload keeps the keys already fetched. */
@@ -55,7 +61,8 @@ function keySource (issuer: CompiledIssuer): string {
  * forget the proofs already accepted (they could be replayed) nor the nonce secret (nonces handed out
  * would be refused). The memory store is built only when a route could see a DPoP token; it is cheap anyway.
  */
-function dpopParts (config: CompiledConfig, previous: DpopParts | null, previousConfig: CompiledConfig | null, now: () => number): DpopParts {
+function dpopParts (config: CompiledConfig, previous: DpopParts | null, previousConfig: CompiledConfig | null, now: () => number,
+  redisFor: EngineOptions['redisFor']): DpopParts {
   const { replay, nonce } = config.dpop
   const same = (pick: (c: CompiledConfig) => unknown): boolean => previousConfig !== null && JSON.stringify(pick(previousConfig)) === JSON.stringify(pick(config))
   const keepStore = previous !== null && same((c) => [c.dpop.replay.store, c.dpop.replay.maxEntries, c.dpop.replay.store === 'redis' ? c.redis : null])
@@ -63,14 +70,15 @@ function dpopParts (config: CompiledConfig, previous: DpopParts | null, previous
   let redis = keepStore ? previous.redis : null
   if (store === null) {
     if (replay.store === 'redis' && config.redis !== null) {
-      redis = createRedis(config.redis, { lazy: true })
-      // The client prefixes every key with `redis.keyPrefix` itself.
-      store = new RedisReplayStore(redis, '', now)
+      // The gateway's shared client (closed by the gateway), or one of this engine's own.
+      const client = redisFor?.(config.redis) ?? createRedis(config.redis, { lazy: true })
+      redis = redisFor === undefined ? client : null
+      store = new RedisReplayStore(client, config.redis.keyPrefix, now)
     } else {
       store = new MemoryReplayStore(replay.maxEntries, now)
     }
   }
-  // A Redis client the new engine no longer uses is closed once the requests still using it have had their time.
+  // A Redis client of its own the new engine no longer uses is closed once the requests still using it have had their time.
   if (!keepStore && previous?.redis != null) {
     const old = previous.redis
     setTimeout(() => { void old.quit().catch(() => {}) }, 30_000).unref()
@@ -95,7 +103,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
   const jwtVerifier = new TokenVerifier(config, keyStores, tokenCache, now, new FailureCache({ ...FAILURE_CACHE_DEFAULTS, now }))
   // Introspection wraps the JWT verifier only where an issuer has it: other configs keep the plain path.
   const introspection = [...config.issuersById.values()].some((issuer) => issuer.introspection !== undefined)
-    ? new IntrospectingVerifier(jwtVerifier, config, { keyStores, fetch: options.fetch, fetchFor: options.fetchFor, now, listener: options.introspectionEvents })
+    ? new IntrospectingVerifier(jwtVerifier, config, { keyStores, fetch: options.fetch, fetchFor: options.fetchFor, now, listener: options.introspectionEvents, previous: previous?.introspection })
     : undefined
   return {
     config,
@@ -105,7 +113,7 @@ export function buildEngine (config: CompiledConfig, previous: Engine | null, op
     tokenCache,
     outcomes: new PolicyOutcomes(),
     now,
-    dpop: dpopParts(config, previous?.dpop ?? null, previous?.config ?? null, now),
+    dpop: dpopParts(config, previous?.dpop ?? null, previous?.config ?? null, now, options.redisFor),
     ...(introspection === undefined ? {} : { introspection })
   }
 }

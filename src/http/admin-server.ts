@@ -30,7 +30,9 @@ export interface Readiness {
 }
 
 /**
- * This process: ready when not shutting down and every issuer has usable (fresh or stale) keys.
+ * This process: ready when not shutting down, every issuer has usable (fresh or stale) keys, and no
+ * issuer's introspection endpoint is `unavailable` (failing and never answered since start; one that
+ * answered before and fails now is `failing`, shown but still ready, as stale keys are).
  * `redis` (connected or not; undefined without a redis section) is shown but does not make it unready:
  * each rate-limited route's `onStoreError` decides what an outage means (docs/rate-limits.md#redis).
  */
@@ -38,10 +40,12 @@ export function localReadiness (engine: Engine, closing: boolean, redis?: boolea
   // probe(): a store with no usable keys retries from here too, so a not-ready instance (sent no traffic) recovers.
   const issuers = [...engine.keyStores.values()].map((store) => store.probe())
   // A configured ext_authz listener that is not open leaves Envoy's Checks unanswered: not ready.
-  const ready = !closing && extAuthz !== false && issuers.every((s) => s.state === 'ready' || s.state === 'stale')
+  // probe(): an introspection endpoint that never answered is asked again from here too (once per cooldown).
+  const introspection = engine.introspection?.probe()
+  const ready = !closing && extAuthz !== false && issuers.every((s) => s.state === 'ready' || s.state === 'stale') &&
+    (introspection === undefined || introspection.every((s) => s.state !== 'unavailable'))
   const body: Readiness['body'] = { status: closing ? 'shutting_down' : ready ? 'ready' : 'not_ready', config: engine.config.source, issuers }
-  // Shown, not counted against readiness: every replica asks the same IdP, and JWTs still verify without it.
-  if (engine.introspection !== undefined) body.introspection = engine.introspection.status()
+  if (introspection !== undefined) body.introspection = introspection
   if (redis !== undefined) body.redis = { state: redis ? 'connected' : 'disconnected' }
   if (extAuthz !== undefined) body.extAuthz = { state: extAuthz ? 'listening' : 'closed' }
   return { ready, body }

@@ -99,6 +99,7 @@ export function sendErrorWithoutBody (reply: FastifyReply, err: GatewayError, ex
 /** A whole HTTP/1.1 response, for errors answered on the raw socket before any request object exists. */
 export function rawErrorResponse (err: GatewayError, statusText: string): string {
   const body = errorBody(err)
-  const headers = { ...errorHeaders(err), 'content-length': String(Buffer.byteLength(body)), connection: 'close' }
+  // The per-request fields too (a 429's RateLimit on a WebSocket handshake): they are scopegate's own values.
+  const headers = { ...errorHeaders(err), ...err.headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' }
   return `HTTP/1.1 ${err.status} ${statusText}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`
 }

@@ -13,6 +13,10 @@
  * upstream's answer is relayed: a 101 opens a tunnel (`websocket-tunnel.ts`) watched by
  * `OpenWebSockets`; any other response is passed on and the socket closed; no answer is a 502 or 504.
  *
+ * An allowed handshake spends the route's rate limit as a proxied request does (docs/rate-limits.md), with
+ * the same key: one WebSocket is one request of the bucket, however long it stays open. A limited handshake
+ * is answered 429 with `Retry-After` and the RateLimit fields, before anything is sent upstream.
+ *
  * A route may also take the token from `Sec-WebSocket-Protocol` (`websocket.subprotocolToken`, see
  * `subprotocol-token.ts`), for browsers, which cannot set `Authorization` on a WebSocket.
  */
@@ -30,6 +34,7 @@ import { DPOP_SCHEME, dpopProofValues } from '../request/extract-dpop-token.js'
 import { joinUpstreamPath, normalizeTarget } from '../request/normalize-path.js'
 import { subprotocolToken, type SubprotocolToken } from '../request/subprotocol-token.js'
 import { requestHost } from '../routing/match-host.js'
+import type { RateLimiter } from '../limits/rate-limiter.js'
 import { deny, toGatewayError, type GatewayError } from '../shared/errors.js'
 import type { DecisionLog, UpgradeRecord } from './decision-log.js'
 import type { OpenWebSockets } from './open-websockets.js'
@@ -45,6 +50,8 @@ export interface UpgradeOptions {
   /** The re-issued token for an allowed request, when its route re-issues (see `Reissuer.forDecision`). */
   reissue: (decision: Allow) => Promise<string> | undefined
   websockets: OpenWebSockets
+  /** Routes' rate limits: an allowed handshake spends one request of its route's (docs/rate-limits.md#websockets). */
+  limits: RateLimiter
   /** Serves a request as plain HTTP: the proxy server's own request listener. */
   serveHttp: (request: IncomingMessage, response: ServerResponse) => void
   /** The verified client certificate's RFC 8705 thumbprint, for mTLS listeners (`client-certificate.ts`). */
@@ -276,6 +283,14 @@ export function handleUpgrade (options: UpgradeOptions): (request: IncomingMessa
     const proceed = (decision: Decision): void => {
       if (!decision.allowed) return refuse(decision.error, decision)
       if (!decision.route.websocket.enabled || !isWebSocket(request.headers.upgrade)) return refuse(upgradeNotAllowed(), decision)
+      // Spent only now, by a handshake that proved its identity and would go upstream (docs/rate-limits.md).
+      const limited = options.limits.check(decision.route, decision.token, handshake.input.clientIp)
+      if (limited instanceof Promise) void limited.then((error) => { admit(decision, error) })
+      else admit(decision, limited)
+    }
+    const admit = (decision: Allow, limited: GatewayError | null): void => {
+      // Recorded as the proxy records a limited request: a denial with the limit's reason.
+      if (limited !== null) return refuse(limited, { ...decision, allowed: false, error: limited })
       const reissuing = options.reissue(decision)
       if (reissuing === undefined) return connectUpstream(handshake, decision, undefined, options.websockets)
       reissuing.then((token) => { connectUpstream(handshake, decision, token, options.websockets) },

@@ -5,13 +5,12 @@
  * once; `store: redis` waits on Redis at most its `timeout`, and when Redis fails the route's
  * `onStoreError` lets the request through (`open`) or answers 503 (`closed`).
  */
-import type { Redis } from 'ioredis'
 import type { CompiledRateLimit, CompiledRoute } from '../config/types.js'
 import { deny, type GatewayError } from '../shared/errors.js'
 import type { VerifiedToken } from '../token/verified-token.js'
 import type { LimitResult } from './gcra.js'
 import { MemoryLimitStore } from './memory-store.js'
-import { RedisLimitStore } from './redis-store.js'
+import type { RedisLimitStore } from './redis-store.js'
 
 /** What the limiter reports, for metrics and logs. */
 export interface RateLimitEvents {
@@ -65,13 +64,14 @@ export function rateLimitFields (limit: CompiledRateLimit, route: CompiledRoute,
 
 export class RateLimiter {
   readonly memory: MemoryLimitStore
-  private readonly redis: RedisLimitStore | null
+  /** The Redis store of the config in force (its client is the process's, see `redis-clients.ts`); null without one. */
+  private readonly redis: () => RedisLimitStore | null
   private readonly now: () => number
   private readonly events: RateLimitEvents
 
-  constructor (options: { redis?: Redis | null, now?: () => number, maxEntries?: number, events?: RateLimitEvents } = {}) {
+  constructor (options: { redis?: () => RedisLimitStore | null, now?: () => number, maxEntries?: number, events?: RateLimitEvents } = {}) {
     this.memory = new MemoryLimitStore({ maxEntries: options.maxEntries })
-    this.redis = options.redis === undefined || options.redis === null ? null : new RedisLimitStore(options.redis)
+    this.redis = options.redis ?? (() => null)
     this.now = options.now ?? Date.now
     this.events = options.events ?? {}
   }
@@ -88,10 +88,11 @@ export class RateLimiter {
       const result = this.memory.take(key, this.now(), limit.limit, limit.windowMs)
       return result.allowed ? null : rateLimited(limit, route, result)
     }
-    // A reload that added the redis block finds no client: the client is made once, at start.
-    const taken = this.redis === null
-      ? Promise.reject(new Error('no redis client: the redis section was added after start'))
-      : this.redis.take(key, limit.limit, limit.windowMs)
+    // compile.ts refuses `store: redis` without a redis section: there is always a store here.
+    const store = this.redis()
+    const taken = store === null
+      ? Promise.reject(new Error('no redis section'))
+      : store.take(key, limit.limit, limit.windowMs)
     return taken.then(
       (result) => result.allowed ? null : rateLimited(limit, route, result),
       (err: unknown) => {

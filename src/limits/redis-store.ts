@@ -30,8 +30,11 @@ interface WithScript {
 
 export class RedisLimitStore {
   private readonly client: Redis & WithScript
+  /** `redis.keyPrefix`: the client is shared with other stores and prefixes nothing itself. */
+  private readonly prefix: string
 
-  constructor (client: Redis) {
+  constructor (client: Redis, prefix = '') {
+    this.prefix = prefix
     // defineCommand sends the script once (EVALSHA after), reloading it if Redis forgot it.
     if (!('scopegateGcra' in client)) client.defineCommand('scopegateGcra', { numberOfKeys: 1, lua: GCRA_SCRIPT })
     this.client = client as Redis & WithScript
@@ -39,7 +42,7 @@ export class RedisLimitStore {
 
   /** One request against the bucket `key`. Rejects when Redis does not answer within the client's timeout. */
   async take (key: string, limit: number, windowMs: number): Promise<LimitResult> {
-    const [allowed, remaining, resetMs, retryAfterMs] = await this.client.scopegateGcra(`rl:${key}`, limit, windowMs)
+    const [allowed, remaining, resetMs, retryAfterMs] = await this.client.scopegateGcra(`${this.prefix}rl:${key}`, limit, windowMs)
     return { allowed: allowed === 1, remaining, resetMs, retryAfterMs }
   }
 }

@@ -26,6 +26,7 @@ import type { Engine } from '../decision/engine.js'
 import type { DecisionRecord } from '../http/decision-log.js'
 import type { KeyStoreState, KeyStoreStatus } from '../keys/key-store.js'
 import type { TokenCache } from '../token/token-cache.js'
+import type { IntrospectionState } from '../token/introspection-health.js'
 
 export const METRIC_PREFIX = 'scopegate_'
 
@@ -33,6 +34,9 @@ export const METRIC_PREFIX = 'scopegate_'
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export type ReloadResult = 'ok' | 'error'
+
+/** Every state an introspection endpoint can be in: `introspection_state` has one series per state. */
+const INTROSPECTION_STATES: readonly IntrospectionState[] = ['unknown', 'ok', 'failing', 'unavailable']
 
 /** Every state a key store can be in: `jwks_state` has one series per state, 1 for the current one. */
 const KEY_STORE_STATES: readonly KeyStoreState[] = ['starting', 'ready', 'stale', 'unavailable']
@@ -91,6 +95,7 @@ export class GatewayMetrics {
       'Seconds the issuer has been failing since its last successful JWKS fetch (0 while healthy): how long stale keys have been in use. They are dropped at jwks.maxStale.',
       (status) => status.failingForSeconds ?? 0, engine, registers)
     keyStateGauge(name('jwks_state'), engine, registers)
+    introspectionStateGauge(name('introspection_state'), engine, registers)
     this.cacheCounters = [
       cacheCounter(name('token_cache_hits_total'), 'Verified-token cache hits: tokens accepted without a signature check.', (cache) => cache.hits, engine, registers),
       cacheCounter(name('token_cache_misses_total'), 'Verified-token cache misses: tokens verified afresh, or refused from the cache of settled failures.', (cache) => cache.misses, engine, registers)
@@ -171,17 +176,17 @@ export class GatewayMetrics {
 
   /**
    * Registers `ready`, read at scrape time: 1 while `/readyz` would answer 200 for this process (not
-   * shutting down, every issuer's keys usable), without the retry `/readyz` starts. The group's is the
+   * shutting down, every issuer's keys usable, no introspection endpoint unavailable), without the retry `/readyz` starts. The group's is the
    * smallest of its workers', as the group's `/readyz` needs every serving worker ready.
    */
   watchReadiness (engine: () => Engine, closing: () => boolean): void {
     // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
     new Gauge({
       name: METRIC_PREFIX + 'ready',
-      help: '1 while this process is ready (/readyz 200: not shutting down, every issuer has usable keys), 0 while not.',
+      help: '1 while this process is ready (/readyz 200: not shutting down, every issuer has usable keys, no introspection endpoint unavailable), 0 while not.',
       aggregator: 'min',
       registers: [this.registry],
-      collect () { this.set(!closing() && keysUsable(engine()) ? 1 : 0) }
+      collect () { this.set(!closing() && keysUsable(engine()) && (engine().introspection?.usable() ?? true) ? 1 : 0) }
     })
   }
 
@@ -396,6 +401,27 @@ function keyStateGauge (name: string, engine: () => Engine | null, registers: Re
       for (const store of engine()?.keyStores.values() ?? []) {
         const current = store.status().state
         for (const state of KEY_STORE_STATES) this.set({ issuer: store.issuer.id, state }, state === current ? 1 : 0)
+      }
+    }
+  })
+}
+
+/**
+ * `introspection_state`: as `jwks_state`, one series per introspecting issuer and state, 1 for the state
+ * its endpoint is in (docs/opaque-tokens.md#when-the-endpoint-fails). Across workers the largest value.
+ */
+function introspectionStateGauge (name: string, engine: () => Engine | null, registers: Registry[]): void {
+  // eslint-disable-next-line no-new -- a prom-client metric registers itself in its constructor
+  new Gauge({
+    name,
+    help: 'Introspection endpoint state per issuer id, 1 for the current one: unknown (not called yet), ok, failing (calls fail; it answered before), unavailable (calls fail and it never answered since start: not ready).',
+    labelNames: ['issuer', 'state'] as const,
+    aggregator: 'max',
+    registers,
+    collect () {
+      this.reset()
+      for (const { issuer, state: current } of engine()?.introspection?.status() ?? []) {
+        for (const state of INTROSPECTION_STATES) this.set({ issuer, state }, state === current ? 1 : 0)
       }
     }
   })

@@ -145,7 +145,7 @@ function issuerRow (i: IssuerView, takenAt: number): string {
   const failing = i.failingForSeconds === null ? '<span class="muted">-</span>' : `${clock(takenAt - i.failingForSeconds * 1000)} (${formatSeconds(i.failingForSeconds)})`
   const intro = i.introspection === null
     ? ''
-    : `<br>introspection <span class="b ${i.introspection.state === 'failing' ? 'failing' : 'ready'}">${escapeHtml(i.introspection.state)}</span>` +
+    : `<br>introspection <span class="b ${i.introspection.state === 'failing' || i.introspection.state === 'unavailable' ? 'failing' : 'ready'}">${escapeHtml(i.introspection.state)}</span>` +
       (i.introspection.lastFailure === null ? '' : ` ${escapeHtml(i.introspection.lastFailure)}`)
   const from = `${i.keysFrom.kind === 'discovery' ? 'discovery ' : ''}<span class="m">${escapeHtml(i.keysFrom.url)}</span>` +
     (i.keysFrom.kind === 'discovery' && i.jwksUri !== null ? `<br>JWKS <span class="m">${escapeHtml(i.jwksUri)}</span>` : '')

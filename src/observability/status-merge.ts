@@ -2,12 +2,22 @@
  * The status page of a process group (`server.workers > 1`): the primary asks every worker for its
  * snapshot and merges them here. Workers share the config, so the routes are the first worker's; each
  * worker holds its own keys and caches, so issuers show the worst state any worker is in (and every kid
- * one holds), caches show the sum, and denials are merged by time.
+ * one holds; the introspection endpoint's worst state too), caches show the sum, and denials are merged by time.
  */
 import type { ReasonCount } from './denial-feed.js'
 import type { CacheView, IssuerView, StatusSnapshot } from './status-snapshot.js'
 
 const STATE_RANK: Readonly<Record<IssuerView['state'], number>> = { ready: 0, starting: 1, stale: 2, unavailable: 3 }
+
+/** Introspection states, better to worse: the group shows the worst any worker is in. */
+const INTROSPECTION_RANK: Readonly<Record<string, number>> = { unknown: 0, ok: 1, failing: 2, unavailable: 3 }
+
+type IntrospectionView = IssuerView['introspection']
+
+function worseIntrospection (a: IntrospectionView, b: IntrospectionView): IntrospectionView {
+  if (a === null || b === null) return a ?? b
+  return (INTROSPECTION_RANK[b.state] ?? 0) > (INTROSPECTION_RANK[a.state] ?? 0) ? b : a
+}
 
 const max = (a: number | null, b: number | null): number | null => a === null ? b : b === null ? a : Math.max(a, b)
 
@@ -20,7 +30,7 @@ function mergeIssuer (a: IssuerView, b: IssuerView): IssuerView {
     ageSeconds: max(a.ageSeconds, b.ageSeconds),
     failingForSeconds: max(a.failingForSeconds, b.failingForSeconds),
     lastError: worse.lastError ?? better.lastError,
-    introspection: worse.introspection ?? better.introspection
+    introspection: worseIntrospection(a.introspection, b.introspection)
   }
 }
 

@@ -25,7 +25,8 @@ import type { ReissueCacheLimits } from '../reissue/reissue-cache.js'
 import { Reissuer } from '../reissue/reissuer.js'
 import type { Redis } from 'ioredis'
 import { RateLimiter } from '../limits/rate-limiter.js'
-import { createRedis, redisConnected } from '../state/redis.js'
+import { GatewayRedis } from './gateway-redis.js'
+import { RedisClients } from '../state/redis-clients.js'
 import { insecureUpstreamWarning, insecureUpstreams } from '../config/compile-upstream-tls.js'
 import type { ExtAuthzServer } from '../grpc/ext-authz-server.js'
 import { GatewayTracing } from './gateway-tracing.js'
@@ -58,6 +59,8 @@ export interface GatewayOptions extends EngineOptions {
   worker?: number
   /** Milliseconds between heartbeats on the status page's live feed; default 15 s. */
   statusHeartbeatMs?: number
+  /** Milliseconds a Redis client stays open after a reload moved to another URL; default 30 s. */
+  redisRetireGraceMs?: number
 }
 
 export interface GatewayAddresses {
@@ -87,8 +90,8 @@ export class Gateway {
   readonly reissue: Reissuer
   /** WebSockets open on the proxy listener: closed at token expiry, re-decided on reload, closed on shutdown. */
   readonly websockets: OpenWebSockets
-  /** The one Redis client of the process (the config's `redis` section at start), or null. */
-  readonly redis: Redis | null
+  /** The process's Redis clients, one per URL, shared by rate limits and the DPoP replay store. */
+  private readonly redisState: GatewayRedis
   /** Routes' rate limits; its memory buckets outlive reloads. */
   readonly limits: RateLimiter
   /** OpenTelemetry tracing: off unless the config enables it (docs/observability.md#tracing). */
@@ -124,8 +127,10 @@ export class Gateway {
       introspectionEvents: (issuerId, result) => {
         this.metrics.onIntrospection(issuerId, result)
         options.introspectionEvents?.(issuerId, result)
-      }
+      },
+      redisFor: (section) => this.redisState.clients.client(section)
     }
+    this.redisState = new GatewayRedis(this.metrics, new RedisClients({ graceMs: options.redisRetireGraceMs }))
     this.worker = options.worker ?? null
     this.statusHeartbeatMs = options.statusHeartbeatMs
     this.denials = new DenialFeed({ size: options.config.server.statusPage?.recentDenials ?? 50, now: options.now, worker: this.worker })
@@ -136,12 +141,10 @@ export class Gateway {
     this.warnInsecureUpstreams(options.config)
     this.reissue = new Reissuer({ logger: this.logger, now: options.now, cache: options.reissueCache })
     this.websockets = new OpenWebSockets({ logger: this.logger, now: options.now })
-    this.redis = options.config.redis === null ? null : createRedis(options.config.redis)
-    const redis = this.redis
-    if (redis !== null) this.metrics.watchRedis(() => redisConnected(redis))
+    this.redisState.use(options.config.redis)
     this.metrics.watchReadiness(() => this.engine, () => this.closing)
     this.limits = new RateLimiter({
-      redis,
+      redis: this.redisState.limitStore,
       now: options.now,
       maxEntries: options.rateLimitEntries,
       events: {
@@ -153,9 +156,14 @@ export class Gateway {
     })
   }
 
+  /** The Redis client of the config in force (one per URL per process), or null without a redis section. */
+  get redis (): Redis | null {
+    return this.redisState.client
+  }
+
   /** Whether the Redis client is connected; undefined without a redis section (for /readyz). */
   redisConnected (): boolean | undefined {
-    return this.redis === null ? undefined : redisConnected(this.redis)
+    return this.redisState.connected()
   }
 
   /** This process's status page snapshot (docs/observability.md#status-page). */
@@ -183,15 +191,19 @@ export class Gateway {
     // Re-issue key files are read first: a config whose keys cannot be used is refused, the old one stays.
     return this.reissue.reload(config, () => {
       applyLogLevel(this.logger, this.engine.config.server.logLevel, config.server.logLevel)
-      if (JSON.stringify(config.redis) !== JSON.stringify(this.engine.config.redis)) {
-        this.logger.warn('the redis section changed: it takes effect at the next restart')
-      }
       this.warnInsecureUpstreams(config)
       if (JSON.stringify(config.server.extAuthz) !== JSON.stringify(this.engine.config.server.extAuthz)) {
         this.logger.warn('server.extAuthz changed: the ext_authz listener follows at the next restart; its answers follow the new config now')
       }
       const previous = this.engine
       this.engine = buildEngine(config, previous, this.engineOptions)
+      // The same URL keeps its connection; another one is opened, and the old closed after a grace period.
+      if (config.redis?.url !== previous.config.redis?.url) {
+        // Never the URL itself: it may hold a password.
+        const change = config.redis === null ? 'removed' : previous.config.redis === null ? 'added' : 'another url'
+        this.logger.info({ change }, 'the redis url changed: the connection follows')
+      }
+      this.redisState.use(config.redis)
       this.metrics.engineReplaced(previous)
       void loadKeys(this.engine)
       this.websockets.recheck(this.engine)
@@ -223,7 +235,7 @@ export class Gateway {
     this.proxy = await buildProxyServer({ engine, logger: this.logger, decisions, reissue, limits, serverFactory: tls.proxy.serverFactory, certificateThumbprint: thumbprint, tracing })
     const proxyServer = this.proxy.server
     const serveHttp = (req: IncomingMessage, res: ServerResponse): boolean => proxyServer.emit('request', req, res)
-    proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, serveHttp, certificateThumbprint: thumbprint }))
+    proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, limits, serveHttp, certificateThumbprint: thumbprint }))
     this.admin = await buildAdminServer({
       engine,
       logger: this.logger,
@@ -287,7 +299,7 @@ export class Gateway {
     await this.extAuthz?.close(deadline)
     await closeWithin(this.admin, deadline)
     // After the listeners: requests under way may still spend a shared bucket.
-    if (this.redis !== null) await this.redis.quit().catch(() => { this.redis?.disconnect() })
+    await this.redisState.close()
     // Shared state last: the requests drained above may still have needed it (the DPoP replay store).
     this.engine.dpop.redis?.disconnect()
     // The spans of the requests drained above, exported within what is left of the shutdown timeout.

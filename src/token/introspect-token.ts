@@ -10,7 +10,9 @@
  * type-checked like JWT claims (check-claim-types.ts) and feeds the same identity and policy: `scope`,
  * `client_id`, `sub`, `aud`, `iss`, `exp`, roles from `rolesClaim`. A timeout, a network error, a status
  * other than 200 or an answer that is not a JSON object is 503 `temporarily_unavailable` with
- * `Retry-After`: the endpoint failed, the token may be good, so the client must not be logged out.
+ * `Retry-After`: the endpoint failed, the token may be good, so the client must not be logged out. After a
+ * failure the endpoint is asked again at most once per `cooldown` (`introspection-health.ts`); meanwhile
+ * tokens not in the cache get the same 503 at once, and cached answers still count.
  *
  * Caching: keyed by the token's digest (`cacheKey`), an active answer lives until the token's `exp` and no
  * longer than `cacheTtl` (the revocation window); concurrent requests with the same new token share one call.
@@ -23,6 +25,7 @@ import { IntrospectionClient } from '../keys/introspection-client.js'
 import type { KeyStore } from '../keys/key-store.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { checkClaimTypes } from './check-claim-types.js'
+import { IntrospectionHealth, type IntrospectionStatus } from './introspection-health.js'
 import { Interner, identityClaims } from './claims.js'
 import type { JwtPayload } from './parse-jwt.js'
 import { cacheKey, verifiedToken, type VerifiedToken } from './verified-token.js'
@@ -55,19 +58,19 @@ export interface IntrospectionOptions {
   listener?: IntrospectionListener
   /** Most cached answers, active or refused. */
   maxEntries?: number
+  /** The verifier this one replaces (a reload): each issuer's endpoint health is kept while its endpoint and client are unchanged. */
+  previous?: IntrospectingVerifier
 }
 
-/** One issuer's introspection as `/readyz` shows it: `ok` after an answer, `failing` after a failed call. */
-export interface IntrospectionStatus {
-  issuer: string
-  state: 'unknown' | 'ok' | 'failing'
-  /** What the last failed call hit (timeout, network, status, …); absent while ok. */
-  lastFailure?: IntrospectionResult
-  /** Seconds since the calls started failing; absent while ok. */
-  failingForSeconds?: number
-}
+export type { IntrospectionStatus } from './introspection-health.js'
 
 const NO_CLAIMS: JwtPayload = Object.freeze({})
+
+/**
+ * What the readiness probe sends to an endpoint that has never answered: no token of any IdP, so RFC 7662
+ * §2.2 has the endpoint answer `active: false`, and any answer shows it works. Not a secret.
+ */
+export const PROBE_TOKEN = 'scopegate-readiness-probe'
 
 /** Token types an access token may be introspected as (RFC 7662 §2.2 `token_type`, when the IdP sends one). */
 const ACCESS_TOKEN_TYPES = new Set(['bearer', 'access_token', 'dpop', 'urn:ietf:params:oauth:token-type:access_token'])
@@ -82,6 +85,11 @@ function isJwtShaped (token: string): boolean {
 function unavailable (issuer: CompiledIssuer, settings: CompiledIntrospection, detail: string): GatewayError {
   return new GatewayError(503, 'temporarily_unavailable', 'introspection_unavailable', 'the token issuer cannot be asked about this token right now',
     { retryAfter: settings.retryAfterSec, detail: `introspection at ${issuer.id}: ${detail}` })
+}
+
+/** What identifies an issuer's endpoint for its health: a reload that changes none of it keeps the health. */
+function endpointSource (issuer: CompiledIssuer, settings: CompiledIntrospection): string {
+  return JSON.stringify([issuer.issuer, settings.endpoint, settings.clientId, settings.auth.method])
 }
 
 /** The `iss` of a JWT-shaped token, read without trusting it (it only picks where the token is sent). */
@@ -109,9 +117,8 @@ export class IntrospectingVerifier implements Verifier {
   private readonly shared = new Interner()
   /** Issuers whose JWTs are introspected, by `iss`; empty in most configs, so JWTs skip the peek. */
   private readonly jwtIssuers = new Map<string, CompiledIssuer>()
-  /** Per issuer id: when calls started failing (ms) and what the last failure was; absent while answering. */
-  private readonly failing = new Map<string, { since: number, kind: IntrospectionResult }>()
-  private readonly answered = new Set<string>()
+  /** Per issuer id: whether its endpoint answers, and the cooldown after a failure. */
+  private readonly health = new Map<string, { source: string, health: IntrospectionHealth }>()
 
   constructor (inner: Verifier, config: CompiledConfig, options: IntrospectionOptions = {}) {
     this.inner = inner
@@ -124,6 +131,9 @@ export class IntrospectingVerifier implements Verifier {
       const clientId = issuer.introspection.clientId
       const openSigned = store === undefined ? undefined : async (jwt: string) => await verifyIntrospectionJwt(jwt, issuer, clientId, store)
       this.clients.set(issuer.id, new IntrospectionClient(issuer, issuer.introspection, { fetch: options.fetchFor?.(issuer) ?? options.fetch, now: this.now, openSigned }))
+      const source = endpointSource(issuer, issuer.introspection)
+      const kept = options.previous?.health.get(issuer.id)
+      this.health.set(issuer.id, { source, health: kept?.source === source ? kept.health : new IntrospectionHealth() })
       if (issuer.introspection.jwtTokens) this.jwtIssuers.set(issuer.issuer, issuer)
     }
     this.cache = new LRUCache({ max: options.maxEntries ?? 10_000, ttlAutopurge: false, ttlResolution: 0, perf: { now: () => this.now() } })
@@ -136,13 +146,30 @@ export class IntrospectingVerifier implements Verifier {
 
   /** Each introspecting issuer's state, for `/readyz`. */
   status (): IntrospectionStatus[] {
-    return [...this.clients.keys()].map((issuer) => {
-      const failing = this.failing.get(issuer)
-      if (failing !== undefined) {
-        return { issuer, state: 'failing', lastFailure: failing.kind, failingForSeconds: Math.floor((this.now() - failing.since) / 1000) }
-      }
-      return { issuer, state: this.answered.has(issuer) ? 'ok' : 'unknown' }
-    })
+    const now = this.now()
+    return [...this.health].map(([issuer, { health }]) => health.status(issuer, now))
+  }
+
+  /** False while an issuer's endpoint fails and has never answered since start: readiness's introspection check. */
+  usable (): boolean {
+    for (const { health } of this.health.values()) if (health.state() === 'unavailable') return false
+    return true
+  }
+
+  /**
+   * `status()` for the readiness probe, which asks an `unavailable` endpoint again (with `PROBE_TOKEN`, at
+   * most once per cooldown, not waited for): an instance kept out of traffic because it is not ready still
+   * recovers when the IdP does, as a key store does (`KeyStore.probe`).
+   */
+  probe (): IntrospectionStatus[] {
+    for (const [id, { health }] of this.health) {
+      const issuer = this.config.issuersById.get(id) as CompiledIssuer
+      if (health.state() !== 'unavailable' || !health.mayCall(this.now(), (issuer.introspection as CompiledIntrospection).cooldownMs)) continue
+      this.ask(issuer, PROBE_TOKEN).then(
+        (answer) => { this.listener(id, answer.active === true ? 'active' : 'inactive') },
+        () => {})
+    }
+    return this.status()
   }
 
   /** The issuer this token is introspected at, or undefined when it goes to the JWT verifier. */
@@ -178,21 +205,32 @@ export class IntrospectingVerifier implements Verifier {
     return await running
   }
 
-  private async introspect (miss: IntrospectionMiss): Promise<VerifiedToken> {
-    const { issuer } = miss
+  /**
+   * One call to the issuer's endpoint, unless its cooldown forbids it: the answer, not yet judged, or the
+   * 503 for a failure (counted) or for a call not made (counted in no metric but the decision's own).
+   */
+  private async ask (issuer: CompiledIssuer, token: string): Promise<Record<string, unknown>> {
     const settings = issuer.introspection as CompiledIntrospection
     const client = this.clients.get(issuer.id) as IntrospectionClient
-    let answer: Record<string, unknown>
+    const { health } = this.health.get(issuer.id) as { health: IntrospectionHealth }
+    if (!health.mayCall(this.now(), settings.cooldownMs)) throw unavailable(issuer, settings, `not asked: the endpoint failed (${health.failure ?? 'unknown'}), retried once per cooldown`)
+    const settle = health.attempt(this.now())
     try {
-      answer = await client.introspect(miss.token)
+      const answer = await client.introspect(token)
+      settle(null, this.now())
+      return answer
     } catch (err) {
       const kind = err instanceof FetchJsonError ? err.kind : 'network'
-      this.failing.set(issuer.id, { since: this.failing.get(issuer.id)?.since ?? this.now(), kind })
+      settle(kind, this.now())
       this.listener(issuer.id, kind)
       throw unavailable(issuer, settings, err instanceof Error ? err.message : String(err))
     }
-    this.failing.delete(issuer.id)
-    this.answered.add(issuer.id)
+  }
+
+  private async introspect (miss: IntrospectionMiss): Promise<VerifiedToken> {
+    const { issuer } = miss
+    const settings = issuer.introspection as CompiledIntrospection
+    const answer = await this.ask(issuer, miss.token)
     let verified: VerifiedToken
     try {
       verified = this.judge(answer, issuer, settings, miss.digest)

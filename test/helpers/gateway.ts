@@ -31,7 +31,7 @@ export function compileTestConfig (config: Record<string, unknown>): CompiledCon
   return compileConfig(parseConfigText(JSON.stringify(config), 'test.json', {}), 'test.json')
 }
 
-export async function startGateway (config: Record<string, unknown>, options: EngineOptions & Pick<GatewayOptions, 'env' | 'statusHeartbeatMs'> = {}): Promise<TestGateway> {
+export async function startGateway (config: Record<string, unknown>, options: EngineOptions & Pick<GatewayOptions, 'env' | 'statusHeartbeatMs' | 'redisRetireGraceMs'> = {}): Promise<TestGateway> {
   const logs: Array<Record<string, unknown>> = []
   const raw: string[] = []
   const destination = new Writable({

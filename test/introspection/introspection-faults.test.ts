@@ -55,7 +55,7 @@ const key = await makeKey('ES256')
 const jwks = await startJwksServer([key])
 t.teardown(() => jwks.close())
 
-async function gateway (t: Test, endpoint: string, introspection: Record<string, unknown> = {}): Promise<TestGateway> {
+async function gateway (t: Test, endpoint: string, introspection: Record<string, unknown> = {}, now?: () => number): Promise<TestGateway> {
   const gw = await startGateway({
     issuers: [{
       id: 'idp',
@@ -67,7 +67,7 @@ async function gateway (t: Test, endpoint: string, introspection: Record<string,
     }],
     upstreams: { api: { url: echo.url } },
     routes: [{ id: 'api', match: { path: '/api', prefix: true }, upstream: 'api' }]
-  })
+  }, now === undefined ? {} : { now })
   t.teardown(() => gw.close())
   return gw
 }
@@ -98,14 +98,16 @@ for (const [name, mode] of failures) {
   t.test(`${name}: 503 temporarily_unavailable with Retry-After, the upstream gets nothing, nothing is cached`, async (t) => {
     const endpoint = await startEndpoint(t)
     endpoint.mode = mode
-    const gw = await gateway(t, endpoint.url)
+    let clock = Date.now()
+    const gw = await gateway(t, endpoint.url, {}, () => clock)
     const before = echo.received.length
     const token = `opaque-${name.length}-token-abcdef`
     expectUnavailable(t, await send(gw.proxyUrl, '/api/x', { headers: bearer(token) }))
     t.equal(echo.received.length, before, 'the upstream received nothing')
     t.equal(endpoint.received.length, 1)
-    // The endpoint recovers: the failure was not remembered.
+    // The endpoint recovers; once the cooldown (5 s) has passed it is asked again: the failure was not cached.
     endpoint.mode = active()
+    clock += 5_000
     const res = await send(gw.proxyUrl, '/api/x', { headers: bearer(token) })
     t.equal(res.status, 200)
     t.equal(echo.received.length, before + 1)
@@ -121,8 +123,8 @@ t.test('a network error (nothing listening): 503, and /readyz and the metrics sh
   expectUnavailable(t, await send(gw.proxyUrl, '/api/x', { headers: bearer('opaque-network-token') }))
   t.equal(echo.received.length, before)
   const ready = await send(gw.adminUrl, '/readyz')
-  t.equal(ready.status, 200, 'still ready: JWTs verify without the endpoint')
-  t.match(ready.json?.introspection, [{ issuer: 'idp', state: 'failing', lastFailure: 'network' }])
+  t.equal(ready.status, 503, 'not ready: the endpoint fails and has never answered (docs/operations.md#endpoints)')
+  t.match(ready.json?.introspection, [{ issuer: 'idp', state: 'unavailable', lastFailure: 'network' }], 'unavailable: failing, and it never answered')
   const metrics = await send(gw.adminUrl, '/metrics')
   t.match(metrics.body, /scopegate_introspections_total\{issuer="idp",result="network"\} 1/)
 })

@@ -251,7 +251,8 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     refusalTtl: 'default',
     timeout: 'default',
     retryAfter: 'default',
-    maxBytes: 'default'
+    maxBytes: 'default',
+    cooldown: 'default'
   } satisfies Presence<RawIntrospection>],
   ['RawIssuer.claims', ['issuers', '[]', 'claims'], {
     scope: 'default', roles: 'default', clientId: 'default', subject: 'default'
