@@ -15,7 +15,7 @@ const TODO = 'https://todo.api'
 interface Answer { status: number, rawHeaders: string[], body: string }
 
 /** One request; the answer's fields in order without Node's own (Date, Connection, Keep-Alive), which every path shares. */
-function ask (base: string, path: string, headers: Record<string, string>, method = 'GET', agent: http.Agent | false = false): Promise<Answer> {
+function ask (base: string, path: string, headers: Record<string, string | string[]>, method = 'GET', agent: http.Agent | false = false): Promise<Answer> {
   const url = new URL(base)
   return new Promise((resolve, reject) => {
     const req = http.request({ host: url.hostname, port: url.port, path, method, headers, agent, timeout: 10_000 }, (res) => {
@@ -57,12 +57,15 @@ t.test('a denial answered early is the denial onRequest answers', async (t) => {
   const [head, payload] = good.split('.')
   const forged = `${head ?? ''}.${payload ?? ''}.${'A'.repeat(86)}`
 
-  const cases: Array<[name: string, plain: string, escaped: string, headers: Record<string, string>, method?: string]> = [
+  const cases: Array<[name: string, plain: string, escaped: string, headers: Record<string, string | string[]>, method?: string]> = [
     ['no token', '/todos/1', '/%74odos/1', {}],
     ['no token, HEAD', '/todos/1', '/%74odos/1', {}, 'HEAD'],
     ['a bad signature, known bad', '/todos/1', '/%74odos/1', { authorization: `Bearer ${forged}` }],
     ['a good token without the scope (403)', '/todos/1?x=1', '/%74odos/1?x=1', { authorization: `Bearer ${good}` }],
     ['not a bearer token', '/todos/1', '/%74odos/1', { authorization: 'Basic dXNlcjpwYXNz' }],
+    ['two Authorization headers (400)', '/todos/1', '/%74odos/1', { authorization: [`Bearer ${good}`, `Bearer ${forged}`] }],
+    ['a DPoP token without its proof', '/todos/1', '/%74odos/1', { authorization: `DPoP ${good}` }],
+    ['a token that is not a JWT', '/todos/1', '/%74odos/1', { authorization: 'Bearer not-a-jwt' }],
     ['a token in the query beside the header (400)', '/todos/1?access_token=x', '/%74odos/1?access_token=x', { authorization: `Bearer ${good}` }],
     ['no route (404)', '/nowhere', '/%6Eowhere', {}],
     ['a CORS route, its origin', '/app/x', '/%61pp/x', { origin: 'https://app.example' }],
@@ -71,6 +74,7 @@ t.test('a denial answered early is the denial onRequest answers', async (t) => {
   // First sights of the tokens are verified (a pending decision, which never takes the early path): after this, both are known.
   await ask(gw.proxyUrl, '/todos/1', { authorization: `Bearer ${forged}` })
   await ask(gw.proxyUrl, '/todos/1', { authorization: `Bearer ${good}` })
+  await ask(gw.proxyUrl, '/todos/1', { authorization: 'Bearer not-a-jwt' })
   for (const [name, plain, escaped, headers, method] of cases) {
     const before = gw.decisions().length
     const early = await ask(gw.proxyUrl, plain, headers, method)
