@@ -14,12 +14,15 @@
  * comma-separated list of scenario names: hot, 10k, invalid, missing, workers), CPU_AGAINST (the
  * output folder of another build, e.g. `bench-dist/dist-before`, made with `git stash; npm run build;
  * cp -r dist bench-dist/dist-before; git stash pop`: each scenario then pairs this build with that one
- * instead of the baseline, which is how one change's effect is measured).
+ * instead of the baseline, which is how one change's effect is measured), CPU_VS=haproxy (each scenario is
+ * paired with HAProxy, `haproxy.ts`, instead of the baseline; the rejection scenarios, invalid and missing,
+ * also with the bare-Node floor of `floor.ts`, in the same rounds: scopegate, HAProxy, floor, then back).
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
 import { benchClaims, benchConfig, cycle, LOG_LEVEL } from './config.js'
+import { findHaproxy, startHaproxy } from './haproxy.js'
 import { HAS_TASKSET, freePort, pinSelf, startGateway, startNode, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 
@@ -27,6 +30,7 @@ const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000)
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3)
 const ONLY = process.env.CPU_ONLY?.split(',') ?? null
 const AGAINST = process.env.CPU_AGAINST
+const VS_HAPROXY = process.env.CPU_VS === 'haproxy'
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
@@ -80,21 +84,39 @@ const median = (values: number[]): number => {
   return sorted.length % 2 === 1 ? sorted[mid] ?? 0 : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
 }
 
-/** ABBA rounds of `a` against `b`, after a warm-up slice of each: per-round CPU µs/req, ratios a ÷ b, p99s. */
-async function pair (label: string, a: Side, b: Side): Promise<void> {
-  await slice(a, REQUESTS / 2)
-  await slice(b, REQUESTS / 2)
-  const [as, bs]: [Slice[], Slice[]] = [[], []]
+/**
+ * Rounds of `sides` in turn, forward then backward (ABBA for two, ABCCBA for three), after a warm-up slice
+ * of each: per-round CPU µs/req of every side, and the ratios of the first side to each other one.
+ */
+async function compare (label: string, sides: Side[]): Promise<void> {
+  for (const side of sides) await slice(side, REQUESTS / 2)
+  const slices: Slice[][] = sides.map(() => [])
   for (let round = 0; round < ROUNDS; round++) {
-    const order: Array<[Side, Slice[]]> = round % 2 === 0 ? [[a, as], [b, bs]] : [[b, bs], [a, as]]
-    for (const [side, into] of order) into.push(await slice(side))
+    const order = sides.map((side, i) => [side, i] as const)
+    if (round % 2 === 1) order.reverse()
+    for (const [side, i] of order) slices[i]?.push(await slice(side))
   }
-  const ratios = as.map((s, i) => s.cpuUs / (bs[i]?.cpuUs ?? NaN))
-  const us = (slices: Slice[]): string => slices.map((s) => s.cpuUs.toFixed(1)).join(' ')
-  process.stdout.write(`${label}\n` +
-    `  ${a.name.padEnd(22)} µs CPU/req: median ${median(as.map((s) => s.cpuUs)).toFixed(1)} (slices: ${us(as)})  p99 ${median(as.map((s) => s.p99)).toFixed(1)} ms  non-2xx ${as.reduce((n, s) => n + s.non2xx, 0)}  errors ${as.reduce((n, s) => n + s.errors, 0)}\n` +
-    `  ${b.name.padEnd(22)} µs CPU/req: median ${median(bs.map((s) => s.cpuUs)).toFixed(1)} (slices: ${us(bs)})  p99 ${median(bs.map((s) => s.p99)).toFixed(1)} ms  non-2xx ${bs.reduce((n, s) => n + s.non2xx, 0)}  errors ${bs.reduce((n, s) => n + s.errors, 0)}\n` +
-    `  ratio ${a.name} ÷ ${b.name}: median ${median(ratios).toFixed(3)}, spread ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}\n`)
+  const us = (of: Slice[]): string => of.map((s) => s.cpuUs.toFixed(1)).join(' ')
+  const lines = sides.map((side, i) => {
+    const of = slices[i] ?? []
+    return `  ${side.name.padEnd(22)} µs CPU/req: median ${median(of.map((s) => s.cpuUs)).toFixed(1)} (slices: ${us(of)})  p99 ${median(of.map((s) => s.p99)).toFixed(1)} ms  ` +
+      `non-2xx ${of.reduce((n, s) => n + s.non2xx, 0)}  errors ${of.reduce((n, s) => n + s.errors, 0)}\n`
+  })
+  const first = slices[0] ?? []
+  const ratios = sides.slice(1).map((side, j) => {
+    const ratio = first.map((s, round) => s.cpuUs / (slices[j + 1]?.[round]?.cpuUs ?? NaN))
+    return `  ratio ${sides[0]?.name ?? ''} ÷ ${side.name}: median ${median(ratio).toFixed(3)}, spread ${Math.min(...ratio).toFixed(3)}–${Math.max(...ratio).toFixed(3)}\n`
+  })
+  process.stdout.write(`${label}\n${lines.join('')}${ratios.join('')}`)
+}
+
+const pair = async (label: string, a: Side, b: Side): Promise<void> => { await compare(label, [a, b]) }
+
+/** HAProxy pinned like the proxies; throws when it is not installed, since CPU_VS=haproxy asked for it. */
+async function startHaproxyPeer (upstream: string, issuer: string, publicKeyPem: string): Promise<Child & { port: number }> {
+  const binary = findHaproxy()
+  if (binary === null) throw new Error('CPU_VS=haproxy: haproxy is not installed')
+  return await startHaproxy(binary, upstream, issuer, publicKeyPem, PROXY_CORE)
 }
 
 const wanted = (name: string): boolean => ONLY === null || ONLY.includes(name)
@@ -116,14 +138,25 @@ async function main (): Promise<void> {
 
     const gate = (name: string, headers: () => Record<string, string>, target: Child & { port: number } = gateway): Side =>
       ({ name, url: `http://127.0.0.1:${target.port}/api/todos`, headers, pid: target.process.pid ?? 0 })
+    const haproxy = VS_HAPROXY ? await startHaproxyPeer(upstream.url, issuer.url, issuer.publicKeyPem('RS256')) : null
+    if (haproxy !== null) children.push(haproxy)
+    const floorPort = await freePort()
+    const floor = VS_HAPROXY ? await startNode(['bench-dist/floor.js', String(floorPort)], `http://127.0.0.1:${floorPort}/`, PROXY_CORE) : null
+    if (floor !== null) children.push(floor)
+    /** The rejection scenarios' sides beyond scopegate's: HAProxy's and the floor's, when CPU_VS=haproxy. */
+    const rejecting = (headers: () => Record<string, string>): Side[] => floor === null
+      ? [against(headers)]
+      : [against(headers), { name: 'bare Node 401 (floor)', url: `http://127.0.0.1:${floorPort}/api/todos`, headers, pid: floor.process.pid ?? 0 }]
     const before = AGAINST === undefined
       ? null
       : await startGateway('cpu-config-against', (port, adminPort) => benchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE, [], AGAINST)
     if (before !== null) children.push(before)
     /** What each scenario is paired with: the bare proxy, or the other build given the same headers. */
-    const against = (headers: () => Record<string, string>): Side => before === null
-      ? { name: 'baseline', url: `http://127.0.0.1:${basePort}/api/todos`, headers: () => ({}), pid: baseline.process.pid ?? 0 }
-      : gate(AGAINST ?? '', headers, before)
+    const against = (headers: () => Record<string, string>): Side => haproxy !== null
+      ? { name: 'haproxy', url: `http://127.0.0.1:${haproxy.port}/api/todos`, headers, pid: haproxy.process.pid ?? 0 }
+      : before === null
+        ? { name: 'baseline', url: `http://127.0.0.1:${basePort}/api/todos`, headers: () => ({}), pid: baseline.process.pid ?? 0 }
+        : gate(AGAINST ?? '', headers, before)
     const hot = issuer.mint('RS256', benchClaims(0))
     const hotHeaders = (): Record<string, string> => ({ authorization: `Bearer ${hot}` })
 
@@ -136,9 +169,9 @@ async function main (): Promise<void> {
     }
     if (wanted('invalid')) {
       const invalid = cycle(Array.from({ length: 1000 }, (_, i) => issuer.mint('RS256', benchClaims(i)).replace(/.{6}$/, 'AAAAAA')))
-      await pair('invalid tokens, a bad signature (401)', gate('scopegate', invalid.next), against(invalid.next))
+      await compare('invalid tokens, a bad signature (401)', [gate('scopegate', invalid.next), ...rejecting(invalid.next)])
     }
-    if (wanted('missing')) await pair('no token (401)', gate('scopegate', () => ({})), against(() => ({})))
+    if (wanted('missing')) await compare('no token (401)', [gate('scopegate', () => ({})), ...rejecting(() => ({}))])
     if (wanted('workers')) {
       const two = await startGateway('cpu-config-workers', (port, adminPort) => {
         const config = benchConfig(issuer.url, upstream.url, port, adminPort)

@@ -52,6 +52,11 @@ export interface DecisionLog {
   upstreamFailed (request: FastifyRequest, error: GatewayError): void
   /** A CORS preflight scopegate answered itself on a matched route (docs/cors.md): reason `cors_preflight`, nothing upstream. */
   preflightAnswered (request: FastifyRequest): void
+  /**
+   * A denial answered on Node's response before Fastify made a request of it (`early-refusal.ts`): the
+   * line `record` writes for the same denial (such a request has no trace: tracing turns that path off).
+   */
+  recordRefusal (decision: Decision, method: string, status: number, startedAt: bigint): void
   /** A denial written straight to the socket, before a request object existed (431, unparseable HTTP). */
   answeredOnSocket (error: GatewayError): void
   /** A WebSocket/Upgrade handshake, answered on the raw socket with no Fastify request (see `upgrade.ts`). */
@@ -149,6 +154,7 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
     upstreamFailed (request, error) { upstreamFailures.set(request, error) },
     preflightAnswered (request) { upstreamFailures.set(request, PREFLIGHT) },
     answeredOnSocket (error) { emit(undecided(null, error.reason, error.status, 0)) },
+    recordRefusal (decision, method, status, startedAt) { emit(recordOf(decision, method, status, startedAt, undefined)) },
     record (request, reply, method = request.method) {
       const record = recordOf(request.decision, method, reply.statusCode, request.startedAt, upstreamFailures.get(request))
       // Undefined on an admin listener without forward auth, which never calls this, hence `!= null`.

@@ -11,7 +11,7 @@
  * `100 Continue` by itself, so a client that waits for it sends no body before the decision, and a denied
  * one never sends it. Any other expectation is refused with 417 (docs/proxying.md).
  */
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import fastifyReplyFrom from '@fastify/reply-from'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerFactory } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
@@ -21,10 +21,7 @@ import type { Engine } from '../decision/engine.js'
 import { GatewayError, deny, toGatewayError } from '../shared/errors.js'
 import { clientIp } from '../request/client-ip.js'
 import { checkHost, checkHttp2Host } from '../request/check-host.js'
-import { authorizationValues, tokenDuplicated } from '../request/extract-token.js'
-import { DPOP_SCHEME, dpopProofValues } from '../request/extract-dpop-token.js'
-import { receivedOrigin } from '../request/request-origin.js'
-import { unmapIPv4, type IpMatcher } from '../net/ip-matcher.js'
+import { tokenDuplicated } from '../request/extract-token.js'
 import { joinUpstreamPath } from '../request/normalize-path.js'
 import { downstreamHeaders } from '../forward/response-headers.js'
 import { clientErrorHandler, expectationFailed } from './client-errors.js'
@@ -41,6 +38,11 @@ import { forwardH2, type H2ForwardOptions } from './h2-forward.js'
 import { sendProxyError } from './grpc-error.js'
 import type { RequestTrace } from '../observability/request-trace.js'
 import type { Tracing } from '../observability/tracing.js'
+import { EarlyRefusal, type EarlyDecision } from './early-refusal.js'
+import { proxyDecisionInput } from './proxy-decision-input.js'
+
+// Moved to proxy-decision-input.ts; still exported here for the callers that name it from this module.
+export { proxyOrigin } from './proxy-decision-input.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -83,14 +85,6 @@ export function upstreamError (err: Error & { statusCode?: number, code?: string
   // A certificate that does not verify: reachable but not trusted. The detail (the log's) names the code, never the certificate.
   const reason = isTlsFailure(code) ? 'upstream_tls' : /RESET|SOCKET/i.test(code) ? 'upstream_reset' : 'upstream_refused'
   return new GatewayError(502, 'bad_gateway', reason, 'the upstream could not be reached', { detail: `${upstream}: ${code}` })
-}
-
-/** The origin the client sent to: TLS or, from a trusted proxy, `X-Forwarded-Proto`; and the Host header (also used by `upgrade.ts`). */
-export function proxyOrigin (raw: IncomingMessage, trustProxy: IpMatcher | null): string | null {
-  const trusted = trustProxy !== null && trustProxy.has(unmapIPv4(raw.socket.remoteAddress ?? ''))
-  const proto = raw.headers['x-forwarded-proto']
-  const encrypted = (raw.socket as { encrypted?: boolean }).encrypted === true
-  return receivedOrigin(raw.headers.host, encrypted, trusted && typeof proto === 'string' ? proto : undefined)
 }
 
 /** An Authorization header of the Bearer scheme (whether or not its token is well formed). */
@@ -281,42 +275,53 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessio
   }
 }
 
+/** What `onRequest` goes on from: a decision `early-refusal.ts` made, or one made here; and the request's trace. */
+interface Decided extends EarlyDecision { trace: RequestTrace | null }
+
 /**
- * The `onRequest` hook that decides every request before any body byte is read. Callback-style: a
- * request whose token the caches know is decided without a promise; only a fresh verification waits.
+ * The checks before the decision, then the decision, for a request `early-refusal.ts` did not decide:
+ * null when one of the checks has answered it already.
+ */
+function decideHere (engine: Engine, request: FastifyRequest, reply: FastifyReply, expectations: Expectations, decisions: DecisionLog,
+  thumbprint: ProxyServerOptions['certificateThumbprint'], tracing: Tracing | null): Decided | null {
+  const startedAt = request.startedAt = process.hrtime.bigint()
+  request.engine = engine
+  const raw = request.raw
+  const trace = tracing === null ? null : (request.trace = tracing.proxyRequest(raw, engine.config.server.trustProxy))
+  if (expectations.unsupported(raw)) { expectations.refuse(request, reply, expectationFailed()); return null }
+  try {
+    // HTTP/2 names its host in `:authority`: once checked, it is the request's Host for every later stage
+    // (routing, CORS, forwarding headers, the upstream's Host with preserveHost), as on HTTP/1.1.
+    if (raw.httpVersionMajor === 2) raw.headers.host = checkHttp2Host(raw.rawHeaders)
+    else checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
+  } catch (err) {
+    expectations.refuse(request, reply, toGatewayError(err))
+    return null
+  }
+  if (answeredPreflight(engine, request, reply, decisions)) return null
+  const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], engine.config.server.trustProxy)
+  return { engine, decided: decideKnown(engine, proxyDecisionInput(raw, engine, ip, thumbprint)), clientIp: ip, startedAt, trace }
+}
+
+/**
+ * The `onRequest` hook that decides every request before any body byte is read, unless
+ * `early-refusal.ts` has decided it already. Callback-style: a request whose token the caches know is
+ * decided without a promise; only a fresh verification waits.
  */
 function decideOnRequest (engine: () => Engine, expectations: Expectations, decisions: DecisionLog, limits: RateLimiter,
-  thumbprint: ProxyServerOptions['certificateThumbprint'], tracing: Tracing | null) {
+  thumbprint: ProxyServerOptions['certificateThumbprint'], tracing: Tracing | null, early: EarlyRefusal) {
   return (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
-    request.startedAt = process.hrtime.bigint()
-    const current = engine()
-    request.engine = current
     const raw = request.raw
-    const trace = tracing === null ? null : (request.trace = tracing.proxyRequest(raw, current.config.server.trustProxy))
-    if (expectations.unsupported(raw)) return expectations.refuse(request, reply, expectationFailed())
-    try {
-      // HTTP/2 names its host in `:authority`: once checked, it is the request's Host for every later stage
-      // (routing, CORS, forwarding headers, the upstream's Host with preserveHost), as on HTTP/1.1.
-      if (raw.httpVersionMajor === 2) raw.headers.host = checkHttp2Host(raw.rawHeaders)
-      else checkHost(raw.rawHeaders, raw.url ?? '', raw.httpVersion)
-    } catch (err) {
-      return expectations.refuse(request, reply, toGatewayError(err))
+    const known = early.take(raw)
+    if (known !== undefined) {
+      request.startedAt = known.startedAt
+      request.engine = known.engine
     }
-    if (answeredPreflight(current, request, reply, decisions)) return
-    const ip = clientIp(raw.socket.remoteAddress, raw.headers['x-forwarded-for'], current.config.server.trustProxy)
-    const decided = decideKnown(current, {
-      method: raw.method ?? 'GET',
-      target: raw.url ?? '',
-      authorization: authorizationValues(raw.rawHeaders),
-      clientIp: ip,
-      // One Host, agreeing with an absolute-form target: checkHost above refused anything else.
-      host: raw.headers.host,
-      // Read only for a DPoP-scheme token (docs/dpop.md): the proofs, and the origin the client sent to.
-      dpop: DPOP_SCHEME.test(raw.headers.authorization ?? '')
-        ? { proofs: dpopProofValues(raw.rawHeaders), origin: proxyOrigin(raw, current.config.server.trustProxy) }
-        : undefined,
-      certificateThumbprint: thumbprint?.(raw)
-    })
+    const here = known === undefined ? decideHere(engine(), request, reply, expectations, decisions, thumbprint, tracing) : null
+    const from = known ?? here
+    if (from === null) return
+    const { decided, clientIp: ip } = from
+    const trace = here?.trace ?? null
     const admit = (limited: GatewayError | null): void => {
       if (limited !== null) {
         overruled(request, limited)
@@ -366,7 +371,13 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
     app.addHook('onResponse', (request, reply, done) => { request.trace?.finish(reply.statusCode, request.decision); done() })
     app.addHook('onRequestAbort', (request, done) => { request.trace?.aborted(); done() })
   }
-  const onRequest = decideOnRequest(engine, expectations, decisions, options.limits, options.certificateThumbprint, tracing)
+  // Node's request listener is Fastify's router: the early refusal goes in front of it (early-refusal.ts).
+  const early = new EarlyRefusal({ engine, decisions, thumbprint: options.certificateThumbprint, tracing: tracing !== null })
+  for (const routing of app.server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>) {
+    app.server.removeListener('request', routing)
+    app.server.on('request', early.listener(routing))
+  }
+  const onRequest = decideOnRequest(engine, expectations, decisions, options.limits, options.certificateThumbprint, tracing, early)
   app.all('*', { onRequest }, (request, reply) => {
     const decision = request.decision as Allow
     const reissuing = options.reissue(decision)

@@ -3,6 +3,7 @@
  * and for 401/403 an RFC 6750 `WWW-Authenticate` challenge. A request that brought no credentials gets
  * the bare challenge (RFC 6750 §3.1). Only the fixed public description is sent; detail stays in the log.
  */
+import type { ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import type { GatewayError } from '../shared/errors.js'
 
@@ -51,6 +52,11 @@ interface Rendered {
   body: string
   /** The headers of the same answer without its body: no content-type. */
   bodiless: Readonly<Record<string, string>>
+  /**
+   * `headers` and then `content-length` as one flat name, value list, for `writeHead`: what Fastify writes
+   * for `sendError`, in its order, so `writeError` answers the same bytes without a Fastify reply.
+   */
+  flat: readonly string[]
 }
 
 /**
@@ -68,7 +74,9 @@ function render (err: GatewayError): Rendered {
     if (rendered.size >= RENDERED_MAX) rendered.clear()
     const headers = errorHeaders(err)
     const { 'content-type': _json, ...bodiless } = headers
-    answer = { headers: Object.freeze(headers), body: errorBody(err), bodiless: Object.freeze(bodiless) }
+    const body = errorBody(err)
+    const flat = Object.freeze([...Object.entries(headers).flat(), 'content-length', String(Buffer.byteLength(body))])
+    answer = { headers: Object.freeze(headers), body, bodiless: Object.freeze(bodiless), flat }
     rendered.set(key, answer)
   }
   return answer
@@ -82,6 +90,18 @@ export function sendError (reply: FastifyReply, err: GatewayError, extra?: Reado
   if (err.headers !== undefined) reply.headers(err.headers)
   if (extra !== undefined) reply.headers(extra)
   return reply.send(body)
+}
+
+/**
+ * The answer of `sendError` written on Node's own response, for a request refused before Fastify made a
+ * reply for it (`early-refusal.ts`): the same status, headers in the same order, and body. `before`: the
+ * fields a CORS route adds ahead of them (`responseCorsHeaders`), as a flat list; `finished` runs once the
+ * response is written, as Fastify's `onResponse` would. Not for an error with per-request `headers`.
+ */
+export function writeError (res: ServerResponse, err: GatewayError, before: readonly string[] | null, finished: () => void): void {
+  const { flat, body } = render(err)
+  res.writeHead(err.status, before === null ? flat as string[] : [...before, ...flat])
+  res.end(body, finished)
 }
 
 /**
