@@ -16,11 +16,11 @@
  * cp -r dist bench-dist/dist-before; git stash pop`: each scenario then pairs this build with that one
  * instead of the baseline, which is how one change's effect is measured).
  */
-import { readdirSync, readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
 import { benchClaims, benchConfig, cycle, LOG_LEVEL } from './config.js'
 import { HAS_TASKSET, freePort, pinSelf, startGateway, startNode, startUpstream, type Child } from './processes.js'
+import { treeCpuSeconds } from './proc-cpu.js'
 import { startIssuer } from './tokens.js'
 
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000)
@@ -30,36 +30,9 @@ const AGAINST = process.env.CPU_AGAINST
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
-/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
-const CLK_TCK = 100
 
 interface Side { name: string, url: string, headers: () => Record<string, string>, pid: number }
 interface Slice { cpuUs: number, p99: number, non2xx: number, errors: number }
-
-/** [pid, ppid, user + system ticks] of every process /proc lists. */
-function processTable (): Array<[number, number, number]> {
-  const table: Array<[number, number, number]> = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      table.push([Number(entry), Number(fields[1]), Number(fields[11]) + Number(fields[12])])
-    } catch { /* the process ended while the table was read */ }
-  }
-  return table
-}
-
-/** CPU seconds used by `pid` and all its descendants (the cluster's primary and its workers). */
-function treeCpuSeconds (pid: number): number {
-  const table = processTable()
-  const tree = new Set([pid])
-  for (let grew = true, pass = 0; grew && pass < 8; pass++) {
-    grew = false
-    for (const [child, parent] of table) if (tree.has(parent) && !tree.has(child)) { tree.add(child); grew = true }
-  }
-  return table.reduce((sum, [p, , ticks]) => tree.has(p) ? sum + ticks : sum, 0) / CLK_TCK
-}
 
 /** Exactly REQUESTS requests at CONNECTIONS concurrency; the CPU µs per request the side's processes spent on them. */
 async function slice (side: Side, amount = REQUESTS): Promise<Slice> {

@@ -14,7 +14,7 @@
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
 import { benchClaims, benchConfig, LOG_LEVEL } from './config.js'
-import { cpuSeconds } from './measure.js'
+import { cpuSeconds } from './proc-cpu.js'
 import { HAS_TASKSET, pinSelf, rssMiB, startGateway, startUpstream, type Child } from './processes.js'
 import { startIssuer } from './tokens.js'
 
