@@ -19,9 +19,9 @@
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
 import { benchClaims, benchConfig, cycle, LOG_LEVEL } from './config.js'
-import { HAS_TASKSET, freePort, pinSelf, startGateway, startNode, startUpstream, type Child } from './processes.js'
+import { HAS_TASKSET, freePort, startGateway, startNode, type Child } from './processes.js'
 import { treeCpuSeconds } from './proc-cpu.js'
-import { startIssuer } from './tokens.js'
+import { startIssuerAndUpstream } from './issuer-and-upstream.js'
 
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000)
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3)
@@ -73,12 +73,8 @@ async function pair (label: string, a: Side, b: Side): Promise<void> {
 const wanted = (name: string): boolean => ONLY === null || ONLY.includes(name)
 
 async function main (): Promise<void> {
-  pinSelf(LOAD_CORE)
-  const children: Child[] = []
-  const issuer = await startIssuer()
+  const { issuer, upstream, children, stop } = await startIssuerAndUpstream(LOAD_CORE)
   try {
-    const upstream = await startUpstream(LOAD_CORE)
-    children.push(upstream)
     const basePort = await freePort()
     const baseline = await startNode(['bench-dist/baseline.js', upstream.url.replace(/\/$/, ''), String(basePort)], `http://127.0.0.1:${basePort}/`, PROXY_CORE)
     children.push(baseline)
@@ -121,8 +117,7 @@ async function main (): Promise<void> {
       await pair('one hot token, workers: 2 against workers: 1 (both on one core)', gate('workers: 2', hotHeaders, two), gate('workers: 1', hotHeaders))
     }
   } finally {
-    for (const child of children.reverse()) await child.stop()
-    await issuer.close()
+    await stop()
   }
 }
 
