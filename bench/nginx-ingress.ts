@@ -9,7 +9,8 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HAS_TASKSET, ROOT, freePort, waitFor, type Child } from './processes.js'
+import { AUTH_CACHE_CONF, authServer, type AuthServerTuning } from './nginx-auth-config.js'
+import { HAS_TASKSET, freePort, waitFor, type Child } from './processes.js'
 
 export interface Nginx { binary: string, version: string }
 
@@ -22,52 +23,8 @@ export function findNginx (): Nginx | null {
   return null
 }
 
-const IDENTITY = ['x-auth-subject', 'x-auth-client-id', 'x-auth-scopes', 'x-auth-roles', 'x-auth-issuer', 'x-auth-route']
-
-function server (port: number, authLines: string): string {
-  const copy = IDENTITY.map((name) => {
-    const variable = `$scopegate_${name.slice(2).replace(/-/g, '_')}`
-    return `      auth_request_set ${variable} $upstream_http_${name.replace(/-/g, '_')};\n      proxy_set_header ${name} ${variable};`
-  }).join('\n')
-  return `
-  server {
-    listen 127.0.0.1:${port} backlog=1024;
-    location / {
-      auth_request /_scopegate;
-      auth_request_set $scopegate_challenge $upstream_http_www_authenticate;
-${copy}
-      error_page 401 = @scopegate_401;
-      error_page 403 = @scopegate_403;
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-    location = /_scopegate {
-      internal;
-      ${authLines}
-      proxy_pass http://scopegate/decisions;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass_request_body off;
-      proxy_pass_request_headers off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Authorization $http_authorization;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-For $remote_addr;
-    }
-    location @scopegate_401 {
-      default_type application/json;
-      return 401 '{"error":"$scopegate_error"}\\n';
-    }
-    location @scopegate_403 {
-      default_type application/json;
-      add_header WWW-Authenticate $scopegate_challenge always;
-      return 403 '{"error":"$scopegate_error"}\\n';
-    }
-  }`
-}
+/** A deep accept queue, and kept-alive connections to the upstream block `app`. */
+const BENCH_TUNING: AuthServerTuning = { listen: 'backlog=1024', upstreamKeepalive: true, compact: true }
 
 /** The whole nginx.conf: temp paths in `dir` (for every module this build has), no access log. */
 function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: number }, upstream: URL, admin: URL): string {
@@ -89,8 +46,8 @@ function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: n
     `  proxy_cache_path ${join(dir, 'decisions')} levels=1:2 keys_zone=scopegate_decisions:10m max_size=256m inactive=2m use_temp_path=off;`,
     `  upstream scopegate { server ${admin.host}; keepalive 64; }`,
     `  upstream app { server ${upstream.host}; keepalive 64; }`,
-    server(ports.plain, ''),
-    server(ports.cached, `include ${join(ROOT, 'deploy', 'nginx', 'scopegate-auth-cache.conf')};`),
+    authServer(ports.plain, 'http://app', '', BENCH_TUNING),
+    authServer(ports.cached, 'http://app', `include ${AUTH_CACHE_CONF};`, BENCH_TUNING),
     '}',
     ''
   ].join('\n')

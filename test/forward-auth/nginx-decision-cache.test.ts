@@ -14,7 +14,7 @@ import { type Received } from '../helpers/echo-upstream.js'
 import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { send, type TestResponse } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
-import { AUTH_CACHE_CONF, ERROR_MAP, authServer, scopegateUpstream } from './nginx-auth-config.js'
+import { AUTH_CACHE_CONF, ERROR_MAP, authServer, scopegateUpstream } from '../../bench/nginx-auth-config.js'
 import { findNginx, freePort, startNginx } from './nginx-process.js'
 
 const API = 'https://todo.api'

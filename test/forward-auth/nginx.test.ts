@@ -13,7 +13,7 @@ import { type Received } from '../helpers/echo-upstream.js'
 import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { send, type TestResponse } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
-import { ERROR_MAP, IDENTITY, authServer, scopegateUpstream } from './nginx-auth-config.js'
+import { ERROR_MAP, IDENTITY, authServer, scopegateUpstream } from '../../bench/nginx-auth-config.js'
 import { findNginx, freePort, startNginx } from './nginx-process.js'
 
 const API = 'https://todo.api'
