@@ -16,6 +16,17 @@ export function gatewayConfig (issuerUrl: string, upstream: string, port: number
   }
 }
 
+/** The bench routes' policy: role and client grants, a required scope. A new object each time: callers add to it. */
+function benchPolicy (): Record<string, unknown> {
+  return {
+    grants: {
+      roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] },
+      clients: { 'bench-client': ['read:todos', 'write:todos'] }
+    },
+    scopes: { require: ['read:todos'] }
+  }
+}
+
 /** The gateway config of the benchmark: a realistic policy (audience, client, role and client grants, a required scope). */
 export function benchConfig (issuerUrl: string, upstream: string, port: number, adminPort: number): Record<string, unknown> {
   return gatewayConfig(issuerUrl, upstream, port, adminPort, {
@@ -24,26 +35,14 @@ export function benchConfig (issuerUrl: string, upstream: string, port: number, 
       id: 'api',
       match: { path: '/api', prefix: true },
       upstream: 'api',
-      policy: {
-        grants: {
-          roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] },
-          clients: { 'bench-client': ['read:todos', 'write:todos'] }
-        },
-        scopes: { require: ['read:todos'] }
-      }
+      policy: benchPolicy()
     }, {
       // The same policy plus a rate limit far above the load, so every request spends its bucket and none
       // is refused: the row measures what a limit costs (a bucket per client and subject, memory store).
       id: 'limited',
       match: { path: '/limited', prefix: true },
       upstream: 'api',
-      policy: {
-        grants: {
-          roles: { admin: ['*'], editor: ['read:todos', 'write:todos'], user: ['read:todos'] },
-          clients: { 'bench-client': ['read:todos', 'write:todos'] }
-        },
-        scopes: { require: ['read:todos'] }
-      },
+      policy: benchPolicy(),
       rateLimit: { limit: 1_000_000, window: '1s', key: ['route', 'client', 'subject'] }
     }]
   })

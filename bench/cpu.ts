@@ -18,13 +18,13 @@
  * paired with HAProxy, `haproxy.ts`, instead of the baseline; the rejection scenarios, invalid and missing,
  * also with the bare-Node floor of `floor.ts`, in the same rounds: scopegate, HAProxy, floor, then back).
  */
-import { readdirSync, readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
 import { benchClaims, benchConfig, cycle, LOG_LEVEL } from './config.js'
 import { findHaproxy, startHaproxy } from './haproxy.js'
-import { HAS_TASKSET, freePort, pinSelf, startGateway, startNode, startUpstream, type Child } from './processes.js'
-import { startIssuer } from './tokens.js'
+import { HAS_TASKSET, freePort, startGateway, startNode, type Child } from './processes.js'
+import { treeCpuSeconds } from './proc-cpu.js'
+import { startIssuerAndUpstream } from './issuer-and-upstream.js'
 
 const REQUESTS = Number(process.env.CPU_REQUESTS ?? 20_000)
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3)
@@ -34,36 +34,9 @@ const VS_HAPROXY = process.env.CPU_VS === 'haproxy'
 const CONNECTIONS = 50
 const PROXY_CORE = 1
 const LOAD_CORE = 0
-/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
-const CLK_TCK = 100
 
 interface Side { name: string, url: string, headers: () => Record<string, string>, pid: number }
 interface Slice { cpuUs: number, p99: number, non2xx: number, errors: number }
-
-/** [pid, ppid, user + system ticks] of every process /proc lists. */
-function processTable (): Array<[number, number, number]> {
-  const table: Array<[number, number, number]> = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      table.push([Number(entry), Number(fields[1]), Number(fields[11]) + Number(fields[12])])
-    } catch { /* the process ended while the table was read */ }
-  }
-  return table
-}
-
-/** CPU seconds used by `pid` and all its descendants (the cluster's primary and its workers). */
-function treeCpuSeconds (pid: number): number {
-  const table = processTable()
-  const tree = new Set([pid])
-  for (let grew = true, pass = 0; grew && pass < 8; pass++) {
-    grew = false
-    for (const [child, parent] of table) if (tree.has(parent) && !tree.has(child)) { tree.add(child); grew = true }
-  }
-  return table.reduce((sum, [p, , ticks]) => tree.has(p) ? sum + ticks : sum, 0) / CLK_TCK
-}
 
 /** Exactly REQUESTS requests at CONNECTIONS concurrency; the CPU µs per request the side's processes spent on them. */
 async function slice (side: Side, amount = REQUESTS): Promise<Slice> {
@@ -122,12 +95,8 @@ async function startHaproxyPeer (upstream: string, issuer: string, publicKeyPem:
 const wanted = (name: string): boolean => ONLY === null || ONLY.includes(name)
 
 async function main (): Promise<void> {
-  pinSelf(LOAD_CORE)
-  const children: Child[] = []
-  const issuer = await startIssuer()
+  const { issuer, upstream, children, stop } = await startIssuerAndUpstream(LOAD_CORE)
   try {
-    const upstream = await startUpstream(LOAD_CORE)
-    children.push(upstream)
     const basePort = await freePort()
     const baseline = await startNode(['bench-dist/baseline.js', upstream.url.replace(/\/$/, ''), String(basePort)], `http://127.0.0.1:${basePort}/`, PROXY_CORE)
     children.push(baseline)
@@ -181,8 +150,7 @@ async function main (): Promise<void> {
       await pair('one hot token, workers: 2 against workers: 1 (both on one core)', gate('workers: 2', hotHeaders, two), gate('workers: 1', hotHeaders))
     }
   } finally {
-    for (const child of children.reverse()) await child.stop()
-    await issuer.close()
+    await stop()
   }
 }
 

@@ -4,8 +4,8 @@
  * process's own CPU time from /proc. Ratios of req/s and of CPU per request are what the benchmarks
  * report; raw req/s move with the host.
  */
-import { readFileSync } from 'node:fs'
 import autocannon from 'autocannon'
+import { cpuSeconds } from './proc-cpu.js'
 
 export interface Slice {
   requests: number
@@ -35,21 +35,6 @@ export interface LoadShape {
   connections: number
   /** Requests per second per connection; unset: as fast as the target answers. */
   connectionRate?: number
-}
-
-/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on Linux). */
-const CLK_TCK = 100
-
-/** CPU seconds (user + system, all threads) a process has used, or null without /proc. */
-export function cpuSeconds (pid: number | undefined): number | null {
-  if (pid === undefined) return null
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-  } catch {
-    return null
-  }
 }
 
 /** CPU seconds of every process serving `target`, or null when one cannot be read. */

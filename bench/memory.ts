@@ -14,9 +14,9 @@
 import { cpus } from 'node:os'
 import autocannon from 'autocannon'
 import { benchClaims, benchConfig, LOG_LEVEL } from './config.js'
-import { cpuSeconds } from './measure.js'
-import { HAS_TASKSET, pinSelf, rssMiB, startGateway, startUpstream, type Child } from './processes.js'
-import { startIssuer } from './tokens.js'
+import { cpuSeconds } from './proc-cpu.js'
+import { HAS_TASKSET, rssMiB, startGateway } from './processes.js'
+import { startIssuerAndUpstream } from './issuer-and-upstream.js'
 
 const TOTAL = Number(process.env.MEMORY_TOKENS ?? 1_000_000)
 const BATCH = Number(process.env.MEMORY_BATCH ?? 25_000)
@@ -27,12 +27,8 @@ const LOAD_CORE = 0
 const TARGET_MIB = 200
 
 async function main (): Promise<void> {
-  pinSelf(LOAD_CORE)
-  const children: Child[] = []
-  const issuer = await startIssuer()
+  const { issuer, upstream, children, stop } = await startIssuerAndUpstream(LOAD_CORE)
   try {
-    const upstream = await startUpstream(LOAD_CORE)
-    children.push(upstream)
     const gateway = await startGateway('memory-config', (port, adminPort) => benchConfig(issuer.url, upstream.url, port, adminPort), PROXY_CORE)
     children.push(gateway)
     const pid = gateway.process.pid ?? 0
@@ -61,8 +57,7 @@ async function main (): Promise<void> {
     process.stdout.write(`RSS after ${sent} distinct tokens: ${after.toFixed(1)} MiB (peak ${peak.toFixed(1)} MiB; target ≤ ${TARGET_MIB} MiB after 1,000,000: ` +
       `${sent >= 1_000_000 ? (after <= TARGET_MIB ? 'met' : 'NOT met') : 'not measured at this count'}); non-2xx ${non2xx}, errors ${errors}\n`)
   } finally {
-    for (const child of children.reverse()) await child.stop()
-    await issuer.close()
+    await stop()
   }
 }
 

@@ -1,10 +1,14 @@
 /**
  * The nginx `auth_request` configuration of docs/ingress-nginx.md ("Plain nginx"), as text: one source
  * for the benchmark's nginx (`nginx-ingress.ts`) and for the tests that put a real nginx in front of
- * scopegate (`test/forward-auth/nginx-auth-config.ts` re-exports it), so that the bench measures, and the
+ * scopegate (`test/forward-auth/`), so that the bench measures, and the
  * tests prove, the documented configuration, and neither drifts from it. Here because the bench's build
  * (`bench/tsconfig.json`) compiles only this folder, while the tests can import from anywhere.
  */
+import { fileURLToPath } from 'node:url'
+
+/** The shipped decision-cache snippet (docs/ingress-nginx.md), included as it is. */
+export const AUTH_CACHE_CONF = fileURLToPath(new URL('../deploy/nginx/scopegate-auth-cache.conf', import.meta.url))
 
 /** The identity headers nginx copies from scopegate's allow to the upstream request. */
 export const IDENTITY = ['x-auth-subject', 'x-auth-client-id', 'x-auth-scopes', 'x-auth-roles', 'x-auth-issuer', 'x-auth-route']

@@ -15,8 +15,8 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ERROR_MAP, authServer, scopegateUpstream } from './nginx-auth-request-config.js'
-import { HAS_TASKSET, ROOT, freePort, waitFor, type Child } from './processes.js'
+import { AUTH_CACHE_CONF, ERROR_MAP, authServer, scopegateUpstream } from './nginx-auth-request-config.js'
+import { HAS_TASKSET, freePort, waitFor, type Child } from './processes.js'
 
 export interface Nginx { binary: string, version: string }
 
@@ -46,7 +46,7 @@ function nginxConf (nginx: Nginx, dir: string, ports: { plain: number, cached: n
     `  proxy_cache_path ${join(dir, 'decisions')} levels=1:2 keys_zone=scopegate_decisions:10m max_size=64m inactive=2m use_temp_path=off;`,
     scopegateUpstream(admin, upstream),
     authServer(ports.plain),
-    authServer(ports.cached, `include ${join(ROOT, 'deploy', 'nginx', 'scopegate-auth-cache.conf')};`),
+    authServer(ports.cached, `include ${AUTH_CACHE_CONF};`),
     '}',
     ''
   ].join('\n')

@@ -19,8 +19,8 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { compare, cpuPerRequest, failures, load, reqPerSec, type Tally, type Target } from './measure.js'
 import { benchClaims, cycle, gatewayConfig } from './config.js'
-import { HAS_TASKSET, ROOT, pinSelf, startGateway, startUpstream, type Child } from './processes.js'
-import { startIssuer } from './tokens.js'
+import { HAS_TASKSET, ROOT, startGateway } from './processes.js'
+import { startIssuerAndUpstream } from './issuer-and-upstream.js'
 
 const SECONDS = Math.min(3, Math.max(1, Math.round(Number(process.env.BENCH_REISSUE_SECONDS ?? 3))))
 const WARMUP_S = 1
@@ -58,13 +58,8 @@ function reissueConfig (issuerUrl: string, upstream: string, port: number, admin
 }
 
 async function main (): Promise<void> {
-  pinSelf(LOAD_CORE)
-  const children: Child[] = []
-  const issuer = await startIssuer()
+  const { issuer, upstream, children, stop } = await startIssuerAndUpstream(LOAD_CORE)
   try {
-    const upstream = await startUpstream(LOAD_CORE)
-    children.push(upstream)
-
     const dir = join(ROOT, 'bench-dist')
     mkdirSync(dir, { recursive: true })
     const keyFile = join(dir, 'reissue-key.jwk.json')
@@ -106,8 +101,7 @@ async function main (): Promise<void> {
     const all = [keepHot, reissueHot, keepDistinct, reissueDistinct].flatMap((t) => t.slices)
     if (all.some((s) => s.non2xx > 0 || s.errors > 0)) process.exitCode = 1
   } finally {
-    for (const child of children.reverse()) await child.stop()
-    await issuer.close()
+    await stop()
   }
 }
 

@@ -13,9 +13,10 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { benchClaims, benchConfig } from './config.js'
-import { ROOT, pinSelf, rssMiB, startGateway, startUpstream, type Child } from './processes.js'
+import { ROOT, rssMiB, startGateway, type Child } from './processes.js'
 import { lineChart, type Mark, type Series } from './svg-plot.js'
-import { startIssuer, type Issuer } from './tokens.js'
+import type { Issuer } from './tokens.js'
+import { startIssuerAndUpstream } from './issuer-and-upstream.js'
 
 const { values: flags } = parseArgs({
   options: {
@@ -174,12 +175,8 @@ function report (samples: readonly Sample[], counts: Counts, marks: readonly Mar
 
 async function main (): Promise<void> {
   const started = Date.now()
-  pinSelf(LOAD_CORE)
-  const issuer = await startIssuer()
-  const children: Child[] = []
+  const { issuer, upstream, children, stop } = await startIssuerAndUpstream(LOAD_CORE)
   try {
-    const upstream = await startUpstream(LOAD_CORE)
-    children.push(upstream)
     // Keys are rechecked every minute and an unknown kid refetched after 1 s, so a rotation is seen at once.
     const config = (port: number, adminPort: number): Record<string, unknown> => {
       const c = benchConfig(issuer.url, upstream.url, port, adminPort)
@@ -201,8 +198,7 @@ async function main (): Promise<void> {
     // A sample still on its way when the load stopped would show the connections closing: left out.
     report(samples.filter((s) => s.seconds <= DURATION_S), counts, marks)
   } finally {
-    for (const child of children.reverse()) await child.stop()
-    await issuer.close()
+    await stop()
     process.stdout.write(`total elapsed ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   }
 }

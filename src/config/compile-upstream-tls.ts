@@ -4,61 +4,35 @@
  * is not the certificate's, is a config problem with its path rather than a handshake failing on the
  * first request. The request path reads only the Buffers kept here.
  */
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
+import { MAX_PEM_BYTES, checkKeyPair, pemCertificates, pemPrivateKey, readPemFile, type OnPemFault, type PemFault } from '../net/pem-files.js'
 import type { CompiledUpstreamTls, RawUpstreamTls } from './types.js'
 
 type AddProblem = (path: string, message: string) => void
-
-/** PEM files hold a handful of certificates; anything larger is not one. */
-const MAX_PEM_BYTES = 1024 * 1024
-
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 
 /** The directory relative paths are resolved from: the config file's own (cwd for a config built in memory). */
 export function configBaseDir (source: string): string {
   return source.startsWith('<') ? process.cwd() : dirname(resolve(source))
 }
 
-function readPem (add: AddProblem, path: string, file: string, baseDir: string): Buffer | null {
-  try {
-    const pem = readFileSync(resolve(baseDir, file))
-    if (pem.length > MAX_PEM_BYTES) {
-      add(path, `${file}: is larger than ${MAX_PEM_BYTES} bytes`)
-      return null
-    }
-    return pem
-  } catch (err) {
-    // The error code only: the message would repeat the path.
-    add(path, `${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-    return null
+/**
+ * The words of each fault, after the file's name (`validate` prints them under the config path).
+ * `cert`: the certificate file a key file is checked against.
+ */
+function wording (fault: PemFault, cert: string): string {
+  switch (fault.kind) {
+    case 'unreadable': return `cannot be read (${fault.code})`
+    case 'too-large': return `is larger than ${MAX_PEM_BYTES} bytes`
+    case 'no-certificate': return 'holds no PEM certificate'
+    case 'bad-certificate': return 'holds a certificate that does not parse'
+    case 'encrypted-key': case 'bad-key': return 'is not an unencrypted PEM private key'
+    case 'key-mismatch': return `is not the private key of ${cert}`
   }
 }
 
-/** Every certificate of a PEM bundle, parsed; null (and a problem) when there is none or one does not parse. */
-function certificates (add: AddProblem, path: string, file: string, pem: Buffer): X509Certificate[] | null {
-  const blocks = pem.toString('latin1').match(PEM_CERTIFICATE) ?? []
-  if (blocks.length === 0) {
-    add(path, `${file}: holds no PEM certificate`)
-    return null
-  }
-  try {
-    return blocks.map((block) => new X509Certificate(block))
-  } catch {
-    add(path, `${file}: holds a certificate that does not parse`)
-    return null
-  }
-}
-
-function privateKey (add: AddProblem, path: string, file: string, pem: Buffer): KeyObject | null {
-  try {
-    return createPrivateKey(pem)
-  } catch {
-    // Never the parser's message: it could quote the key.
-    add(path, `${file}: is not an unencrypted PEM private key`)
-    return null
-  }
+/** Faults found in `file`, as problems at `path`. */
+function problemsAt (add: AddProblem, path: string, file: string, cert = ''): OnPemFault {
+  return (fault) => { add(path, `${file}: ${wording(fault, cert)}`) }
 }
 
 /** The client certificate and key, each checked, and checked to belong together. */
@@ -68,12 +42,14 @@ function clientIdentity (add: AddProblem, at: string, raw: RawUpstreamTls, baseD
     add(`${at}.${raw.cert === undefined ? 'cert' : 'key'}`, 'is required with tls.' + (raw.cert === undefined ? 'key' : 'cert'))
     return {}
   }
-  const certPem = readPem(add, `${at}.cert`, raw.cert, baseDir)
-  const keyPem = readPem(add, `${at}.key`, raw.key, baseDir)
-  const leaf = certPem === null ? null : certificates(add, `${at}.cert`, raw.cert, certPem)?.[0] ?? null
-  const key = keyPem === null ? null : privateKey(add, `${at}.key`, raw.key, keyPem)
-  if (leaf !== null && key !== null && !leaf.checkPrivateKey(key)) add(`${at}.key`, `${raw.key}: is not the private key of ${raw.cert}`)
-  return certPem === null || keyPem === null ? {} : { cert: certPem, key: keyPem }
+  const atCert = problemsAt(add, `${at}.cert`, raw.cert)
+  const atKey = problemsAt(add, `${at}.key`, raw.key, raw.cert)
+  const certPem = readPemFile(resolve(baseDir, raw.cert), atCert)
+  const keyPem = readPemFile(resolve(baseDir, raw.key), atKey)
+  const leaf = certPem === undefined ? undefined : pemCertificates(certPem.toString('latin1'), atCert)?.[0]
+  const key = keyPem === undefined ? undefined : pemPrivateKey(keyPem, atKey)
+  if (leaf !== undefined && key !== undefined) checkKeyPair(leaf, key, atKey)
+  return certPem === undefined || keyPem === undefined ? {} : { cert: certPem, key: keyPem }
 }
 
 /**
@@ -93,8 +69,9 @@ export function compileUpstreamTls (add: AddProblem, at: string, raw: RawUpstrea
   const compiled: CompiledUpstreamTls = { rejectUnauthorized: !raw.insecureSkipVerify }
   if (raw.ca !== undefined && raw.insecureSkipVerify) add(`${path}.ca`, 'is never used with insecureSkipVerify: drop one of them')
   if (raw.ca !== undefined) {
-    const pem = readPem(add, `${path}.ca`, raw.ca, baseDir)
-    if (pem !== null && certificates(add, `${path}.ca`, raw.ca, pem) !== null) compiled.ca = pem
+    const atCa = problemsAt(add, `${path}.ca`, raw.ca)
+    const pem = readPemFile(resolve(baseDir, raw.ca), atCa)
+    if (pem !== undefined && pemCertificates(pem.toString('latin1'), atCa) !== undefined) compiled.ca = pem
   }
   if (raw.servername !== undefined) compiled.servername = raw.servername
   return { ...compiled, ...clientIdentity(add, path, raw, baseDir) }

@@ -25,12 +25,8 @@ import { responseCorsHeaders } from '../cors/cors-headers.js'
 import { isStrippedHeader } from '../forward/strip-headers.js'
 import { errorBody, errorHeaders } from '../http/reply-error.js'
 import type { GatewayError } from '../shared/errors.js'
+import { GRPC_STATUS } from '../shared/grpc-status.js'
 import type { CompiledRoute } from '../config/types.js'
-
-/** gRPC status codes Envoy reads (google.rpc.Code). */
-export const GRPC_OK = 0
-export const GRPC_PERMISSION_DENIED = 7
-export const GRPC_UNAUTHENTICATED = 16
 
 export interface HeaderValueOption {
   header: { key: string, value: string }
@@ -89,7 +85,7 @@ export function allowResponse (request: CheckedRequest, decision: Allow, config:
   if (decision.route.forward.authorization === 'strip' && !remove.includes('authorization')) remove.push('authorization')
   remove.push(...strippedClientHeaders(request, decision.route, config, setting).filter((name) => !remove.includes(name)))
   return {
-    status: { code: GRPC_OK },
+    status: { code: GRPC_STATUS.OK },
     ok_response: {
       headers: options(setting),
       headers_to_remove: remove,
@@ -98,11 +94,20 @@ export function allowResponse (request: CheckedRequest, decision: Allow, config:
   }
 }
 
+/**
+ * The gRPC code of a denial (docs/istio.md). Not the table of `grpcStatusOf`, which is all a gRPC client
+ * learns of a refusal: Envoy sends `denied_response`, with the HTTP status itself, to the client as is,
+ * so this code only has to say that the request is denied, and whether for want of credentials.
+ */
+function deniedCode (httpStatus: number): number {
+  return httpStatus === 401 ? GRPC_STATUS.UNAUTHENTICATED : GRPC_STATUS.PERMISSION_DENIED
+}
+
 /** The answer to a denied request: the status, fields and body proxy mode would answer with. */
 export function deniedResponse (error: GatewayError, route: CompiledRoute | null, origin: string | undefined): CheckResponse {
   const headers = { ...errorHeaders(error), ...error.headers, ...corsFields(route, origin) }
   return {
-    status: { code: error.status === 401 ? GRPC_UNAUTHENTICATED : GRPC_PERMISSION_DENIED, message: error.code },
+    status: { code: deniedCode(error.status), message: error.code },
     denied_response: { status: { code: error.status }, headers: options(headers), body: errorBody(error) }
   }
 }

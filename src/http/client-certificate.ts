@@ -7,9 +7,9 @@
  * `clientCertificate: request` a client may present one that did not verify, and the request goes on
  * without any (docs/tls.md).
  */
-import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
+import { derThumbprint } from '../request/client-certificate.js'
 
 /** What identifies a connection: the TLS socket for HTTP/1.1, the session for HTTP/2 (whose `socket` is a per-stream proxy). */
 type Connection = object
@@ -27,7 +27,7 @@ function connectionOf (raw: IncomingMessage): { key: Connection, socket: TLSSock
 function compute (socket: TLSSocket): string | null {
   if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return null
   const der = socket.getPeerCertificate(false).raw as Buffer | undefined
-  return der === undefined || der.length === 0 ? null : createHash('sha256').update(der).digest('base64url')
+  return der === undefined || der.length === 0 ? null : derThumbprint(der)
 }
 
 /** The RFC 8705 thumbprint of the verified client certificate on the request's connection, or undefined. */

@@ -12,19 +12,8 @@
  */
 import type { FastifyReply } from 'fastify'
 import type { GatewayError } from '../shared/errors.js'
+import { grpcStatusOf } from '../shared/grpc-status.js'
 import { errorHeaders, sendError } from './reply-error.js'
-
-/** gRPC status codes used here (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
-export const GRPC_STATUS = {
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16
-} as const
 
 /** `application/grpc`, `application/grpc+proto`, `application/grpc;…`: not gRPC-Web, which is answered as HTTP. */
 const GRPC_CONTENT_TYPE = /^application\/grpc(?:[+;]|$)/i
@@ -32,19 +21,6 @@ const GRPC_CONTENT_TYPE = /^application\/grpc(?:[+;]|$)/i
 /** Whether a request is a gRPC call, by its content type. */
 export function isGrpcRequest (contentType: string | undefined): boolean {
   return contentType !== undefined && GRPC_CONTENT_TYPE.test(contentType)
-}
-
-/** The gRPC status of an HTTP status scopegate answers with (the table of docs/grpc.md). */
-export function grpcStatusOf (httpStatus: number): number {
-  switch (httpStatus) {
-    case 401: return GRPC_STATUS.UNAUTHENTICATED
-    case 403: return GRPC_STATUS.PERMISSION_DENIED
-    case 429: return GRPC_STATUS.RESOURCE_EXHAUSTED
-    case 404: return GRPC_STATUS.UNIMPLEMENTED
-    case 502: case 503: case 504: return GRPC_STATUS.UNAVAILABLE
-    case 500: return GRPC_STATUS.INTERNAL
-    default: return httpStatus >= 400 && httpStatus < 500 ? GRPC_STATUS.INVALID_ARGUMENT : GRPC_STATUS.UNKNOWN
-  }
 }
 
 /**

@@ -4,8 +4,8 @@
  * rotation, where a bad new set is refused and the one in force stays. Nothing read here is ever logged or
  * put in a message: only the file's key in the config and what is wrong with it.
  */
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import type { X509Certificate } from 'node:crypto'
+import { checkKeyPair, pemCertificates, pemPrivateKey, readPemFile, type OnPemFault, type PemFault } from './pem-files.js'
 
 /** The files of one listener's TLS, as absolute paths. */
 export interface TlsFiles {
@@ -38,52 +38,31 @@ export interface TlsReading {
   warnings: TlsProblem[]
 }
 
-/** PEM files are a few KiB; a CA bundle may be some hundreds. Anything larger is not one. */
-const MAX_PEM_BYTES = 1024 * 1024
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
-
-function readPem (file: string): string {
-  const text = readFileSync(file, 'utf8')
-  if (text.length > MAX_PEM_BYTES) throw new Error('is larger than 1 MiB, which no PEM file of this kind is')
-  return text
+/** The words of each fault, as `validate` prints them after the file's config path. */
+function wording (fault: PemFault): string {
+  switch (fault.kind) {
+    case 'unreadable': return `cannot be read (${fault.code})`
+    case 'too-large': return 'is larger than 1 MiB, which no PEM file of this kind is'
+    case 'no-certificate': return 'holds no PEM certificate'
+    case 'bad-certificate': return 'holds a PEM certificate that cannot be parsed'
+    case 'encrypted-key': return 'is an encrypted private key; scopegate reads unencrypted keys only'
+    case 'bad-key': return 'holds no usable PEM private key'
+    case 'key-mismatch': return 'does not match the certificate in cert'
+  }
 }
 
-/** The file's text, or undefined with a problem naming why (the error code only: the path is the config's). */
+/** Faults found in `file`, as problems. */
+function problemsIn (problems: TlsProblem[], file: keyof TlsFiles): OnPemFault {
+  return (fault) => { problems.push({ file, message: wording(fault) }) }
+}
+
+/** The file's text, or undefined with a problem naming why. */
 function readOne (problems: TlsProblem[], file: keyof TlsFiles, path: string): string | undefined {
-  try {
-    return readPem(path)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    problems.push({ file, message: code === undefined ? (err as Error).message : `cannot be read (${code})` })
-    return undefined
-  }
+  return readPemFile(path, problemsIn(problems, file))?.toString('utf8')
 }
 
 function firstCertificate (problems: TlsProblem[], file: keyof TlsFiles, text: string): X509Certificate | undefined {
-  const pem = text.match(PEM_CERTIFICATE)?.[0]
-  if (pem === undefined) {
-    problems.push({ file, message: 'holds no PEM certificate' })
-    return undefined
-  }
-  try {
-    return new X509Certificate(pem)
-  } catch {
-    problems.push({ file, message: 'holds a PEM certificate that cannot be parsed' })
-    return undefined
-  }
-}
-
-function privateKey (problems: TlsProblem[], text: string): KeyObject | undefined {
-  if (text.includes('ENCRYPTED PRIVATE KEY') || /Proc-Type: 4,ENCRYPTED/.test(text)) {
-    problems.push({ file: 'key', message: 'is an encrypted private key; scopegate reads unencrypted keys only' })
-    return undefined
-  }
-  try {
-    return createPrivateKey(text)
-  } catch {
-    problems.push({ file: 'key', message: 'holds no usable PEM private key' })
-    return undefined
-  }
+  return pemCertificates(text, problemsIn(problems, file), 1)?.[0]
 }
 
 /** An expired or not yet valid certificate is a warning: the clock may be wrong, and a restart must not fail on it. */
@@ -100,10 +79,8 @@ export function readTlsMaterial (files: TlsFiles, now = Date.now()): TlsReading 
   const key = readOne(problems, 'key', files.key)
   const ca = files.clientCa === null ? undefined : readOne(problems, 'clientCa', files.clientCa)
   const certificate = cert === undefined ? undefined : firstCertificate(problems, 'cert', cert)
-  const keyObject = key === undefined ? undefined : privateKey(problems, key)
-  if (certificate !== undefined && keyObject !== undefined && !certificate.checkPrivateKey(keyObject)) {
-    problems.push({ file: 'key', message: 'does not match the certificate in cert' })
-  }
+  const keyObject = key === undefined ? undefined : pemPrivateKey(key, problemsIn(problems, 'key'))
+  if (certificate !== undefined && keyObject !== undefined) checkKeyPair(certificate, keyObject, problemsIn(problems, 'key'))
   if (certificate !== undefined) validity(warnings, 'cert', certificate, now)
   if (ca !== undefined) {
     const authority = firstCertificate(problems, 'clientCa', ca)

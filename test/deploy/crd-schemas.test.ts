@@ -5,12 +5,13 @@
  * wrong type, a missing required field, a value outside an enum) must not, so the check is known
  * to bite. Rules a CRD states as CEL (x-kubernetes-validations) are the API server's to check, not this test's.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Ajv, type ValidateFunction } from 'ajv'
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'
+import { yamlFiles } from './yaml-files.js'
 
 type Obj = Record<string, any>
 
@@ -86,14 +87,6 @@ function validatorFor (key: string): ValidateFunction | undefined {
     validators.set(key, validate)
   }
   return validate
-}
-
-function yamlFiles (dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name)
-    if (statSync(path).isDirectory()) return yamlFiles(path)
-    return /\.ya?ml$/.test(name) ? [path] : []
-  }).sort()
 }
 
 const objects: Array<{ file: string, obj: Obj }> = yamlFiles(DEPLOY).flatMap((file) =>

@@ -16,10 +16,10 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'
 import type { Echo } from '../helpers/echo-upstream.js'
-import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
+import { nginxAndGateway } from '../forward-auth/nginx-and-gateway.js'
 import { send } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
-import { findNginx, freePort, startNginx } from '../forward-auth/nginx-process.js'
+import { freePort, startNginx } from '../forward-auth/nginx-process.js'
 
 type Obj = Record<string, any>
 
@@ -82,22 +82,14 @@ async function seenBy<T> (echo: Echo, run: () => Promise<T>): Promise<{ result: 
 }
 
 t.test('F5 NGINX Ingress Controller: ExternalAuth policy with the snippets of deploy/kubernetes/f5-nginx-ingress', async (t) => {
-  const nginx = findNginx()
-  if (nginx === null) {
-    t.fail('nginx is not installed: this end-to-end test needs it (apt-get install -y nginx-light)')
-    return
-  }
-  const { key, jwks, echo } = await issuerAndEcho(t)
-  const gw = await startGateway({
-    server: { trustProxy: ['127.0.0.1/32'] },
-    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
-    upstreams: { todo: { url: echo.url } },
+  const started = await nginxAndGateway(t, API, {
     routes: [
       { id: 'todos-read', match: { path: '/todos', prefix: true, methods: ['GET'] }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
       { id: 'todos-write', match: { path: '/todos', prefix: true, methods: ['POST'] }, upstream: 'todo', policy: { scopes: { require: ['write:todos'] } } }
     ]
   })
-  t.teardown(() => gw.close())
+  if (started === null) return
+  const { nginx, key, jwks, echo, gw } = started
   const [withSnippets, withoutSnippets] = [await freePort(), await freePort()]
   const running = await startNginx(nginx, t.testdir({}), [
     server(withSnippets, gw.adminUrl, echo.url, true),

@@ -22,6 +22,7 @@ import type { CompiledConfig } from '../../src/config/types.js'
 import { DECISIONS_PATH } from '../../src/http/forward-auth-request.js'
 import { startGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
+import { yamlFiles } from './yaml-files.js'
 
 type Obj = Record<string, any>
 
@@ -64,14 +65,6 @@ const DEFAULT_PROXY_PORT: number = serverSchema.proxy.properties.port.default
 const DEFAULT_ADMIN_PORT: number = serverSchema.admin.properties.port.default
 
 interface Doc { file: string, dir: string, obj: Obj }
-
-function yamlFiles (dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name)
-    if (statSync(path).isDirectory()) return yamlFiles(path)
-    return /\.ya?ml$/.test(name) ? [path] : []
-  }).sort()
-}
 
 /** Helm values files (`*-values.yaml`) are not Kubernetes objects: checked by their own test below. */
 const isValues = (file: string): boolean => file.endsWith('-values.yaml')

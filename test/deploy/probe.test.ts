@@ -13,7 +13,8 @@ import { decodeProtectedHeader } from 'jose'
 import { closeServer, listenLocal, trackSockets, type Echo } from '../helpers/echo-upstream.js'
 import { run, type Result } from '../helpers/cli.js'
 import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
-import { findNginx, freePort, startNginx } from '../forward-auth/nginx-process.js'
+import { nginxAndGateway } from '../forward-auth/nginx-and-gateway.js'
+import { freePort, startNginx } from '../forward-auth/nginx-process.js'
 
 // Each run is a Node start-up and a fresh RSA key (a second or more on a busy machine).
 t.setTimeout(240_000)
@@ -124,19 +125,11 @@ t.test('usage errors and an unreachable URL: exit 2', async (t) => {
 })
 
 t.test('behind a real nginx: the location with auth_request is protected, the one without it is not', async (t) => {
-  const nginx = findNginx()
-  if (nginx === null) {
-    t.fail('nginx is not installed: this end-to-end test needs it (apt-get install -y nginx-light)')
-    return
-  }
-  const { jwks, echo } = await issuerAndEcho(t)
-  const gw = await startGateway({
-    server: { trustProxy: ['127.0.0.1/32'] },
-    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
-    upstreams: { todo: { url: echo.url } },
+  const started = await nginxAndGateway(t, API, {
     routes: [{ id: 'api', match: { path: '/', prefix: true }, upstream: 'todo' }]
   })
-  t.teardown(() => gw.close())
+  if (started === null) return
+  const { nginx, jwks, echo, gw } = started
   const port = await freePort()
   const dir = t.testdir({})
   // The mistake the probe is for: /reports/ was added later, and its location has no auth_request.

@@ -8,30 +8,22 @@
  * not skip.
  */
 import t, { type Test } from 'tap'
-import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
+import { nginxAndGateway } from './nginx-and-gateway.js'
 import { send } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
-import { findNginx, freePort, startNginx } from './nginx-process.js'
+import { freePort, startNginx } from './nginx-process.js'
 
 const API = 'https://todo.api'
 
 t.test('host routes through nginx auth_request', async (t) => {
-  const nginx = findNginx()
-  if (nginx === null) {
-    t.fail('nginx is not installed: this end-to-end test needs the Debian package (apt-get install -y nginx-light)')
-    return
-  }
-  const { key, jwks, echo } = await issuerAndEcho(t)
-  const gw = await startGateway({
-    server: { trustProxy: ['127.0.0.1/32'] },
-    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
-    upstreams: { todo: { url: echo.url } },
+  const started = await nginxAndGateway(t, API, {
     routes: [
       { id: 'a-api', match: { path: '/api', prefix: true, host: 'a.example.com' }, upstream: 'todo', policy: { conditions: [{ claim: 'tenant', equals: 'acme' }] } },
       { id: 'b-api', match: { path: '/api', prefix: true, host: 'b.example.com' }, upstream: 'todo', policy: { roles: { require: ['ops'] } } }
     ]
   })
-  t.teardown(() => gw.close())
+  if (started === null) return
+  const { nginx, key, jwks, echo, gw } = started
 
   const port = await freePort()
   const running = await startNginx(nginx, t.testdir({}), `

@@ -10,33 +10,24 @@
  */
 import t, { type Test } from 'tap'
 import { type Received } from '../helpers/echo-upstream.js'
-import { issuerAndEcho, startGateway } from '../helpers/gateway.js'
+import { nginxAndGateway } from './nginx-and-gateway.js'
 import { send, type TestResponse } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
-import { ERROR_MAP, IDENTITY, authServer, scopegateUpstream } from './nginx-auth-config.js'
-import { findNginx, freePort, startNginx } from './nginx-process.js'
+import { ERROR_MAP, IDENTITY, authServer, scopegateUpstream } from '../../bench/nginx-auth-request-config.js'
+import { freePort, startNginx } from './nginx-process.js'
 
 const API = 'https://todo.api'
 
 t.test('forward auth behind a real nginx (auth_request)', async (t) => {
-  const nginx = findNginx()
-  if (nginx === null) {
-    t.fail('nginx is not installed: this end-to-end test needs the Debian package (apt-get install -y nginx-light); CI installs it in .ci/run')
-    return
-  }
-
-  const { key, jwks, echo } = await issuerAndEcho(t)
-  const gw = await startGateway({
-    server: { trustProxy: ['127.0.0.1/32'] },
-    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
-    upstreams: { todo: { url: echo.url } },
+  const started = await nginxAndGateway(t, API, {
     defaults: { policy: { audience: { denyMissing: true }, clients: { deny: ['CLIENT_ID'] } } },
     routes: [
       { id: 'todos-read', match: { path: '/todos', prefix: true, methods: ['GET'] }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
       { id: 'public', match: { path: '/public', prefix: true }, upstream: 'todo', auth: 'optional' }
     ]
   })
-  t.teardown(() => gw.close())
+  if (started === null) return
+  const { nginx, key, jwks, echo, gw } = started
 
   const [plain, cached, weak] = [await freePort(), await freePort(), await freePort()]
   const cacheLines = (key: string): string => `proxy_cache scopegate_decisions;\n      proxy_cache_key "${key}";`

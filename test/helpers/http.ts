@@ -22,6 +22,21 @@ export interface TestRequest {
   timeoutMs?: number
 }
 
+/** A response read to its end: status, headers, the body as text and, when it is JSON, parsed. */
+export function readResponse (res: http.IncomingMessage): Promise<TestResponse> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    res.on('data', (chunk: Buffer) => chunks.push(chunk))
+    res.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8')
+      let json: unknown
+      try { json = JSON.parse(body) } catch { json = undefined }
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json })
+    })
+    res.on('error', reject)
+  })
+}
+
 /** Send a request with `target` used verbatim as the request-target (no URL normalization by the client). */
 export function send (base: string, target: string, request: TestRequest = {}): Promise<TestResponse> {
   const url = new URL(base)
@@ -34,17 +49,7 @@ export function send (base: string, target: string, request: TestRequest = {}): 
       headers: request.headers,
       agent: false,
       timeout: request.timeoutMs ?? 10_000
-    }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8')
-        let json: unknown
-        try { json = JSON.parse(body) } catch { json = undefined }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json })
-      })
-      res.on('error', reject)
-    })
+    }, (res) => { readResponse(res).then(resolve, reject) })
     req.on('timeout', () => req.destroy(new Error('test request timed out')))
     req.on('error', reject)
     if (Array.isArray(request.body)) {

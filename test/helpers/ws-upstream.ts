@@ -7,6 +7,7 @@
 import http from 'node:http'
 import { WebSocket, WebSocketServer, type RawData } from 'ws'
 import { closeServer, listenLocal, trackSockets } from './echo-upstream.js'
+import { readResponse } from './http.js'
 
 export interface Handshake {
   url: string
@@ -87,15 +88,10 @@ export function openWs (url: string, options: { protocols?: string[], headers?: 
     socket.on('upgrade', (res) => { upgradeHeaders = res.headers })
     socket.on('open', () => { resolve({ open: true, socket, protocol: socket.protocol, upgradeHeaders }) })
     socket.on('unexpected-response', (_req, res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8')
-        let json: unknown
-        try { json = JSON.parse(body) } catch { json = undefined }
-        resolve({ open: false, status: res.statusCode ?? 0, headers: res.headers, body, json })
+      readResponse(res).then((answer) => {
+        resolve({ open: false, ...answer })
         socket.terminate()
-      })
+      }, reject)
     })
     socket.on('error', reject)
   })

@@ -13,21 +13,14 @@ import { closedPort } from '../helpers/echo-upstream.js'
 import { compileTestConfig, issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
 import { makeKey, mintToken } from '../helpers/jwks-server.js'
-import { ROOT, freePort, waitFor } from './support.js'
+import { ROOT, freePort, todosAndGone, waitFor } from './support.js'
 
 const AUD = 'https://todo.api'
 
 t.test('decision log lines', async (t) => {
   const { key, jwks, echo } = await issuerAndEcho(t)
   const down = await closedPort()
-  const config = {
-    issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD] }],
-    upstreams: { todo: { url: echo.url }, down: { url: down } },
-    routes: [
-      { id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
-      { id: 'gone', match: { path: '/gone' }, upstream: 'down' }
-    ]
-  }
+  const config = todosAndGone(jwks, AUD, echo.url, down)
   const gw = await startGateway(config)
   t.teardown(() => gw.close())
 

@@ -7,7 +7,7 @@ import { closedPort, startEcho } from '../helpers/echo-upstream.js'
 import { compileTestConfig, issuerAndEcho, startGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
 import { makeKey, mintToken } from '../helpers/jwks-server.js'
-import { metric, metricSum, parseMetrics, type Sample } from './support.js'
+import { metric, metricSum, parseMetrics, todosAndGone, type Sample } from './support.js'
 
 const AUD = 'https://todo.api'
 
@@ -15,15 +15,8 @@ t.test('metrics after a known mix of allowed and denied requests', async (t) => 
   const { key, jwks, echo } = await issuerAndEcho(t)
   const down = await closedPort()
 
-  const config = {
-    issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD] }],
-    upstreams: { todo: { url: echo.url }, down: { url: down } },
-    routes: [
-      { id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
-      { id: 'gone', match: { path: '/gone' }, upstream: 'down' },
-      { id: 'health', match: { path: '/health' }, upstream: 'todo', auth: 'none' }
-    ]
-  }
+  const config = todosAndGone(jwks, AUD, echo.url, down)
+  config.routes.push({ id: 'health', match: { path: '/health' }, upstream: 'todo', auth: 'none' })
   const gw = await startGateway(config)
   t.teardown(() => gw.close())
 

@@ -16,7 +16,7 @@ import { bearer, send } from '../helpers/http.js'
 import { mintToken } from '../helpers/jwks-server.js'
 import { ALERTS_FILE, alertExpressions, alertGroups, dashboardExpressions, selectorsOf, substituteVariables, type Expression } from '../helpers/observability-files.js'
 import { PROMTOOL, startPrometheus, type TestPrometheus } from '../helpers/prometheus-server.js'
-import { freePort, spawnServe, waitFor, writeConfig } from './support.js'
+import { freePort, spawnServe, todosAndGone, waitFor, writeConfig } from './support.js'
 
 // Two scopegate groups and two Prometheus servers, one after the other: past tap's 120 s on a loaded machine.
 t.setTimeout(300_000)
@@ -96,12 +96,7 @@ async function scenario (t: Test, workers: number): Promise<void> {
   const [proxyPort, adminPort] = [await freePort(), await freePort()]
   await writeConfig(file, {
     server: { proxy: { host: '127.0.0.1', port: proxyPort }, admin: { host: '127.0.0.1', port: adminPort }, workers, shutdownTimeout: '2s' },
-    issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [AUD] }],
-    upstreams: { todo: { url: echo.url }, down: { url: down } },
-    routes: [
-      { id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
-      { id: 'gone', match: { path: '/gone' }, upstream: 'down' }
-    ]
+    ...todosAndGone(jwks, AUD, echo.url, down)
   })
   const served = spawnServe(file)
   t.teardown(() => served.kill())

@@ -28,6 +28,21 @@ export async function waitFor<T> (what: string, check: () => T | undefined | fal
   }
 }
 
+/**
+ * The routes the operations tests count decisions on: issuer `test` at `jwks` for `audience`, `todos`
+ * (needs read:todos) to the echo upstream at `echoUrl`, `gone` to `downUrl`, where nothing listens (502).
+ */
+export function todosAndGone (jwks: { issuer: string, url: string }, audience: string, echoUrl: string, downUrl: string): Record<string, unknown> & { routes: unknown[] } {
+  return {
+    issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [audience] }],
+    upstreams: { todo: { url: echoUrl }, down: { url: downUrl } },
+    routes: [
+      { id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo', policy: { scopes: { require: ['read:todos'] } } },
+      { id: 'gone', match: { path: '/gone' }, upstream: 'down' }
+    ]
+  }
+}
+
 /** Writes a config file atomically (write aside, then rename), as a careful operator or a ConfigMap does. */
 export async function writeConfig (file: string, config: Record<string, unknown>): Promise<void> {
   const aside = `${file}.${process.pid}.tmp`

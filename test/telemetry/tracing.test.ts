@@ -34,17 +34,33 @@ const inTrace = (spans: ReceivedSpan[], traceId: string): ReceivedSpan[] => span
 const named = (spans: ReceivedSpan[], name: string): ReceivedSpan[] => spans.filter((s) => s.name === name)
 const serverSpan = (spans: ReceivedSpan[]): ReceivedSpan | undefined => spans.find((s) => s.kind === SPAN_KIND.server)
 
+/** The spans of trace `traceId`, once its server span (the last to end) is exported and `more` holds of them. */
+async function traceSpans (gw: TestGateway, receiver: OtlpReceiver, traceId: string,
+  more: (trace: ReceivedSpan[]) => boolean = () => true): Promise<ReceivedSpan[]> {
+  const ready = (spans: ReceivedSpan[]): boolean => {
+    const trace = inTrace(spans, traceId)
+    return serverSpan(trace) !== undefined && more(trace)
+  }
+  return inTrace(await exported(gw, receiver, ready), traceId)
+}
+
 /** Every string in every attribute and event of every span, for what must never be there. */
 function everyValue (spans: ReceivedSpan[]): string {
   return JSON.stringify(spans.map((s) => [s.name, s.attributes, s.events, s.resource]))
+}
+
+/** An OTLP receiver, closed when `t` ends. */
+async function receiverFor (t: Test): Promise<OtlpReceiver> {
+  const receiver = await startOtlpReceiver()
+  t.teardown(() => receiver.close())
+  return receiver
 }
 
 interface Setup { key: TestKey, jwks: JwksServer, receiver: OtlpReceiver, gw: TestGateway, echo: Awaited<ReturnType<typeof issuerAndEcho>>['echo'] }
 
 async function setup (t: Test, trustProxy: string[] | boolean, telemetry: Record<string, unknown> = {}, cooldown = '30s'): Promise<Setup> {
   const { key, jwks, echo } = await issuerAndEcho(t)
-  const receiver = await startOtlpReceiver()
-  t.teardown(() => receiver.close())
+  const receiver = await receiverFor(t)
   const gw = await startGateway({
     server: { trustProxy },
     issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API], jwks: { cooldown } }],
@@ -56,6 +72,15 @@ async function setup (t: Test, trustProxy: string[] | boolean, telemetry: Record
   }, { env: {} })
   t.teardown(() => gw.close())
   return { key, jwks, receiver, gw, echo }
+}
+
+/** One issuer, one route to the echo upstream, nothing else: what a test adds is what it is about. */
+function plainConfig (jwks: JwksServer, echo: Setup['echo']): Record<string, unknown> {
+  return {
+    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
+    upstreams: { todo: { url: echo.url } },
+    routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }]
+  }
 }
 
 const claims = (jwks: JwksServer): Record<string, unknown> => ({ iss: jwks.issuer, aud: API, sub: 'alice', client_id: 'todo-web', scope: 'read:todos' })
@@ -132,7 +157,7 @@ t.test('the key fetch a verification causes is a span inside it; the start-up fe
   const res = await send(gw.proxyUrl, '/todos', { headers: { ...bearer(token), traceparent: TRACEPARENT } })
   t.equal(res.status, 200)
   t.equal(echo.received.length, 1)
-  const spans = inTrace(await exported(gw, receiver, (s) => named(inTrace(s, CLIENT_TRACE), 'scopegate.jwks').length >= 1 && serverSpan(inTrace(s, CLIENT_TRACE)) !== undefined), CLIENT_TRACE)
+  const spans = await traceSpans(gw, receiver, CLIENT_TRACE, (trace) => named(trace, 'scopegate.jwks').length >= 1)
   const [verification] = named(spans, 'scopegate.verify_token')
   const [fetch] = named(spans, 'scopegate.jwks')
   t.ok(verification !== undefined && fetch !== undefined, 'both spans exported')
@@ -149,7 +174,7 @@ t.test('an untrusted client\'s traceparent starts no trace of its: a new trace, 
   t.not(sent?.[1], CLIENT_TRACE, 'of a new trace')
   t.equal(echo.received[0]?.headers.tracestate, undefined, 'the untrusted tracestate is dropped')
   const traceId = sent?.[1] ?? ''
-  const spans = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, traceId)) !== undefined), traceId)
+  const spans = await traceSpans(gw, receiver, traceId)
   t.equal(serverSpan(spans)?.parentSpanId, '', 'the server span is a root')
   t.equal(inTrace(receiver.spans, CLIENT_TRACE).length, 0, 'nothing in the client\'s trace')
   const line = gw.decisions().at(-1)
@@ -188,8 +213,7 @@ t.test('propagation.trust never: even a trusted peer\'s trace is not continued',
   t.equal(res.status, 200)
   const traceId = TRACEPARENT_SHAPE.exec(String(echo.received[0]?.headers.traceparent))?.[1] ?? ''
   t.not(traceId, CLIENT_TRACE)
-  await exported(gw, receiver, (s) => serverSpan(inTrace(s, traceId)) !== undefined)
-  t.equal(serverSpan(inTrace(receiver.spans, traceId))?.parentSpanId, '', 'a root span')
+  t.equal(serverSpan(await traceSpans(gw, receiver, traceId))?.parentSpanId, '', 'a root span')
 })
 
 t.test('denials and upstream failures: the decision span says why; 5xx marks the spans as errors', async (t) => {
@@ -197,7 +221,7 @@ t.test('denials and upstream failures: the decision span says why; 5xx marks the
   const missing = await send(gw.proxyUrl, '/todos', { headers: { traceparent: `00-${'01'.repeat(16)}-${CLIENT_SPAN}-01` } })
   t.equal(missing.status, 401)
   t.equal(echo.received.length, 0, 'the upstream saw nothing')
-  const denied = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, '01'.repeat(16))) !== undefined), '01'.repeat(16))
+  const denied = await traceSpans(gw, receiver, '01'.repeat(16))
   t.match(named(denied, 'scopegate.decision')[0]?.attributes, { 'scopegate.decision': 'deny', 'scopegate.reason': 'token_missing', 'scopegate.status': 401 })
   t.equal(serverSpan(denied)?.attributes['http.response.status_code'], 401)
   t.equal(serverSpan(denied)?.statusCode, 0, 'a 4xx is no error of the server span')
@@ -208,7 +232,7 @@ t.test('denials and upstream failures: the decision span says why; 5xx marks the
   const failing = await send(gw.proxyUrl, '/todos', { headers: { ...bearer(token), traceparent: `00-${'02'.repeat(16)}-${CLIENT_SPAN}-01` } })
   t.equal(failing.status, 503)
   t.equal(echo.received.length, 1, 'the upstream got it and answered 503')
-  const spans = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, '02'.repeat(16))) !== undefined), '02'.repeat(16))
+  const spans = await traceSpans(gw, receiver, '02'.repeat(16))
   const upstream = spans.find((s) => s.kind === SPAN_KIND.client)
   t.equal(upstream?.attributes['http.response.status_code'], 503)
   t.equal(upstream?.statusCode, 2, 'the upstream span is an error')
@@ -217,7 +241,7 @@ t.test('denials and upstream failures: the decision span says why; 5xx marks the
   echo.setMode('reset')
   const reset = await send(gw.proxyUrl, '/todos', { headers: { ...bearer(token), traceparent: `00-${'03'.repeat(16)}-${CLIENT_SPAN}-01` } })
   t.equal(reset.status, 502)
-  const broken = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, '03'.repeat(16))) !== undefined), '03'.repeat(16))
+  const broken = await traceSpans(gw, receiver, '03'.repeat(16))
   const call = broken.find((s) => s.kind === SPAN_KIND.client)
   t.equal(call?.statusCode, 2, 'an unreachable upstream: an error span')
   t.equal(call?.attributes['error.type'], 'upstream_reset')
@@ -250,7 +274,7 @@ t.test('forward auth: the decision in a span, continued from a trusted ingress\'
   t.equal(res.status, 200)
   t.equal(echo.received.length, 0, 'forward auth proxies nothing')
   t.equal(res.headers.traceparent, undefined, 'the answer carries no traceparent')
-  const spans = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, CLIENT_TRACE)) !== undefined), CLIENT_TRACE)
+  const spans = await traceSpans(gw, receiver, CLIENT_TRACE)
   const server = serverSpan(spans)
   t.equal(server?.name, 'forward-auth')
   t.equal(server?.parentSpanId, CLIENT_SPAN, 'the ingress\'s span is the parent')
@@ -265,20 +289,15 @@ t.test('forward auth: the decision in a span, continued from a trusted ingress\'
 
   const denied = await send(gw.adminUrl, '/decisions/todos/1', { headers: { traceparent: `00-${'04'.repeat(16)}-${CLIENT_SPAN}-01` } })
   t.equal(denied.status, 401)
-  const deniedSpans = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, '04'.repeat(16))) !== undefined), '04'.repeat(16))
+  const deniedSpans = await traceSpans(gw, receiver, '04'.repeat(16))
   t.match(named(deniedSpans, 'scopegate.decision')[0]?.attributes, { 'scopegate.decision': 'deny', 'scopegate.reason': 'token_missing' })
 })
 
 t.test('tracing off (the default): nothing exported, no traceparent added, the client\'s passed on as any header', async (t) => {
   const { key, jwks, echo } = await issuerAndEcho(t)
-  const receiver = await startOtlpReceiver()
-  t.teardown(() => receiver.close())
+  const receiver = await receiverFor(t)
   // The variables alone do not turn tracing on: the config must.
-  const gw = await startGateway({
-    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
-    upstreams: { todo: { url: echo.url } },
-    routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }]
-  }, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'off' } })
+  const gw = await startGateway(plainConfig(jwks, echo), { env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_SERVICE_NAME: 'off' } })
   const token = await mintToken(key, claims(jwks))
   t.equal((await send(gw.proxyUrl, '/todos', { headers: bearer(token) })).status, 200)
   t.equal(echo.received[0]?.headers.traceparent, undefined, 'no traceparent added')
@@ -292,12 +311,9 @@ t.test('tracing off (the default): nothing exported, no traceparent added, the c
 
 t.test('OTEL_SDK_DISABLED=true turns tracing off whatever the config says', async (t) => {
   const { key, jwks, echo } = await issuerAndEcho(t)
-  const receiver = await startOtlpReceiver()
-  t.teardown(() => receiver.close())
+  const receiver = await receiverFor(t)
   const gw = await startGateway({
-    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
-    upstreams: { todo: { url: echo.url } },
-    routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }],
+    ...plainConfig(jwks, echo),
     telemetry: { tracing: { enabled: true, endpoint: receiver.url } }
   }, { env: { OTEL_SDK_DISABLED: 'true' } })
   t.equal((await send(gw.proxyUrl, '/todos', { headers: bearer(await mintToken(key, claims(jwks))) })).status, 200)
@@ -308,12 +324,9 @@ t.test('OTEL_SDK_DISABLED=true turns tracing off whatever the config says', asyn
 
 t.test('shutdown exports the spans still batched; OTLP/JSON when OTEL_EXPORTER_OTLP_PROTOCOL says so; resource from the variables', async (t) => {
   const { key, jwks, echo } = await issuerAndEcho(t)
-  const receiver = await startOtlpReceiver()
-  t.teardown(() => receiver.close())
+  const receiver = await receiverFor(t)
   const gw = await startGateway({
-    issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
-    upstreams: { todo: { url: echo.url } },
-    routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }],
+    ...plainConfig(jwks, echo),
     telemetry: { tracing: { enabled: true } }
   }, {
     env: {
@@ -348,8 +361,7 @@ t.test('an introspection is a client span inside the verification; neither the o
   })
   const port = await listenLocal(introspection)
   t.teardown(() => new Promise((resolve) => introspection.close(resolve)))
-  const receiver = await startOtlpReceiver()
-  t.teardown(() => receiver.close())
+  const receiver = await receiverFor(t)
   const gw = await startGateway({
     server: { trustProxy: ['127.0.0.1/32'] },
     issuers: [{
@@ -369,7 +381,7 @@ t.test('an introspection is a client span inside the verification; neither the o
   t.equal(res.status, 200)
   t.equal(calls, 1, 'the issuer was asked once')
   t.equal(echo.received.length, 1)
-  const spans = inTrace(await exported(gw, receiver, (s) => serverSpan(inTrace(s, CLIENT_TRACE)) !== undefined && named(s, 'scopegate.introspection').length > 0), CLIENT_TRACE)
+  const spans = await traceSpans(gw, receiver, CLIENT_TRACE, (trace) => named(trace, 'scopegate.introspection').length > 0)
   const [asked] = named(spans, 'scopegate.introspection')
   t.equal(asked?.parentSpanId, named(spans, 'scopegate.verify_token')[0]?.spanId, 'the introspection is inside the verification')
   t.match(asked?.attributes, { 'http.request.method': 'POST', 'url.full': `http://127.0.0.1:${port}/introspect`, 'http.response.status_code': 200, 'scopegate.issuer': 'main' })

@@ -3,6 +3,7 @@ import { compileConfig, mergePolicy } from '../../src/config/compile.js'
 import { parseConfigText } from '../../src/config/parse.js'
 import { ConfigError, type ConfigProblem } from '../../src/config/problems.js'
 import type { RawConfig } from '../../src/config/types.js'
+import { configProblems, expectConfigProblems } from '../helpers/config-problems.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 type Obj = Record<string, unknown>
@@ -22,13 +23,7 @@ function config (extra: Obj = {}): Obj {
 
 /** The problems compiling this config reports; throws when it compiles. */
 function problemsOf (obj: Obj): ConfigProblem[] {
-  try {
-    compileTestConfig(obj)
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems]
-    throw err
-  }
-  throw new Error('expected a ConfigError')
+  return expectConfigProblems(() => compileTestConfig(obj))
 }
 
 /** Schema-valid raw config, to reach checks in compile.ts that the schema would catch first. */
@@ -37,13 +32,7 @@ function raw (obj: Obj): RawConfig {
 }
 
 function compileProblems (rawConfig: RawConfig): ConfigProblem[] {
-  try {
-    compileConfig(rawConfig)
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems]
-    throw err
-  }
-  return []
+  return configProblems(() => compileConfig(rawConfig))
 }
 
 t.test('a valid config compiles', async (t) => {

@@ -4,9 +4,10 @@
  * remembered per token and what is not, and every bad condition as a `validate` problem with its path.
  */
 import t from 'tap'
-import { ConfigError, type ConfigProblem } from '../../src/config/problems.js'
+import type { ConfigProblem } from '../../src/config/problems.js'
 import type { CompiledCondition, CompiledPolicy, RequestFacts } from '../../src/config/types.js'
 import { compileCel } from '../../src/policy/cel-condition.js'
+import { expectConfigProblems } from '../helpers/config-problems.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 type Obj = Record<string, unknown>
@@ -27,13 +28,7 @@ function policyOf (policy: Obj): CompiledPolicy {
 }
 
 function problemsOf (policy: Obj, route: Obj = {}): ConfigProblem[] {
-  try {
-    compileTestConfig(configWith(policy, route))
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems]
-    throw err
-  }
-  throw new Error('expected a ConfigError')
+  return expectConfigProblems(() => compileTestConfig(configWith(policy, route)))
 }
 
 /** The one condition a policy compiles to, wherever it was filed. */

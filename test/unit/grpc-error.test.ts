@@ -3,7 +3,8 @@
  * `grpc-message` percent-encoding, and the trailers-only header set (never the detail, never a token).
  */
 import t from 'tap'
-import { GRPC_STATUS, grpcErrorHeaders, grpcMessage, grpcStatusOf, isGrpcRequest } from '../../src/http/grpc-error.js'
+import { grpcErrorHeaders, grpcMessage, isGrpcRequest } from '../../src/http/grpc-error.js'
+import { GRPC_STATUS, grpcStatusOf } from '../../src/shared/grpc-status.js'
 import { GatewayError, deny } from '../../src/shared/errors.js'
 
 t.test('which content types are gRPC', async (t) => {

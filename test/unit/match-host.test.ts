@@ -5,7 +5,8 @@
 import t from 'tap'
 import { compileHostPattern, hostMatches, requestHost } from '../../src/routing/match-host.js'
 import { buildRouteTable } from '../../src/routing/route-table.js'
-import { ConfigError, type ConfigProblem } from '../../src/config/problems.js'
+import type { ConfigProblem } from '../../src/config/problems.js'
+import { configProblems } from '../helpers/config-problems.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 
 t.test('a request host is compared lower-case, without port and one trailing dot', async (t) => {
@@ -90,15 +91,7 @@ t.test('the route table: exact host, then the longest wildcard, then every host;
 
 t.test('overlaps: the same host, path and methods is a config error; another host is not', async (t) => {
   const compile = (routes: unknown[]): unknown => compileTestConfig({ upstreams: { api: { url: 'http://api.internal:3000' } }, routes })
-  const problems = (routes: unknown[]): ConfigProblem[] => {
-    try {
-      compile(routes)
-    } catch (err) {
-      if (err instanceof ConfigError) return [...err.problems]
-      throw err
-    }
-    return []
-  }
+  const problems = (routes: unknown[]): ConfigProblem[] => configProblems(() => compile(routes))
   t.doesNotThrow(() => compile([
     { id: 'a', upstream: 'api', auth: 'none', match: { path: '/api', host: 'a.example.com' } },
     { id: 'b', upstream: 'api', auth: 'none', match: { path: '/api', host: 'b.example.com' } },

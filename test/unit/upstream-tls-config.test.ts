@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfigText } from '../../src/config/parse.js'
-import { ConfigError, type ConfigProblem } from '../../src/config/problems.js'
+import type { ConfigProblem } from '../../src/config/problems.js'
+import { configProblems } from '../helpers/config-problems.js'
 import { compileTestConfig } from '../helpers/gateway.js'
 import { run } from '../helpers/cli.js'
 import { makeTestPki } from '../helpers/test-ca.js'
@@ -26,13 +27,7 @@ function config (upstreams: Obj): Obj {
 }
 
 function problemsOf (obj: Obj): ConfigProblem[] {
-  try {
-    compileTestConfig(obj)
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems]
-    throw err
-  }
-  return []
+  return configProblems(() => compileTestConfig(obj))
 }
 
 t.test('a tls block that compiles: files read, verification on', async (t) => {
