@@ -41,6 +41,8 @@ export class HealthService {
   /** Each open watch and the status it was last sent (SERVICE_UNKNOWN: an unknown name, sent nothing more). */
   private readonly watches = new Map<Watch, ServingStatus>()
   private timer: NodeJS.Timeout | undefined
+  /** Counts readiness reads, so a slow one (a worker asks its group) never overwrites a later one's status. */
+  private reads = 0
 
   constructor (options: HealthOptions) {
     this.options = options
@@ -100,7 +102,9 @@ export class HealthService {
 
   /** Reads readiness and sends it to every watch whose status it changes (shutdown calls it at once). */
   async refresh (): Promise<void> {
+    const read = ++this.reads
     const status = await this.status()
+    if (read !== this.reads) return
     for (const [call, sent] of this.watches) {
       if (sent === status || sent === 'SERVICE_UNKNOWN' || call.cancelled) continue
       this.watches.set(call, status)
