@@ -96,3 +96,21 @@ t.test('a cancelled watch is forgotten and sent nothing', async (t) => {
   service.close()
   t.notOk(call.ended, 'not ended again by close: it is gone')
 })
+
+t.test('at most 100 watches at once: the next is ended RESOURCE_EXHAUSTED, and a freed slot is usable again', async (t) => {
+  const reads = readiness()
+  const service = new HealthService({ ready: reads.ready, watchIntervalMs: 60_000 })
+  const open = Array.from({ length: 100 }, () => watch(service))
+  const errors: Array<{ code: number }> = []
+  const extra = new FakeWatch({ service: '' })
+  extra.on('error', (err: { code: number }) => { errors.push(err) })
+  const handler = service.handlers().Watch as (call: grpc.ServerWritableStream<unknown, unknown>) => void
+  handler(extra as unknown as grpc.ServerWritableStream<unknown, unknown>)
+  t.same(errors.map((e) => e.code), [8], 'RESOURCE_EXHAUSTED')
+  open[0]?.emit('cancelled')
+  const again = watch(service)
+  for (const resolve of reads.pending.splice(0)) resolve(true)
+  await flush()
+  t.same(again.written, ['SERVING'], 'a slot freed by a cancelled watch is used again')
+  service.close()
+})
