@@ -92,7 +92,7 @@ async function validate (args: string[]): Promise<number> {
   const config = await loadOrReport(file)
   if (config === null) return 1
   // Usable, but worth an operator's eye: an expired listener certificate (docs/tls.md).
-  for (const { path, message } of [...config.server.proxy.tls?.warnings ?? [], ...config.server.admin.tls?.warnings ?? []]) {
+  for (const { path, message } of [...config.server.proxy.tls?.warnings ?? [], ...config.server.admin.tls?.warnings ?? [], ...config.server.extAuthz?.tls?.warnings ?? []]) {
     process.stderr.write(`warning: ${path}: ${message}\n`)
   }
   for (const id of insecureUpstreams(config.upstreams)) process.stderr.write(`warning: ${insecureUpstreamWarning(id)}\n`)

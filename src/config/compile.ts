@@ -433,6 +433,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
   // TLS files are read here, so a missing or mismatched one is reported with the rest (docs/tls.md).
   const proxyListener = compileListener((p, m) => problems.add(p, m), 'server.proxy', raw.server.proxy, source)
   const adminListener = compileListener((p, m) => problems.add(p, m), 'server.admin', raw.server.admin, source)
+  const extAuthzListener = raw.server.extAuthz === undefined ? null : compileListener((p, m) => problems.add(p, m), 'server.extAuthz', raw.server.extAuthz, source)
 
   const statusPage = compileStatusPage((path, message) => problems.add(path, message), raw.server.admin.status)
 
@@ -450,7 +451,7 @@ export function compileConfig (raw: RawConfig, source = '<inline>'): CompiledCon
       maxHeaderSize: raw.server.maxHeaderSize,
       logLevel: raw.server.logLevel,
       forwarded: { ...raw.server.forwarded, clientIpHeaders: raw.server.forwarded.clientIpHeaders.map((name) => name.toLowerCase()) },
-      extAuthz: raw.server.extAuthz ?? null,
+      extAuthz: extAuthzListener,
       clientCertificateHeader: raw.server.clientCertificateHeader === undefined
         ? null
         : { ...raw.server.clientCertificateHeader, name: raw.server.clientCertificateHeader.name.toLowerCase() },

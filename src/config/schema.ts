@@ -146,7 +146,9 @@ const server: Schema = object({
   // The Envoy ext_authz gRPC service (docs/istio.md); absent: off.
   extAuthz: object({
     host: withDefault(nonEmptyString, '0.0.0.0'),
-    port: { type: 'integer', minimum: 0, maximum: 65535, default: 9191 }
+    port: { type: 'integer', minimum: 0, maximum: 65535, default: 9191 },
+    // TLS and mTLS on the gRPC listener, as on the other two (docs/istio.md#tls).
+    tls: listenerTls
   }),
   // Where forward auth reads the client certificate a trusted ingress passes on (docs/tls.md#certificate-bound-tokens-rfc-8705).
   clientCertificateHeader: object({

@@ -69,8 +69,13 @@ export interface RawServer {
   clientCertificateHeader?: RawClientCertificateHeader
 }
 
-/** The ext_authz gRPC listener: plaintext h2c, meant for the cluster network (docs/istio.md). */
-export interface RawExtAuthzListener { host: string, port: number }
+/** The ext_authz gRPC listener: h2c, or gRPC over TLS with `tls` (docs/istio.md). */
+export interface RawExtAuthzListener {
+  host: string
+  port: number
+  /** Absent: plaintext h2c (docs/istio.md#tls). */
+  tls?: RawListenerTls
+}
 
 /** `pem`: a URL-encoded PEM (nginx `$ssl_client_escaped_cert`); `xfcc`: Envoy's `x-forwarded-client-cert`. */
 export interface RawClientCertificateHeader { name: string, format: 'pem' | 'xfcc' }
@@ -537,8 +542,8 @@ export interface CompiledServer {
   logLevel: RawServer['logLevel']
   /** As in the file, with `clientIpHeaders` lower-cased. */
   forwarded: Readonly<RawForwarding>
-  /** The Envoy ext_authz gRPC listener; null: off. */
-  extAuthz: RawExtAuthzListener | null
+  /** The Envoy ext_authz gRPC listener; null: off. `http2` is always false there (gRPC is HTTP/2 anyway). */
+  extAuthz: CompiledListener | null
   /** Forward auth's client-certificate header, name lower-cased; null: none is read. */
   clientCertificateHeader: Readonly<RawClientCertificateHeader> | null
   /** The status page on the admin listener; null: off (docs/observability.md#status-page). */

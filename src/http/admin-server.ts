@@ -51,16 +51,26 @@ export function localReadiness (engine: Engine, closing: boolean, redis?: boolea
   return { ready, body }
 }
 
+/** What readiness is made of: the options /readyz reads. */
+export type ReadinessSources = Pick<AdminServerOptions, 'engine' | 'closing' | 'readiness' | 'redis' | 'extAuthz'>
+
+/**
+ * Readiness as /readyz answers it, also the ext_authz listener's gRPC health (docs/istio.md#health-checks).
+ * Shutting down answers at once, without asking the group: load balancers must stop sending now.
+ */
+export async function readinessOf (sources: ReadinessSources): Promise<Readiness> {
+  return sources.readiness === undefined || sources.closing()
+    ? localReadiness(sources.engine(), sources.closing(), sources.redis?.(), sources.extAuthz?.())
+    : await sources.readiness()
+}
+
 export async function buildAdminServer (options: AdminServerOptions): Promise<FastifyInstance> {
   const app = Fastify({ ...(options.serverFactory === undefined ? {} : { serverFactory: options.serverFactory }), loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false, forceCloseConnections: 'idle', frameworkErrors: adminFrameworkError })
 
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }))
 
   app.get('/readyz', async (_request, reply) => {
-    // Shutting down answers at once, without asking the group: load balancers must stop sending now.
-    const { ready, body } = options.readiness === undefined || options.closing()
-      ? localReadiness(options.engine(), options.closing(), options.redis?.(), options.extAuthz?.())
-      : await options.readiness()
+    const { ready, body } = await readinessOf(options)
     return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send(body)
   })
 

@@ -79,6 +79,8 @@ export interface CheckRecord {
   refusal?: GatewayError
   /** A CORS preflight let through (reason `cors_preflight`). */
   preflight?: boolean
+  /** The Check's trace, when tracing is on (docs/observability.md#logs). */
+  trace?: { traceId: string, spanId: string }
 }
 
 /** What the decision line of an upgrade handshake is made of. */
@@ -165,11 +167,15 @@ export function createDecisionLog (logger: Logger, listeners: DecisionListener[]
       }
       emit(record)
     },
-    recordCheck ({ decision, method, status, startedAt, refusal, preflight }) {
+    recordCheck ({ decision, method, status, startedAt, refusal, preflight, trace }) {
       const record = decision === null
         ? undecided(method, refusal?.reason ?? 'request_malformed', status, 0)
         : recordOf(decision, method ?? '', status, startedAt, preflight === true ? PREFLIGHT : undefined)
       if (decision === null && refusal?.detail !== undefined) record.detail = refusal.detail
+      if (trace !== undefined) {
+        record.trace_id = trace.traceId
+        record.span_id = trace.spanId
+      }
       record.endpoint = 'ext_authz'
       emit(record)
     },

@@ -11,7 +11,7 @@
  * Loaded only when tracing is on (see `tracing.ts`): with tracing off no object of this module exists.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapSetter, trace, type Context, type Span, type Tracer } from '@opentelemetry/api'
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapSetter, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api'
 import type { W3CTraceContextPropagator } from '@opentelemetry/core'
 import type { CompiledRoute } from '../config/types.js'
 import type { Allow, Decision } from '../decision/decide.js'
@@ -63,12 +63,13 @@ export class RequestTrace {
 
   /**
    * @param parent The client's (or ingress's) trace context when it is trusted; `ROOT_CONTEXT` otherwise.
-   * @param name The server span's name until the route is known: the method, or `forward-auth`.
+   * @param name The server span's name until the route is known: the method, `forward-auth` or `ext_authz`.
+   * @param attributes More of the server span's attributes (an ext_authz Check's `rpc.*`).
    */
-  constructor (kit: TraceKit, parent: Context, name: string, method: string) {
+  constructor (kit: TraceKit, parent: Context, name: string, method: string, attributes: Attributes = {}) {
     this.kit = kit
     this.method = method
-    this.server = kit.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method } }, parent)
+    this.server = kit.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: { ...attributes, 'http.request.method': method } }, parent)
     this.serverContext = trace.setSpan(parent, this.server)
     this.decision = kit.tracer.startSpan('scopegate.decision', { kind: SpanKind.INTERNAL }, this.serverContext)
   }

@@ -67,6 +67,9 @@ function safeUrl (url: string): { full: string, address: string, port: number } 
   return { full: `${parsed.protocol}//${parsed.host}${parsed.pathname}`, address: parsed.hostname, port }
 }
 
+/** What every Check's server span says of the call itself (OpenTelemetry's RPC conventions); the answer is always OK. */
+const CHECK_ATTRIBUTES = Object.freeze({ 'rpc.system': 'grpc', 'rpc.service': 'envoy.service.auth.v3.Authorization', 'rpc.method': 'Check', 'rpc.grpc.status_code': 0 })
+
 export class Tracing {
   private readonly provider: TracerProvider
   private readonly kit: TraceKit
@@ -88,10 +91,15 @@ export class Tracing {
 
   /** The trace context a request continues: its `traceparent` when its sender is trusted and the value is valid. */
   private parentOf (raw: IncomingMessage, trustProxy: IpMatcher | null): Context {
-    if (this.trust === 'never' || raw.headers.traceparent === undefined) return ROOT_CONTEXT
-    if (this.trust === 'trusted' && (trustProxy === null || !trustProxy.has(unmapIPv4(raw.socket.remoteAddress ?? '')))) return ROOT_CONTEXT
+    return this.parentFrom(raw.headers, trustProxy !== null && trustProxy.has(unmapIPv4(raw.socket.remoteAddress ?? '')))
+  }
+
+  /** The trace context in `carrier` (lower-case `traceparent`, `tracestate`), when its sender is believed. */
+  private parentFrom (carrier: Readonly<Record<string, unknown>>, senderTrusted: boolean): Context {
+    if (this.trust === 'never' || carrier.traceparent === undefined) return ROOT_CONTEXT
+    if (this.trust === 'trusted' && !senderTrusted) return ROOT_CONTEXT
     // A malformed value is ignored by the propagator: the request then starts a new trace.
-    return this.kit.propagator.extract(ROOT_CONTEXT, raw.headers, defaultTextMapGetter)
+    return this.kit.propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter)
   }
 
   /** The spans of a request on the proxy listener. */
@@ -103,6 +111,16 @@ export class Tracing {
   /** The spans of a forward-auth call: continued from the ingress's `traceparent` when the ingress is trusted. */
   forwardAuthRequest (raw: IncomingMessage, trustProxy: IpMatcher | null): RequestTrace {
     return new RequestTrace(this.kit, this.parentOf(raw, trustProxy), 'forward-auth', raw.method ?? 'GET')
+  }
+
+  /**
+   * The spans of an ext_authz Check (docs/istio.md#tracing), continued when the gRPC peer is believed: from
+   * the call's own `traceparent` (Envoy's span of the ext_authz call, when Envoy traces), else from the one
+   * in the original request's headers. `method`: the original request's, when it could be read.
+   */
+  checkRequest (callContext: Readonly<Record<string, unknown>>, requestContext: Readonly<Record<string, unknown>>, peerTrusted: boolean, method: string): RequestTrace {
+    const parent = this.parentFrom(callContext.traceparent === undefined ? requestContext : callContext, peerTrusted)
+    return new RequestTrace(this.kit, parent, 'ext_authz', method, CHECK_ATTRIBUTES)
   }
 
   /**

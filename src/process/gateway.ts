@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { CompiledConfig } from '../config/types.js'
 import { buildEngine, loadKeys, type Engine, type EngineOptions } from '../decision/engine.js'
-import { buildAdminServer, type Readiness } from '../http/admin-server.js'
+import { buildAdminServer, readinessOf, type Readiness, type ReadinessSources } from '../http/admin-server.js'
 import { createDecisionLog, type DecisionListener, type DecisionRecord } from '../http/decision-log.js'
 import { forwardAuth } from '../http/forward-auth.js'
 import { closeWithin } from '../http/drain.js'
@@ -30,6 +30,7 @@ import { RedisClients } from '../state/redis-clients.js'
 import { insecureUpstreamWarning, insecureUpstreams } from '../config/compile-upstream-tls.js'
 import type { ExtAuthzServer } from '../grpc/ext-authz-server.js'
 import { GatewayTracing } from './gateway-tracing.js'
+import { openExtAuthz } from './ext-authz-listener.js'
 import type { Environment } from '../observability/tracing-settings.js'
 import { DenialFeed } from '../observability/denial-feed.js'
 import { takeSnapshot, type StatusSnapshot } from '../observability/status-snapshot.js'
@@ -236,13 +237,17 @@ export class Gateway {
     const proxyServer = this.proxy.server
     const serveHttp = (req: IncomingMessage, res: ServerResponse): boolean => proxyServer.emit('request', req, res)
     proxyServer.on('upgrade', handleUpgrade({ engine, decisions, reissue, websockets: this.websockets, limits, serveHttp, certificateThumbprint: thumbprint }))
-    this.admin = await buildAdminServer({
+    // What /readyz answers, and the ext_authz listener's gRPC health too.
+    const readiness: ReadinessSources = {
       engine,
-      logger: this.logger,
       closing: () => this.closing,
       readiness: group === undefined ? undefined : () => group.readiness(),
       redis: () => this.redisConnected(),
-      extAuthz: () => this.extAuthz?.listening,
+      extAuthz: () => this.extAuthz?.listening
+    }
+    this.admin = await buildAdminServer({
+      ...readiness,
+      logger: this.logger,
       serverFactory: tls.admin.serverFactory,
       // Each admin feature registers its own routes here, one line each.
       plugins: [
@@ -262,15 +267,15 @@ export class Gateway {
     const adminAt = listen.admin ?? server.admin
     await this.proxy.listen({ host: proxyAt.host, port: proxyAt.port })
     await this.admin.listen({ host: adminAt.host, port: adminAt.port })
-    tls.watch()
     const addresses: GatewayAddresses = { proxyUrl: urlOf(this.proxy, server.proxy.tls !== null), adminUrl: urlOf(this.admin, server.admin.tls !== null) }
     if (extAuthzAt !== null) {
-      // gRPC and the protos are loaded only when the listener is configured: about 12 MiB a process otherwise.
-      const { ExtAuthzServer } = await import('../grpc/ext-authz-server.js')
-      this.extAuthz = new ExtAuthzServer({ engine, decisions, logger: this.logger, limits, reissue })
-      const port = await this.extAuthz.listen(extAuthzAt.host, extAuthzAt.port)
-      addresses.extAuthzAddress = `${extAuthzAt.host === '0.0.0.0' ? '127.0.0.1' : extAuthzAt.host}:${port}`
+      const ready = async (): Promise<boolean> => (await readinessOf(readiness)).ready
+      const opened = await openExtAuthz(extAuthzAt, tls.extAuthz, { engine, decisions, logger: this.logger, limits, reissue, ready, tracing })
+      this.extAuthz = opened.server
+      addresses.extAuthzAddress = opened.address
     }
+    // Once every listener is open, the ext_authz one included: its certificate rotates with the others.
+    tls.watch()
     return addresses
   }
 
@@ -291,6 +296,8 @@ export class Gateway {
 
   private async drain (): Promise<void> {
     this.closing = true
+    // The ext_authz listener's health watches hear NOT_SERVING now, as /readyz answers 503 now.
+    this.extAuthz?.draining()
     this.tls?.close()
     const deadline = Date.now() + this.engine.config.server.shutdownTimeoutMs
     // Upgraded sockets are no longer the HTTP server's to close: each WebSocket is closed (1001) first.

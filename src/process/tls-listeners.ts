@@ -1,6 +1,8 @@
 /**
- * The TLS side of the gateway's two listeners (docs/tls.md): their files read and checked at start-up,
+ * The TLS side of the gateway's listeners (docs/tls.md): their files read and checked at start-up,
  * the servers that serve them (`http/listener-server.ts`), and certificate rotation without a restart.
+ * The ext_authz gRPC listener (docs/istio.md#tls) is rotated the same way: its server is built later, by
+ * `grpc/server-credentials.ts`, and attaches the credentials rotations are handed to (`GrpcListenerTls`).
  *
  * cert-manager and Kubernetes secret volumes replace the files in place (an atomic swap of the `..data`
  * symlink in the mounted directory); so do `mv` and most tools. Each file is watched as the config file is
@@ -17,7 +19,7 @@ import { watchConfigFile, type ConfigWatcher } from '../config/watch.js'
 import { listenerServer, secureContextOptions, type CertificateHolder, type ListenerServer } from '../http/listener-server.js'
 import { readTlsMaterial, type TlsMaterial, type TlsReading } from '../net/tls-material.js'
 
-export type ListenerName = 'proxy' | 'admin'
+export type ListenerName = 'proxy' | 'admin' | 'extAuthz'
 
 /** Milliseconds of quiet after the last file event before the files are re-read: a rotation writes several. */
 const ROTATION_DEBOUNCE_MS = 500
@@ -84,11 +86,21 @@ class ListenerCertificate {
   }
 }
 
-/** Both listeners' servers, and the certificates of those that use TLS. */
+/** The ext_authz listener's TLS as read at start-up; its gRPC server attaches where rotations go. */
+export interface GrpcListenerTls {
+  tls: CompiledTls
+  material: TlsMaterial
+  /** Called once the gRPC server's credentials exist: each rotation from then on is handed to them. */
+  attach: (holder: CertificateHolder) => void
+}
+
+/** The listeners' servers, and the certificates of those that use TLS. */
 export class TlsListeners {
   private readonly certificates: ListenerCertificate[] = []
   readonly proxy: ListenerServer
   readonly admin: ListenerServer
+  /** Null when `server.extAuthz` is off or plaintext. */
+  readonly extAuthz: GrpcListenerTls | null
 
   /**
    * Reads every TLS file now. Throws ConfigError (with config paths) when one cannot be used: a gateway
@@ -97,17 +109,31 @@ export class TlsListeners {
   constructor (config: CompiledConfig, http1Options: ServerOptions, private readonly logger: Logger) {
     this.proxy = this.open(config.source, 'proxy', config.server.proxy, http1Options)
     this.admin = this.open(config.source, 'admin', config.server.admin, {})
+    const extAuthz = config.server.extAuthz
+    this.extAuthz = extAuthz === null || extAuthz.tls === null ? null : this.grpc(config.source, extAuthz.tls)
+  }
+
+  /** The listener's files, read and checked now. @throws ConfigError */
+  private read (source: string, name: ListenerName, tls: CompiledTls): TlsMaterial {
+    const reading = readTlsMaterial(tls)
+    if (reading.material === null) throw new ConfigError(source, problemsOf(`server.${name}`, reading))
+    for (const warning of reading.warnings) this.logger.warn({ listener: name, path: `server.${name}.tls.${warning.file}` }, warning.message)
+    this.logger.info({ listener: name, certificate: described(reading.material) }, 'TLS certificate loaded')
+    return reading.material
   }
 
   private open (source: string, name: ListenerName, listener: CompiledListener, http1Options: ServerOptions): ListenerServer {
     if (listener.tls === null) return listenerServer(listener, null, http1Options)
-    const reading = readTlsMaterial(listener.tls)
-    if (reading.material === null) throw new ConfigError(source, problemsOf(`server.${name}`, reading))
-    for (const warning of reading.warnings) this.logger.warn({ listener: name, path: `server.${name}.tls.${warning.file}` }, warning.message)
-    this.logger.info({ listener: name, certificate: described(reading.material) }, 'TLS certificate loaded')
-    const opened = listenerServer(listener, reading.material, http1Options)
+    const opened = listenerServer(listener, this.read(source, name, listener.tls), http1Options)
     this.certificates.push(new ListenerCertificate(name, listener.tls, opened.certificates, this.logger))
     return opened
+  }
+
+  private grpc (source: string, tls: CompiledTls): GrpcListenerTls {
+    const material = this.read(source, 'extAuthz', tls)
+    let holder: CertificateHolder | null = null
+    this.certificates.push(new ListenerCertificate('extAuthz', tls, () => holder, this.logger))
+    return { tls, material, attach: (attached) => { holder = attached } }
   }
 
   /** Starts watching the files (once the listeners are open). `pollMs`: the fallback poll, for tests. */

@@ -23,6 +23,7 @@ import { DECISIONS_PATH } from '../../src/http/forward-auth-request.js'
 import { startGateway } from '../helpers/gateway.js'
 import { send } from '../helpers/http.js'
 import { yamlFiles } from './yaml-files.js'
+import { healthClient } from '../helpers/ext-authz-client.js'
 
 type Obj = Record<string, any>
 
@@ -323,9 +324,14 @@ t.test('scopegate containers agree with the gateway: ports, probes, config mount
     t.equal(portNumber(container, 'proxy'), DEFAULT_PROXY_PORT, `${where}: containerPort proxy is the default proxy port`)
     t.equal(portNumber(container, 'admin'), DEFAULT_ADMIN_PORT, `${where}: containerPort admin is the default admin port`)
     t.equal(container.livenessProbe.httpGet.path, '/healthz', `${where}: liveness /healthz`)
-    t.equal(container.readinessProbe.httpGet.path, '/readyz', `${where}: readiness /readyz`)
     t.equal(portNumber(container, container.livenessProbe.httpGet.port), DEFAULT_ADMIN_PORT, `${where}: liveness on the admin port`)
-    t.equal(portNumber(container, container.readinessProbe.httpGet.port), DEFAULT_ADMIN_PORT, `${where}: readiness on the admin port`)
+    if (container.readinessProbe.grpc === undefined) {
+      t.equal(container.readinessProbe.httpGet.path, '/readyz', `${where}: readiness /readyz`)
+      t.equal(portNumber(container, container.readinessProbe.httpGet.port), DEFAULT_ADMIN_PORT, `${where}: readiness on the admin port`)
+    } else {
+      // The gRPC health service of the ext_authz listener (docs/istio.md#health-checks): istio's, checked below.
+      t.equal(doc.dir, 'istio', `${where}: a grpc readiness probe only where the ext_authz listener is`)
+    }
     t.same(container.args, ['serve'], `${where}: runs scopegate serve`)
 
     const { path, compiled } = configOf(doc, pod, container)
@@ -347,7 +353,7 @@ t.test('scopegate containers agree with the gateway: ports, probes, config mount
 t.test('the probe and forward-auth paths are served by a running gateway\'s admin listener', async (t) => {
   const gw = await startGateway({ upstreams: { u: { url: 'http://127.0.0.1:9' } }, routes: [{ id: 'open', match: { path: '/open' }, upstream: 'u', auth: 'none' }] })
   t.teardown(() => gw.close())
-  const { container } = scopegateContainers()[0] as { container: Obj }
+  const { container } = scopegateContainers().find((c) => c.container.readinessProbe.httpGet !== undefined) as { container: Obj }
   t.equal((await send(gw.adminUrl, container.livenessProbe.httpGet.path)).status, 200, 'liveness path answers 200')
   t.equal((await send(gw.adminUrl, container.readinessProbe.httpGet.path)).status, 200, 'readiness path answers 200')
   const ingress = ofKind('Ingress', 'ingress-nginx')[0]?.obj
@@ -356,6 +362,19 @@ t.test('the probe and forward-auth paths are served by a running gateway\'s admi
   const res = await send(gw.adminUrl, authUrl.pathname)
   t.equal(res.status, 403, 'the forward-auth path exists (a call naming no request is refused, not 404)')
   t.equal((await send(gw.adminUrl, `${DECISIONS_PATH}/open`)).status, 200, 'and decides')
+})
+
+t.test('istio: the grpc readiness probe is answered SERVING by a running gateway\'s ext_authz listener', async (t) => {
+  const { container } = scopegateContainers().find((c) => c.doc.dir === 'istio') as { container: Obj }
+  const gw = await startGateway({
+    server: { extAuthz: { host: '127.0.0.1', port: 0 } },
+    upstreams: { u: { url: 'http://127.0.0.1:9' } },
+    routes: [{ id: 'open', match: { path: '/open' }, upstream: 'u', auth: 'none' }]
+  })
+  t.teardown(() => gw.close())
+  const health = healthClient(`127.0.0.1:${gw.gateway.extAuthz?.boundPort ?? 0}`)
+  t.teardown(() => health.close())
+  t.same(await health.check(container.readinessProbe.grpc.service ?? ''), { status: 'SERVING' }, 'the service the probe asks about is SERVING')
 })
 
 t.test('standalone: Service ports, trust for forward auth', async (t) => {
@@ -469,6 +488,11 @@ t.test('istio: the mesh\'s provider reaches the ext_authz listener, and the poli
   const grpc = (service.spec.ports as Obj[]).find((p) => p.appProtocol === 'grpc') as Obj
   t.match(grpc.name, /^grpc-/, 'Istio reads the protocol from the port name too')
   t.equal(portNumber(container, grpc.targetPort), extAuthz?.port, 'the gRPC Service port reaches the listener')
+  const probe = container.readinessProbe.grpc as Obj
+  t.equal(probe?.port, extAuthz?.port, 'readiness: the gRPC health service on the ext_authz port (a number: grpc probes take no port name)')
+  t.equal(probe?.service ?? '', '', 'asking about the server as a whole')
+  t.equal(extAuthz?.tls, null, 'a plaintext listener: the kubelet\'s grpc probe has no TLS')
+  t.equal(container.livenessProbe.httpGet.path, '/healthz', 'liveness stays /healthz: not ready must not mean restarted')
 
   const values = parseAllDocuments(readFileSync(join(DEPLOY, 'istio', 'istiod-values.yaml'), 'utf8'))
   t.equal(values.length, 1)

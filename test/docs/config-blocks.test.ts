@@ -102,7 +102,7 @@ function blockProblems (block: Block): string[] {
     return []
   } catch (err) {
     return problemsOf(err)
-      .filter((p) => !(/^server\.(proxy|admin)\.tls\.(cert|key|clientCa)$/.test(p.path) && p.message === 'cannot be read (ENOENT)'))
+      .filter((p) => !(/^server\.(proxy|admin|extAuthz)\.tls\.(cert|key|clientCa)$/.test(p.path) && p.message === 'cannot be read (ENOENT)'))
       .map((p) => p.path === '' ? p.message : `${p.path}: ${p.message}`)
   }
 }

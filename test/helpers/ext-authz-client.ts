@@ -23,24 +23,71 @@ export interface CheckResponse {
 }
 
 export interface ExtAuthzClient {
-  check: (request: Record<string, unknown>) => Promise<CheckResponse>
+  /** One Check; `metadata`: the call's own headers (Envoy's `traceparent` when it traces). */
+  check: (request: Record<string, unknown>, metadata?: grpc.Metadata) => Promise<CheckResponse>
   close: () => void
 }
 
 type Constructor = new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client & {
-  Check: (request: Record<string, unknown>, callback: (err: grpc.ServiceError | null, response: CheckResponse) => void) => void
+  Check: (request: Record<string, unknown>, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response: CheckResponse) => void) => void
 }
 
-export function extAuthzClient (address: string): ExtAuthzClient {
+/** A client of the Authorization service; `credentials`: plaintext unless given (`grpc.credentials.createSsl`). */
+export function extAuthzClient (address: string, credentials = grpc.credentials.createInsecure()): ExtAuthzClient {
   const definition = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', {
     includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: false, oneofs: true
   })
   const loaded = grpc.loadPackageDefinition(definition) as unknown as { envoy: { service: { auth: { v3: { Authorization: Constructor } } } } }
-  const client = new loaded.envoy.service.auth.v3.Authorization(address, grpc.credentials.createInsecure())
+  const client = new loaded.envoy.service.auth.v3.Authorization(address, credentials)
   return {
-    check: (request) => new Promise((resolve, reject) => {
-      client.Check(request, (err, response) => { if (err === null) resolve(response); else reject(err) })
+    check: (request, metadata = new grpc.Metadata()) => new Promise((resolve, reject) => {
+      // A deadline: a client refused at the handshake would otherwise retry until the test's timeout.
+      client.Check(request, metadata, { deadline: Date.now() + 10_000 }, (err, response) => { if (err === null) resolve(response); else reject(err) })
     }),
+    close: () => client.close()
+  }
+}
+
+/** A response of the gRPC health service. */
+export interface HealthResponse { status?: string }
+
+export interface HealthClient {
+  check: (service?: string) => Promise<HealthResponse>
+  list: () => Promise<{ statuses?: Record<string, HealthResponse> }>
+  /** A Watch: every message it received so far, and how it ended (null while open). */
+  watch: (service?: string) => { received: HealthResponse[], ended: () => grpc.StatusObject | null, cancel: () => void }
+  close: () => void
+}
+
+type HealthConstructor = new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client & {
+  Check: (request: { service: string }, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response: HealthResponse) => void) => void
+  List: (request: Record<string, never>, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response: { statuses?: Record<string, HealthResponse> }) => void) => void
+  Watch: (request: { service: string }) => grpc.ClientReadableStream<HealthResponse>
+}
+
+/** A client of the standard gRPC health service (grpc/health/v1/health.proto), as Envoy and the kubelet ask it. */
+export function healthClient (address: string, credentials = grpc.credentials.createInsecure()): HealthClient {
+  const definition = protoLoader.loadSync('grpc/health/v1/health.proto', { includeDirs: [PROTO_ROOT], keepCase: true, enums: String, defaults: false })
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as { grpc: { health: { v1: { Health: HealthConstructor } } } }
+  const client = new loaded.grpc.health.v1.Health(address, credentials)
+  const deadline = (): grpc.CallOptions => ({ deadline: Date.now() + 10_000 })
+  return {
+    check: (service = '') => new Promise((resolve, reject) => {
+      client.Check({ service }, deadline(), (err, response) => { if (err === null) resolve(response); else reject(err) })
+    }),
+    list: () => new Promise((resolve, reject) => {
+      client.List({}, deadline(), (err, response) => { if (err === null) resolve(response); else reject(err) })
+    }),
+    watch: (service = '') => {
+      const received: HealthResponse[] = []
+      let ended: grpc.StatusObject | null = null
+      const stream = client.Watch({ service })
+      stream.on('data', (message: HealthResponse) => { received.push(message) })
+      stream.on('status', (status: grpc.StatusObject) => { ended = status })
+      // The status event says how it ended; an error event (a non-OK status) is expected and read there.
+      stream.on('error', () => {})
+      return { received, ended: () => ended, cancel: () => { stream.cancel() } }
+    },
     close: () => client.close()
   }
 }

@@ -1,5 +1,6 @@
 /**
- * `scopegate validate` on listener TLS files (docs/tls.md): each problem with its config path, paths
+ * `scopegate validate` on listener TLS files (docs/tls.md, docs/istio.md#tls for the ext_authz listener):
+ * each problem with its config path, paths
  * relative to the config file's directory, an expired certificate a warning only; and `serve` refuses to
  * start on a file that cannot be used.
  */
@@ -44,7 +45,11 @@ const cases: Array<[name: string, server: string, code: number, lines: string[]]
   ['client certificates without a CA', '  proxy: { tls: { cert: server.crt, key: server.key, clientCertificate: request } }', 1, ['server.proxy.tls.clientCa: is required when clientCertificate is request']],
   ['a CA that would not be used', '  proxy: { tls: { cert: server.crt, key: server.key, clientCa: ca.crt } }', 1, ['server.proxy.tls.clientCertificate: is none, so clientCa would not be used: say request or require']],
   ['an expired certificate: a warning', '  proxy: { tls: { cert: expired.crt, key: expired.key } }', 0, ['warning: server.proxy.tls.cert: the certificate expired on 2020-01-02T00:00:00.000Z']],
-  ['TLS below 1.2 is not offered', '  proxy: { tls: { cert: server.crt, key: server.key, minVersion: TLSv1.1 } }', 1, ['server.proxy.tls.minVersion: must be one of: TLSv1.2, TLSv1.3']]
+  ['TLS below 1.2 is not offered', '  proxy: { tls: { cert: server.crt, key: server.key, minVersion: TLSv1.1 } }', 1, ['server.proxy.tls.minVersion: must be one of: TLSv1.2, TLSv1.3']],
+  // The ext_authz gRPC listener takes the same block (docs/istio.md#tls).
+  ['ext_authz: relative paths, mTLS, all good', '  extAuthz: { tls: { cert: server.crt, key: server.key, clientCa: ca.crt, clientCertificate: require, minVersion: TLSv1.3 } }', 0, []],
+  ['ext_authz: a key that is not the certificate\'s', '  extAuthz: { tls: { cert: server.crt, key: not-the-key.key } }', 1, ['server.extAuthz.tls.key: does not match the certificate in cert']],
+  ['ext_authz: an expired certificate, a warning', '  extAuthz: { tls: { cert: expired.crt, key: expired.key } }', 0, ['warning: server.extAuthz.tls.cert: the certificate expired on 2020-01-02T00:00:00.000Z']]
 ]
 
 for (const [name, serverBlock, code, lines] of cases) {

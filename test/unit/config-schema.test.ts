@@ -30,7 +30,7 @@ const everyField: RawConfig = {
     maxHeaderSize: 32768,
     logLevel: 'debug',
     forwarded: { xForwardedFor: 'replace', xForwardedProto: false, xForwardedHost: false, xForwardedPort: false, forwarded: true, clientIpHeaders: ['X-Real-IP'] },
-    extAuthz: { host: '127.0.0.1', port: 19191 },
+    extAuthz: { host: '127.0.0.1', port: 19191, tls: { cert: 'tls/ext-authz.crt', key: 'tls/ext-authz.key', clientCa: 'tls/mesh-ca.crt', clientCertificate: 'require', minVersion: 'TLSv1.3' } },
     clientCertificateHeader: { name: 'X-SSL-Client-Cert', format: 'xfcc' }
   },
   issuers: [
@@ -204,7 +204,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
     extAuthz: 'optional',
     clientCertificateHeader: 'optional'
   } satisfies Presence<RawServer>],
-  ['RawExtAuthzListener', ['server', 'extAuthz'], { host: 'default', port: 'default' } satisfies Presence<RawExtAuthzListener>],
+  ['RawExtAuthzListener', ['server', 'extAuthz'], { host: 'default', port: 'default', tls: 'optional' } satisfies Presence<RawExtAuthzListener>],
   ['RawClientCertificateHeader', ['server', 'clientCertificateHeader'], { name: 'required', format: 'default' } satisfies Presence<RawClientCertificateHeader>],
   ['RawForwarding', ['server', 'forwarded'], {
     xForwardedFor: 'default',
@@ -221,6 +221,7 @@ const objects: Array<[string, string[], Record<string, string>]> = [
   } satisfies Presence<RawStatusPage>],
   ['RawListenerTls (proxy)', ['server', 'proxy', 'tls'], listenerTls],
   ['RawListenerTls (admin)', ['server', 'admin', 'tls'], listenerTls],
+  ['RawListenerTls (extAuthz)', ['server', 'extAuthz', 'tls'], listenerTls],
   ['RawIssuer', ['issuers', '[]'], {
     id: 'required',
     issuer: 'required',
