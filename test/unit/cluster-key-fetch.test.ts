@@ -227,3 +227,12 @@ t.test('the primary\'s held answers are bounded by their reuse window', async (t
   t.match(third, { ok: false, kind: 'status', message: 'answered HTTP 404' })
   t.equal(g.host.held, 1, 'the two expired answers were dropped')
 })
+
+t.test('an issuer with a smaller byte limit never gets an answer fetched under a larger one', async (t) => {
+  const g = await group(t, 'answers', {}, 1)
+  const large = await g.host.answer({ url: g.jwks.url, timeoutMs: 1000, maxBytes: 65_536, shareMs: 10 * SEC })
+  t.match(large, { ok: true })
+  const small = await g.host.answer({ url: g.jwks.url, timeoutMs: 1000, maxBytes: 16, shareMs: 10 * SEC })
+  t.match(small, { ok: false, kind: 'too_large' })
+  t.equal(g.jwks.fetches, 2, 'fetched again under the smaller limit')
+})
