@@ -51,7 +51,6 @@ function preview (body: Buffer): string {
   return body.subarray(0, 200).toString('utf8').replace(/[^\x20-\x7e]+/g, ' ').trim().slice(0, 60)
 }
 
-/** GET `url` and parse its JSON body, within `timeoutMs` and `maxBytes`; throws `FetchJsonError`, whose `kind` says what went wrong. */
 /** Throws, the body cancelled, for a redirect (never followed) or any status but 200. */
 export async function expectOk (response: Response): Promise<void> {
   if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
@@ -64,24 +63,39 @@ export async function expectOk (response: Response): Promise<void> {
   }
 }
 
-export async function fetchJson (url: string, options: FetchJsonOptions): Promise<unknown> {
+/** A 200 answer's body, read within the limits, and its content type. */
+export interface FetchedBody {
+  body: Buffer
+  contentType: string | null
+}
+
+/**
+ * GET `url` within `timeoutMs` and `maxBytes`, status 200 only, no redirect followed; throws
+ * `FetchJsonError`, whose `kind` says what went wrong. A cluster primary runs this on its workers' behalf
+ * (`src/process/key-fetch-host.ts`), so the limits and the failures are the same wherever it runs.
+ */
+export async function fetchBody (url: string, options: FetchJsonOptions): Promise<FetchedBody> {
   const doFetch = options.fetch ?? (globalThis.fetch as FetchLike)
   const signal = AbortSignal.timeout(options.timeoutMs)
   try {
     const response = await doFetch(url, { redirect: 'manual', signal, headers: { accept: 'application/json, application/jwk-set+json' } })
     // A redirect could lead anywhere; the key URL is the one configured (or discovered), nothing else.
     await expectOk(response)
-    const body = await readBounded(response, options.maxBytes)
-    try {
-      return JSON.parse(body.toString('utf8'))
-    } catch {
-      const type = response.headers.get('content-type') ?? 'no content-type'
-      throw new FetchJsonError('not_json', `body is not JSON (${type}, ${body.length} bytes, starts ${JSON.stringify(preview(body))})`)
-    }
+    return { body: await readBounded(response, options.maxBytes), contentType: response.headers.get('content-type') }
   } catch (err) {
     if (err instanceof FetchJsonError) throw err
     if (signal.aborted) throw new FetchJsonError('timeout', `no complete answer within ${options.timeoutMs} ms`)
     const cause = (err as { cause?: { code?: string } }).cause?.code
     throw new FetchJsonError('network', `${(err as Error).message}${cause === undefined ? '' : ` (${cause})`}`)
+  }
+}
+
+/** GET `url` and parse its JSON body, within `timeoutMs` and `maxBytes`; throws `FetchJsonError`, whose `kind` says what went wrong. */
+export async function fetchJson (url: string, options: FetchJsonOptions): Promise<unknown> {
+  const { body, contentType } = await fetchBody(url, options)
+  try {
+    return JSON.parse(body.toString('utf8'))
+  } catch {
+    throw new FetchJsonError('not_json', `body is not JSON (${contentType ?? 'no content-type'}, ${body.length} bytes, starts ${JSON.stringify(preview(body))})`)
   }
 }

@@ -3,6 +3,7 @@
  * `cluster.ts`). Each carries a `scopegate` field naming it, which tells them from other messages on the
  * same channel (prom-client's).
  */
+import type { FetchFailure } from '../keys/fetch-json.js'
 import type { DenialEntry } from '../observability/denial-feed.js'
 
 /** The environment variable that marks a process as scopegate's worker, and holds its slot number. */
@@ -25,12 +26,22 @@ export type ToPrimary =
   | { scopegate: 'local-answer', id: number, result: unknown }
   /** Denials this worker made, for the other workers' live status feeds (docs/observability.md#status-page). */
   | { scopegate: 'denials', entries: DenialEntry[] }
+  /** Fetch key material for this worker (`key-fetch-host.ts`); an answer fetched less than `shareMs` ago may be reused. */
+  | { scopegate: 'fetch-keys', id: number, url: string, timeoutMs: number, maxBytes: number, shareMs: number }
+
+/** What the primary's key fetch came to: a 200 answer's body, or the failure `fetchBody` threw. */
+export type KeyFetchAnswer =
+  | { ok: true, body: string, contentType: string | null }
+  | { ok: false, kind: FetchFailure, message: string }
 
 export type ToWorker =
   | { scopegate: 'ask-local', id: number, query: Query }
   | { scopegate: 'group-answer', id: number, result?: unknown, error?: string }
   /** Denials another worker made, relayed by the primary. */
   | { scopegate: 'denials', entries: DenialEntry[] }
+  /** The primary has taken the key fetch `id` on: the worker now waits for the answer instead of fetching itself. */
+  | { scopegate: 'fetch-accepted', id: number }
+  | { scopegate: 'fetch-answer', id: number, answer: KeyFetchAnswer }
 
 /** Whether an IPC message is one of scopegate's (its shape is then that of `T`, which the sender chose). */
 export const isMessage = <T extends { scopegate: string }>(value: unknown): value is T =>

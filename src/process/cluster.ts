@@ -11,6 +11,8 @@
  *   worker and exits 0 once all have drained, or once it has killed those that did not in time.
  * - Whichever worker answers `/metrics` or `/readyz` asks the primary over IPC (`worker-link.ts`); the
  *   primary answers for the group (`group-view.ts`).
+ * - Workers fetch issuers' keys through the primary, which makes one fetch for all of them
+ *   (`key-fetch-host.ts`, `worker-key-fetch.ts`).
  *
  * The primary's lines carry `worker: "primary"` and its own `pid`; see docs/operations.md.
  */
@@ -20,6 +22,7 @@ import { applyLogLevel } from '../observability/logger.js'
 import { GatewayMetrics } from '../observability/metrics.js'
 import { checkSigningKeys } from '../reissue/signing-keys.js'
 import { GroupView } from './group-view.js'
+import { KeyFetchHost } from './key-fetch-host.js'
 import { reloadOnTriggers } from './reload-triggers.js'
 import { WorkerPool } from './worker-pool.js'
 
@@ -44,8 +47,13 @@ export function runPrimary (options: PrimaryOptions): void {
       logger.info({ proxy: proxyUrl, admin: adminUrl, config: file, workers: pool.slots.length }, 'scopegate listening')
     },
     startFailed: () => { void shutdown('startup failure', 1) },
-    message: (slot, worker, message) => { view.onMessage(slot, worker, message) }
+    message: (slot, worker, message) => {
+      if (message.scopegate !== 'fetch-keys') view.onMessage(slot, worker, message)
+      else keyFetches.serve(message, (reply) => { if (worker.isConnected()) worker.send(reply) })
+    }
   })
+  // The workers' key fetches, one per URL for the group (key-fetch-host.ts).
+  const keyFetches = new KeyFetchHost()
   const view = new GroupView({ pool, metrics, config: () => current, stopping: () => stopping })
 
   // The re-issue key files are checked here, so a config whose keys are unusable is refused once, like any

@@ -57,11 +57,12 @@ export class GatewayTracing {
 
   /**
    * The fetch of one issuer's key stores and introspection client, each call in a span once tracing runs
-   * (the stores are built before it starts, and fetch only after).
+   * (the stores are built before it starts, and fetch only after); `base`, when given, is the fetch it
+   * wraps (a cluster worker's, through its primary).
    */
-  fetchFor (fetch: FetchLike | undefined): (issuer: CompiledIssuer) => FetchLike {
-    const inner = fetch ?? (globalThis.fetch as FetchLike)
+  fetchFor (fetch: FetchLike | undefined, base?: (issuer: CompiledIssuer) => FetchLike): (issuer: CompiledIssuer) => FetchLike {
     return (issuer) => {
+      const inner = base?.(issuer) ?? fetch ?? (globalThis.fetch as FetchLike)
       let traced: FetchLike | null = null
       return async (url, init) => {
         traced ??= this.current?.fetchFor(issuer, inner) ?? null

@@ -115,7 +115,7 @@ export class Gateway {
     this.tracing = new GatewayTracing(options.env ?? process.env)
     this.engineOptions = {
       ...options,
-      ...(options.config.telemetry.tracing.enabled ? { fetchFor: this.tracing.fetchFor(options.fetch) } : {}),
+      ...(options.config.telemetry.tracing.enabled ? { fetchFor: this.tracing.fetchFor(options.fetch, options.fetchFor) } : {}),
       keyEvents: {
         warn: (message, fields) => this.logger.warn(fields, message),
         info: (message, fields) => this.logger.info(fields, message),

@@ -17,6 +17,7 @@ import { runPrimary } from './cluster.js'
 import { WORKER_ENV } from './cluster-ipc.js'
 import { Gateway, type GatewayAddresses } from './gateway.js'
 import { reloadOnTriggers } from './reload-triggers.js'
+import { WorkerKeyFetch } from './worker-key-fetch.js'
 import { WorkerLink } from './worker-link.js'
 
 function processLogger (config: CompiledConfig): Logger {
@@ -75,7 +76,10 @@ async function runSingle (file: string, config: CompiledConfig): Promise<void> {
 async function runWorker (file: string, config: CompiledConfig, slot: string): Promise<void> {
   const logger = processLogger(config).child({ worker: Number(slot), pid: process.pid })
   const link = new WorkerLink()
-  const gateway = new Gateway({ config, logger, group: link, worker: Number(slot) })
+  const keyFetch = new WorkerKeyFetch({
+    onFallback: (url, reason) => { logger.warn({ url, reason }, 'fetching keys directly: the cluster primary did not take the fetch on') }
+  })
+  const gateway = new Gateway({ config, logger, group: link, worker: Number(slot), fetchFor: keyFetch.fetchFor })
   link.attach({
     metrics: () => gateway.metrics.registry.getMetricsAsJSON(),
     readiness: () => localReadiness(gateway.current(), gateway.shuttingDown, gateway.redisConnected(), gateway.extAuthz?.listening),

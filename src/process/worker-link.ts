@@ -111,6 +111,8 @@ export class WorkerLink implements ProcessGroup {
       for (const entry of message.entries) this.feed?.publish(entry)
       return
     }
+    // Key fetch answers are `worker-key-fetch.ts`'s.
+    if (message.scopegate !== 'ask-local') return
     const local = this.local
     const result = message.query === 'metrics'
       ? local === null ? [] : await local.metrics()
