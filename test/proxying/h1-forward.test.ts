@@ -228,3 +228,55 @@ t.test('1,000 sequential keep-alive requests reuse the upstream connection', asy
   t.equal(requests, 1000, 'the upstream got each once')
   t.equal(connections(), 1, 'over one connection, kept alive')
 })
+
+t.test('an upstream status line Node cannot relay is a 502, not a crash', async (t) => {
+  const { key, jwks } = await issuerAndEcho(t)
+  let requests = 0
+  const raw = net.createServer((socket) => {
+    socket.once('data', () => {
+      requests++
+      socket.end('HTTP/1.1 700 Unheard Of\r\ncontent-length: 0\r\n\r\n')
+    })
+  })
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { raw.close() })
+  const gw = await startGateway({
+    issuers: [{ id: 'test', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
+    upstreams: { raw: { url: `http://127.0.0.1:${(raw.address() as AddressInfo).port}` } },
+    routes: [{ id: 'weird', match: { path: '/api', prefix: true }, upstream: 'raw' }]
+  })
+  t.teardown(() => gw.close())
+  const token = await mintToken(key, { iss: jwks.issuer, aud: API, sub: 'alice' })
+  const socket = connect(gw, `GET /api/x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)
+  let text = ''
+  socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1') })
+  await once(socket, 'end')
+  t.match(text, /^HTTP\/1\.1 502 /)
+  t.match(text, '"error":"bad_gateway"')
+  t.equal(requests, 1, 'asked once, not retried')
+  t.match(gw.decisions().at(-1), { route: 'weird', status: 502, reason: 'upstream_refused', detail: 'raw: UPSTREAM_BAD_STATUS' })
+})
+
+t.test('a GET with a body the client framed: the upstream gets a well-framed GET, the connection stays in step', async (t) => {
+  const { gw, token, handle } = await setUp(t)
+  const seen: Array<{ method: string, length: string | undefined, body: string }> = []
+  handle((req, res) => {
+    let body = ''
+    req.on('data', (chunk: Buffer) => { body += chunk.toString('latin1') })
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', length: req.headers['content-length'], body })
+      res.end(`answer ${seen.length}`)
+    })
+  })
+  // Two requests on one connection: if the body were left unread or sent half-framed, the second would be misread.
+  const socket = connect(gw, `GET /api/one HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nContent-Length: 5\r\n\r\nhello` +
+    `GET /api/two HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)
+  let text = ''
+  socket.on('data', (chunk: Buffer) => { text += chunk.toString('latin1') })
+  await once(socket, 'end')
+  t.equal([...text.matchAll(/HTTP\/1\.1 200 /g)].length, 2, 'both answered 200')
+  t.match(text, /answer 1[\s\S]*answer 2/)
+  t.equal(seen.length, 2)
+  t.same(seen[0], { method: 'GET', length: undefined, body: '' }, 'no body and no Content-Length: never a length without its bytes')
+  t.same(seen[1], { method: 'GET', length: undefined, body: '' })
+})
