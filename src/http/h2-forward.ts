@@ -1,8 +1,8 @@
 /**
  * Streams an allowed request to an `http2: true` upstream over a shared HTTP/2 session
- * (`upstream/h2-sessions.ts`), for gRPC above all (docs/grpc.md). reply-from's own HTTP/2 mode does not
- * fit: one origin per plugin, its certificate check off by default, and the upstream's trailers dropped,
- * where a gRPC call's status travels in them.
+ * (`upstream/h2-sessions.ts`), for gRPC above all (docs/grpc.md). A general proxy library's HTTP/2 mode does
+ * not fit: @fastify/reply-from's, for one, takes one origin per plugin, checks no certificate by default
+ * and drops the upstream's trailers, where a gRPC call's status travels in them.
  *
  * The request carries the same headers as one forwarded over HTTP/1.1 (`proxied-headers.ts`: client
  * copies of identity headers stripped, identity and forwarding headers set), without the connection-level
@@ -31,14 +31,14 @@ const NOT_ON_H2: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'pro
 export interface H2ForwardOptions {
   sessions: H2Sessions
   engine: () => Engine
-  /** A failure before the response began: answered as reply-from's failures are (502, 504, a body refusal). */
+  /** A failure before the response began: answered as the HTTP/1.1 forwarder's are (502, 504, a body refusal). */
   fail: (reply: FastifyReply, error: Error) => void
   /** The upstream's response headers as the client receives them (hop-by-hop removed, CORS applied). */
   responseHeaders: (route: CompiledRoute, headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
 }
 
-/** A header set without HTTP/2 pseudo-headers (`:path`, `:status`…). */
-function withoutPseudo (headers: IncomingHttpHeaders | H2Headers): IncomingHttpHeaders {
+/** A header set without HTTP/2 pseudo-headers (`:path`, `:status`…); also what an HTTP/2 client's request sends an HTTP/1.1 upstream. */
+export function withoutPseudo (headers: IncomingHttpHeaders | H2Headers): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {}
   for (const name in headers) if (name.charCodeAt(0) !== 0x3a) out[name] = headers[name] as string | string[] | undefined
   return out

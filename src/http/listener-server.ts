@@ -6,7 +6,7 @@
  *
  * Fastify is not told it serves HTTP/2 (its `http2` option only changes which server it builds, and its
  * typings): every request, HTTP/1.1 or HTTP/2, reaches the same handler, and what differs per request
- * is read from `httpVersionMajor`, as Fastify and @fastify/reply-from do themselves. The server keeps the
+ * is read from `httpVersionMajor`, as Fastify does itself. The server keeps the
  * interface the rest of scopegate uses: `checkContinue`, `upgrade` and `clientError` events for HTTP/1.1
  * requests, and `closeIdleConnections` / `closeAllConnections` for draining (`drain.ts`), which also
  * close HTTP/2 sessions (gracefully: GOAWAY, the streams under way finish).

@@ -1,5 +1,5 @@
 /**
- * The request headers an allowed request carries upstream, for the proxy (through reply-from) and for a
+ * The request headers an allowed request carries upstream, for the proxy (`h1-forward.ts`, `h2-forward.ts`) and for a
  * WebSocket handshake alike: the client's headers stripped, then `Host`, the forwarding headers and the
  * identity headers set (see `forward/upstream-headers.ts` and docs/proxying.md).
  */

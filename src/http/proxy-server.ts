@@ -1,18 +1,19 @@
 /**
- * The proxy listener: every request is decided in `onRequest`, before any body byte is read; a denial
- * is answered there and never reaches the upstream. So is a request of a shape that can be read two ways
+ * The proxy listener: every request is decided before any body byte is read, most denials in the
+ * listener's `request` event before Fastify sees them (`early-refusal.ts`), everything else in
+ * `onRequest`; a denial never reaches the upstream. So is a request of a shape that can be read two ways
  * (two Host headers, a Host the target contradicts: `check-host.ts`). A form body beside a bearer header
- * is scanned for a second token as it passes (`form-body.ts`). An allowed request is streamed upstream by
- * @fastify/reply-from to the normalized path (the one that was authorized), with client copies of
- * identity headers stripped and scopegate's added. Routing is scopegate's own (exact, then longest
- * segment-aware prefix), so one catch-all Fastify route serves every path.
+ * is scanned for a second token as it passes (`form-body.ts`). An allowed request is streamed upstream
+ * (`h1-forward.ts`, or `h2-forward.ts` for `http2: true` upstreams) to the normalized path (the one that
+ * was authorized), with client copies of identity headers stripped and scopegate's added. Routing is
+ * scopegate's own (exact, then longest segment-aware prefix), so one catch-all Fastify route serves
+ * every path.
  *
  * `Expect: 100-continue` is answered here, not by Node: with a `checkContinue` listener Node sends no
  * `100 Continue` by itself, so a client that waits for it sends no body before the decision, and a denied
  * one never sends it. Any other expectation is refused with 417 (docs/proxying.md).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import fastifyReplyFrom from '@fastify/reply-from'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerFactory } from 'fastify'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { CompiledRoute } from '../config/types.js'
@@ -26,15 +27,14 @@ import { joinUpstreamPath } from '../request/normalize-path.js'
 import { downstreamHeaders } from '../forward/response-headers.js'
 import { clientErrorHandler, expectationFailed } from './client-errors.js'
 import { checkFormBody } from './form-body.js'
-import { proxiedHeaders } from './proxied-headers.js'
 import type { DecisionLog } from './decision-log.js'
 import type { RateLimiter } from '../limits/rate-limiter.js'
 import { responseCorsHeaders, upstreamCorsHeaders } from '../cors/cors-headers.js'
 import { answerPreflight } from '../cors/preflight.js'
-import { isTlsFailure, upstreamConnector } from '../upstream/connector.js'
-import { upstreamAt } from '../upstream/upstream-at.js'
+import { isTlsFailure } from '../upstream/connector.js'
 import { H2Sessions } from '../upstream/h2-sessions.js'
 import { forwardH2, type H2ForwardOptions } from './h2-forward.js'
+import { H1Forwarder } from './h1-forward.js'
 import { sendProxyError } from './grpc-error.js'
 import type { RequestTrace } from '../observability/request-trace.js'
 import type { Tracing } from '../observability/tracing.js'
@@ -56,8 +56,6 @@ declare module 'fastify' {
     trace: RequestTrace | null
   }
 }
-
-type ForwardOptions = NonNullable<Parameters<FastifyReply['from']>[1]>
 
 export interface ProxyServerOptions {
   engine: () => Engine
@@ -138,10 +136,6 @@ async function createApp (engine: () => Engine, logger: Logger, decisions: Decis
     if (audited || !BEARER_HEADER.test(request.raw.headers.authorization ?? '')) return done(null, payload)
     checkFormBody(payload, () => tokenDuplicated('access_token in the form body'), done)
   })
-  // Each connection is opened with its upstream's TLS options, verified unless the config says otherwise (docs/tls.md).
-  const connect = upstreamConnector((origin) => upstreamAt(engine().config, origin)?.tls ?? null)
-  await app.register(fastifyReplyFrom, { disableRequestLogging: true, undici: { connections: 128, pipelining: 1, connect } })
-
   app.decorateRequest('decision', null)
   app.decorateRequest('engine', null)
   app.decorateRequest('startedAt', 0n)
@@ -215,35 +209,14 @@ class Expectations {
   }
 }
 
-/** Streams an allowed request to its route's upstream, at the normalized path; reply-from's options built once per route. */
-function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessions: H2Sessions, tracing: Tracing | null): (reply: FastifyReply, decision: Allow) => void {
-  // Routes are compiled objects of one engine: a reload brings new routes, and so new options.
-  const forwarding = new WeakMap<CompiledRoute, ForwardOptions>()
-  const optionsFor = (route: CompiledRoute): ForwardOptions => {
-    let forward = forwarding.get(route)
-    if (forward === undefined) {
-      const cors = route.cors
-      const headersFor: NonNullable<ForwardOptions['rewriteRequestHeaders']> = (request, headers) =>
-        proxiedHeaders(request.raw, headers, (request.engine ?? engine()).config, request.decision as Allow, request.reissued)
-      forward = {
-        timeout: route.upstream.timeoutMs,
-        // Never re-send: reply-from's default retries a GET answered 503 ten times (reading Retry-After as ms).
-        retryDelay: () => null,
-        queryString: (_search, _url, request) => (request.decision as Allow).query.slice(1),
-        // With tracing on, the upstream's traceparent names the upstream call's span (docs/observability.md#propagation).
-        rewriteRequestHeaders: tracing === null
-          ? headersFor
-          : (request, headers) => (request.trace as RequestTrace).upstreamHeaders(headersFor(request, headers), request.decision as Allow),
-        // The upstream's hop-by-hop headers stay behind; on a CORS route its own CORS fields are replaced.
-        rewriteHeaders: cors === null
-          ? (headers) => downstreamHeaders(headers)
-          : (headers, request) => upstreamCorsHeaders(downstreamHeaders(headers), cors, request?.raw.headers.origin),
-        onError: (errorReply, { error }) => { failed(errorReply as unknown as FastifyReply, error as Error, route) }
-      }
-      forwarding.set(route, forward)
-    }
-    return forward
-  }
+interface Forwarder {
+  forward: (reply: FastifyReply, decision: Allow) => void
+  /** The HTTP/1.1 connection pools, closed with the server. */
+  h1: H1Forwarder
+}
+
+/** Streams an allowed request to its route's upstream, at the normalized path, over HTTP/1.1 or HTTP/2 as the upstream speaks. */
+function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessions: H2Sessions): Forwarder {
   const failed = (reply: FastifyReply, error: Error, route: CompiledRoute): void => {
     // The request body's own refusal (a token found in a long form body) aborted the upstream request.
     if (error instanceof GatewayError) {
@@ -256,23 +229,22 @@ function upstreamForwarder (engine: () => Engine, decisions: DecisionLog, sessio
     reply.request.trace?.upstreamFailed(failure)
     sendProxyError(reply, failure)
   }
+  const fail = (reply: FastifyReply, error: Error): void => { failed(reply, error, (reply.request.decision as Allow).route) }
+  // The upstream's hop-by-hop headers stay behind; on a CORS route its own CORS fields are replaced.
+  const responseHeaders = (route: CompiledRoute, headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders => route.cors === null
+    ? downstreamHeaders(headers)
+    : upstreamCorsHeaders(downstreamHeaders(headers), route.cors, request.raw.headers.origin)
   // `http2: true` upstreams: scopegate's own HTTP/2 forwarder, which keeps trailers (docs/grpc.md).
-  const h2: H2ForwardOptions = {
-    sessions,
-    engine,
-    fail: (reply, error) => { failed(reply, error, (reply.request.decision as Allow).route) },
-    responseHeaders: (route, headers, request) => route.cors === null
-      ? downstreamHeaders(headers)
-      : upstreamCorsHeaders(downstreamHeaders(headers), route.cors, request.raw.headers.origin)
-  }
-  return (reply, decision) => {
+  const h2: H2ForwardOptions = { sessions, engine, fail, responseHeaders }
+  const h1 = new H1Forwarder({ engine, fail, responseHeaders })
+  const forward = (reply: FastifyReply, decision: Allow): void => {
     const { route } = decision
     // The base path goes through joinUpstreamPath too, so stripping the whole prefix gives `/api`, not `/api/`.
-    const { origin, basePath } = route.upstream
-    const path = joinUpstreamPath(basePath, route.path, decision.path, route.stripPrefix)
+    const path = joinUpstreamPath(route.upstream.basePath, route.path, decision.path, route.stripPrefix)
     if (route.upstream.http2) forwardH2(h2, reply.request, reply, decision, path + decision.query)
-    else reply.from(origin + path, optionsFor(route))
+    else h1.forward(reply.request, reply, decision, path)
   }
+  return { forward, h1 }
 }
 
 /** What `onRequest` goes on from: a decision `early-refusal.ts` made, or one made here; and the request's trace. */
@@ -366,7 +338,8 @@ export async function buildProxyServer (options: ProxyServerOptions): Promise<Fa
   const sessions = new H2Sessions()
   app.addHook('onClose', (_app, done) => { sessions.closeAll(); done() })
   const tracing = options.tracing ?? null
-  const forward = upstreamForwarder(engine, decisions, sessions, tracing)
+  const { forward, h1 } = upstreamForwarder(engine, decisions, sessions)
+  app.addHook('onClose', (_app, done) => { h1.close().then(() => { done() }, done) })
   if (tracing !== null) {
     app.addHook('onResponse', (request, reply, done) => { request.trace?.finish(reply.statusCode, request.decision); done() })
     app.addHook('onRequestAbort', (request, done) => { request.trace?.aborted(); done() })

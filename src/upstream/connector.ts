@@ -1,10 +1,9 @@
 /**
- * How the HTTP/1.1 proxy (undici, through reply-from) opens a connection to an upstream: TCP for `http://`,
- * TLS for `https://` with that upstream's own options (docs/tls.md, "TLS to upstreams"). reply-from takes
- * one undici dispatcher for every upstream, and its TLS options would be the same for all (and, as
- * reply-from sets them, unverified); a connector is the one hook undici calls per connection with the
- * origin it is for, so each connection gets the options of the upstream at that origin in the config
- * now in force. Connections are pooled by origin, which is why `compile.ts` requires upstreams sharing an
+ * How the HTTP/1.1 proxy (undici's pools, `http/h1-forward.ts`) opens a connection to an upstream: TCP for
+ * `http://`, TLS for `https://` with that upstream's own options (docs/tls.md, "TLS to upstreams"). One
+ * undici agent serves every upstream, and agent-wide TLS options would be the same for all; a connector
+ * is the one hook undici calls per connection with the origin it is for, so each connection gets the
+ * options of the upstream at that origin in the config now in force. Connections are pooled by origin, which is why `compile.ts` requires upstreams sharing an
  * origin to share their `tls` block. A reload changes what new connections use; open ones finish as they
  * began.
  */
