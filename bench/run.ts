@@ -6,7 +6,7 @@
  * one core and the load generator (with the upstream and JWKS) on the other, where taskset exists.
  * Writes bench/RESULTS.md.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
@@ -240,8 +240,7 @@ async function main (): Promise<void> {
         `(the baseline proxy process: ${baseRss?.toFixed(1)} MiB).`,
       ''
     ]
-    const notesFile = process.env.BENCH_NOTES_FILE
-    if (notesFile !== undefined) lines.push(readFileSync(notesFile, 'utf8'))
+    lines.push(notesAfterRun())
     writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), lines.join('\n'))
     process.stdout.write('wrote bench/RESULTS.md\n')
   } finally {
@@ -249,6 +248,22 @@ async function main (): Promise<void> {
     await issuer.close()
     process.stdout.write(`total elapsed: ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   }
+}
+
+/** Where the notes of earlier runs and engineers begin in bench/RESULTS.md: a run keeps them. */
+const NOTES_HEADING = '\n## Notes from earlier runs'
+
+/**
+ * What follows this run's figures in bench/RESULTS.md: the file BENCH_NOTES_FILE names, or else the notes
+ * already there (from NOTES_HEADING on), so a run replaces its own tables and nothing else.
+ */
+function notesAfterRun (): string {
+  const notesFile = process.env.BENCH_NOTES_FILE
+  if (notesFile !== undefined) return readFileSync(notesFile, 'utf8')
+  const path = join(ROOT, 'bench', 'RESULTS.md')
+  const current = existsSync(path) ? readFileSync(path, 'utf8') : ''
+  const at = current.indexOf(NOTES_HEADING)
+  return at === -1 ? '' : current.slice(at + 1)
 }
 
 /** The RESULTS.md section of the peer table, with what each row is and the connections nginx used. */
@@ -269,7 +284,8 @@ function peerSection (rows: readonly PeerRow[], connections: readonly Connection
     `- ${INGRESS}: nginx (one process) proxying to the upstream, asking a scopegate's \`/decisions\` on every request`,
     '  (the configuration of docs/ingress-nginx.md, kept-alive connections both ways; `bench/nginx-ingress.ts`).',
     `- ${INGRESS_CACHED}: the same with \`deploy/nginx/scopegate-auth-cache.conf\` included: allows reused for their`,
-    '  `s-maxage` (60 s), denials never cached, so the invalid-token row is asked every time.',
+    '  `s-maxage` (60 s), and denials the cache key alone decides (a bad signature among them) for `forwardAuth.denialCache` (5 s): the invalid-token row',
+    '  is asked once per token and lifetime (docs/forward-auth.md, "Caching decisions").',
     '',
     ...peerTable(rows),
     '',
