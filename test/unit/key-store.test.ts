@@ -8,6 +8,7 @@ import t from 'tap'
 import { generateKeyPairSync, type JsonWebKey } from 'node:crypto'
 import type { CompiledIssuer, CompiledJwksOptions } from '../../src/config/types.js'
 import { GatewayError } from '../../src/shared/errors.js'
+import { denial } from '../helpers/denial.js'
 import type { FetchLike } from '../../src/keys/fetch-json.js'
 import { KeyStore, type KeyStoreEvents } from '../../src/keys/key-store.js'
 
@@ -101,17 +102,6 @@ function setup (keys: JsonWebKey[], jwks: Partial<CompiledJwksOptions> = {}, dis
   }
   const store = new KeyStore(issuer(jwks, discovery), { fetch: idp.fetch, now: () => clock.now, events })
   return { idp, clock, logs, fetched, store }
-}
-
-/** The GatewayError a promise rejects with. */
-async function denial (p: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof GatewayError) return err
-    throw err
-  }
-  throw new Error('expected a denial')
 }
 
 /** Let a background fetch (already answered by the fake) finish. */
