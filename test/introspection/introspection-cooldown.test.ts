@@ -6,10 +6,8 @@
  * nobody else calls; recovery restores allows. The endpoint's health survives a reload that keeps it.
  */
 import t, { type Test } from 'tap'
-import { startEcho } from '../helpers/echo-upstream.js'
-import { compileTestConfig, startGateway, type TestGateway } from '../helpers/gateway.js'
+import { compileTestConfig, issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send, type TestResponse } from '../helpers/http.js'
-import { makeKey, startJwksServer } from '../helpers/jwks-server.js'
 import { introspectionConfig, startScriptedEndpoint } from './scripted-endpoint.js'
 
 const AUD = 'https://api.test'
@@ -34,10 +32,7 @@ async function startEndpoint (t: Test): Promise<Endpoint> {
   return endpoint
 }
 
-const echo = await startEcho()
-t.teardown(() => echo.close())
-const jwks = await startJwksServer([await makeKey('ES256')])
-t.teardown(() => jwks.close())
+const { jwks, echo } = await issuerAndEcho(t)
 
 function config (endpoint: string, cacheTtl = '60s'): Record<string, unknown> {
   return introspectionConfig(jwks, AUD, echo.url,

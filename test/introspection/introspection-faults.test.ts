@@ -13,10 +13,10 @@ import { join } from 'node:path'
 import { jwtVerify } from 'jose'
 import t from 'tap'
 import type { Test } from 'tap'
-import { closedPort, startEcho } from '../helpers/echo-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { closedPort } from '../helpers/echo-upstream.js'
+import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send, type TestResponse } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { makeKey, mintToken } from '../helpers/jwks-server.js'
 import { introspectionConfig, startScriptedEndpoint, type ReceivedCall, type ScriptedAnswer } from './scripted-endpoint.js'
 
 const SECRET = 'fault-secret-77c2e0'
@@ -37,11 +37,7 @@ async function startEndpoint (t: Test): Promise<Endpoint> {
   return endpoint
 }
 
-const echo = await startEcho()
-t.teardown(() => echo.close())
-const key = await makeKey('ES256')
-const jwks = await startJwksServer([key])
-t.teardown(() => jwks.close())
+const { key, jwks, echo } = await issuerAndEcho(t)
 
 async function gateway (t: Test, endpoint: string, introspection: Record<string, unknown> = {}, now?: () => number): Promise<TestGateway> {
   const gw = await startGateway(introspectionConfig(jwks, AUD, echo.url,

@@ -10,10 +10,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { startEcho } from '../helpers/echo-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, startJwksServer } from '../helpers/jwks-server.js'
 import { introspectionConfig, startScriptedEndpoint } from './scripted-endpoint.js'
 import { freePort, metric, parseMetrics, spawnServe, waitFor, writeConfig } from '../ops/support.js'
 
@@ -40,10 +38,7 @@ async function startEndpoint (t: Test): Promise<Endpoint> {
   return endpoint
 }
 
-const echo = await startEcho()
-t.teardown(() => echo.close())
-const jwks = await startJwksServer([await makeKey('ES256')])
-t.teardown(() => jwks.close())
+const { jwks, echo } = await issuerAndEcho(t)
 
 function config (endpoint: string, cooldown = '10s'): Record<string, unknown> {
   return introspectionConfig(jwks, AUD, echo.url, { endpoint, clientId: 'gateway', clientSecret: 'ready-secret-9', timeout: '500ms', cooldown })
