@@ -12,6 +12,7 @@ import { KeyStore } from '../../src/keys/key-store.js'
 import type { ToPrimary, ToWorker } from '../../src/process/cluster-ipc.js'
 import { KeyFetchHost } from '../../src/process/key-fetch-host.js'
 import { WorkerKeyFetch, type PrimaryChannel } from '../../src/process/worker-key-fetch.js'
+import { compiledIssuer } from '../helpers/compiled-issuer.js'
 import { denial } from '../helpers/denial.js'
 import { makeKey, startJwksServer, type JwksServer, type TestKey } from '../helpers/jwks-server.js'
 
@@ -20,19 +21,7 @@ const JWKS: CompiledJwksOptions = { refreshIntervalMs: 600 * SEC, cooldownMs: 30
 const WORKERS = 3
 
 function issuerAt (url: string, jwks: Partial<CompiledJwksOptions> = {}): CompiledIssuer {
-  return {
-    id: 'idp',
-    issuer: new URL(url).origin,
-    keys: { kind: 'jwksUri', url },
-    algorithms: new Set(['ES256']),
-    audiences: new Set(['https://api.test']),
-    clockToleranceSec: 30,
-    requireTyp: false,
-    requireDpop: false,
-    requireCertificateBinding: false,
-    claims: { scope: [['scope']], roles: ['roles'], clientId: [['client_id']], subject: ['sub'] },
-    jwks: { ...JWKS, ...jwks }
-  }
+  return compiledIssuer({ issuer: new URL(url).origin, keys: { kind: 'jwksUri', url }, algorithms: new Set(['ES256']), jwks: { ...JWKS, ...jwks } })
 }
 
 type Primary = 'answers' | 'ignores' | 'accepts only' | 'absent'
