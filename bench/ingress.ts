@@ -11,8 +11,7 @@ import { benchClaims, cycle } from './config.js'
 import { load, type Tally, type Target } from './measure.js'
 import { startPeers } from './peer-processes.js'
 import { HAPROXY, INGRESS, INGRESS_CACHED, checkPeers, peerTable, peerTableRun, showCacheHits, type GroupOptions, type PeerRow } from './peers.js'
-import { pinSelf, startUpstream, type Child } from './processes.js'
-import { startIssuer } from './tokens.js'
+import { startIssuerAndUpstream } from './issuer-and-upstream.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4)
 const SECONDS = Number(process.env.BENCH_SLICE_SECONDS ?? 2)
@@ -39,12 +38,8 @@ function ratios (row: PeerRow): string[] {
 }
 
 async function main (): Promise<void> {
-  pinSelf(LOAD_CORE)
-  const children: Child[] = []
-  const issuer = await startIssuer(benchClaims(0))
+  const { issuer, upstream, children, stop } = await startIssuerAndUpstream(LOAD_CORE, benchClaims(0))
   try {
-    const upstream = await startUpstream(LOAD_CORE)
-    children.push(upstream)
     const upstreamUrl = upstream.url.replace(/\/$/, '')
     const unused: Target = { url: upstreamUrl, headers: () => ({}), pid: undefined }
     const { peers: all, ingress } = await startPeers(children, { issuer, upstreamUrl, base: unused, gate: () => unused, core: PROXY_CORE })
@@ -70,8 +65,7 @@ async function main (): Promise<void> {
       process.stdout.write(`\n${peerTable(rows).join('\n')}\n\n${rows.flatMap(ratios).join('\n')}\n`)
     }
   } finally {
-    for (const child of children.reverse()) await child.stop()
-    await issuer.close()
+    await stop()
   }
 }
 

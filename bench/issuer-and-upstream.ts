@@ -15,10 +15,11 @@ export interface BenchBase {
   stop: () => Promise<void>
 }
 
-export async function startIssuerAndUpstream (loadCore: number): Promise<BenchBase> {
+/** `introspected`: the claims the issuer's introspection endpoint answers with (see startIssuer). */
+export async function startIssuerAndUpstream (loadCore: number, introspected: Record<string, unknown> = {}): Promise<BenchBase> {
   pinSelf(loadCore)
   const children: Child[] = []
-  const issuer = await startIssuer()
+  const issuer = await startIssuer(introspected)
   const stop = async (): Promise<void> => {
     for (const child of children.reverse()) await child.stop()
     await issuer.close()

@@ -15,8 +15,8 @@ import { LOG_LEVEL, benchClaims, benchConfig, conditionsConfig, cycle, opaqueBen
 import { startOtlpSink } from './otlp-sink.js'
 import { startPeers } from './peer-processes.js'
 import { BASELINE, HAPROXY, INGRESS, INGRESS_CACHED, PROXY_MODE, checkPeers, peerTable, peerTableRun, showCacheHits, type ConnectionCount, type GroupOptions, type PeerRow, type PeerScenario } from './peers.js'
-import { HAS_TASKSET, ROOT, freePort, pinSelf, rssMiB, startGateway, startNode, startUpstream, type Child } from './processes.js'
-import { startIssuer } from './tokens.js'
+import { HAS_TASKSET, ROOT, freePort, rssMiB, startGateway, startNode } from './processes.js'
+import { startIssuerAndUpstream } from './issuer-and-upstream.js'
 import { proofPool } from './dpop-proofs.js'
 import { formatProtocolRow, protocolScenarios, type ProtocolRow } from './protocols.js'
 
@@ -42,12 +42,8 @@ interface Row { scenario: string, base: Tally, gate: Tally }
 
 async function main (): Promise<void> {
   const started = Date.now()
-  pinSelf(LOAD_CORE)
-  const children: Child[] = []
-  const issuer = await startIssuer(benchClaims(0))
+  const { issuer, upstream, children, stop } = await startIssuerAndUpstream(LOAD_CORE, benchClaims(0))
   try {
-    const upstream = await startUpstream(LOAD_CORE)
-    children.push(upstream)
     const upstreamUrl = upstream.url.replace(/\/$/, '')
 
     const basePort = await freePort()
@@ -244,8 +240,7 @@ async function main (): Promise<void> {
     writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), lines.join('\n'))
     process.stdout.write('wrote bench/RESULTS.md\n')
   } finally {
-    for (const child of children.reverse()) await child.stop()
-    await issuer.close()
+    await stop()
     process.stdout.write(`total elapsed: ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   }
 }

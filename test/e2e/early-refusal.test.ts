@@ -9,32 +9,9 @@ import http from 'node:http'
 import t from 'tap'
 import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { mintToken } from '../helpers/jwks-server.js'
+import { rawAnswer } from '../helpers/raw-answer.js'
 
 const TODO = 'https://todo.api'
-
-interface Answer { status: number, rawHeaders: string[], body: string }
-
-/** One request; the answer's fields in order without Node's own (Date, Connection, Keep-Alive), which every path shares. */
-function ask (base: string, path: string, headers: Record<string, string | string[]>, method = 'GET', agent: http.Agent | false = false): Promise<Answer> {
-  const url = new URL(base)
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: url.hostname, port: url.port, path, method, headers, agent, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => {
-        const rawHeaders: string[] = []
-        for (let i = 0; i < res.rawHeaders.length; i += 2) {
-          const name = res.rawHeaders[i] ?? ''
-          if (!/^(date|connection|keep-alive)$/i.test(name)) rawHeaders.push(name, res.rawHeaders[i + 1] ?? '')
-        }
-        resolve({ status: res.statusCode ?? 0, rawHeaders, body: Buffer.concat(chunks).toString('utf8') })
-      })
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', reject)
-    req.end()
-  })
-}
 
 /** The decision lines after `count` of them, waiting a bounded number of event-loop turns (no timers). */
 async function linesAfter (gw: TestGateway, count: number, expected: number): Promise<Array<Record<string, unknown>>> {
@@ -72,13 +49,13 @@ t.test('a denial answered early is the denial onRequest answers', async (t) => {
     ['a CORS route, another origin', '/app/x', '/%61pp/x', { origin: 'https://evil.example' }]
   ]
   // First sights of the tokens are verified (a pending decision, which never takes the early path): after this, both are known.
-  await ask(gw.proxyUrl, '/todos/1', { authorization: `Bearer ${forged}` })
-  await ask(gw.proxyUrl, '/todos/1', { authorization: `Bearer ${good}` })
-  await ask(gw.proxyUrl, '/todos/1', { authorization: 'Bearer not-a-jwt' })
+  await rawAnswer(gw.proxyUrl, '/todos/1', { authorization: `Bearer ${forged}` })
+  await rawAnswer(gw.proxyUrl, '/todos/1', { authorization: `Bearer ${good}` })
+  await rawAnswer(gw.proxyUrl, '/todos/1', { authorization: 'Bearer not-a-jwt' })
   for (const [name, plain, escaped, headers, method] of cases) {
     const before = gw.decisions().length
-    const early = await ask(gw.proxyUrl, plain, headers, method)
-    const routed = await ask(gw.proxyUrl, escaped, headers, method)
+    const early = await rawAnswer(gw.proxyUrl, plain, headers, method)
+    const routed = await rawAnswer(gw.proxyUrl, escaped, headers, method)
     t.ok(early.status >= 400, `${name}: refused (${early.status})`)
     t.same(early, routed, `${name}: the same status, fields in the same order, and body`)
     const [earlyLine, routedLine] = await linesAfter(gw, before, 2)
@@ -102,11 +79,11 @@ t.test('a connection refused early keeps serving: denials, then an allow, on one
   const sockets = new Set<unknown>()
   agent.on('free', (socket) => sockets.add(socket))
   const good = await mintToken(key, { iss: jwks.issuer, aud: TODO, sub: 'alice', client_id: 'web', scope: 'read:todos' })
-  for (let i = 0; i < 3; i++) t.equal((await ask(gw.proxyUrl, `/todos/${i}`, {}, 'GET', agent)).status, 401, `denial ${i}`)
-  const allowed = await ask(gw.proxyUrl, '/todos/9', { authorization: `Bearer ${good}` }, 'GET', agent)
+  for (let i = 0; i < 3; i++) t.equal((await rawAnswer(gw.proxyUrl, `/todos/${i}`, {}, 'GET', agent)).status, 401, `denial ${i}`)
+  const allowed = await rawAnswer(gw.proxyUrl, '/todos/9', { authorization: `Bearer ${good}` }, 'GET', agent)
   t.equal(allowed.status, 200)
   // And the token, now known, is allowed on the early-decided path too.
-  t.equal((await ask(gw.proxyUrl, '/todos/10', { authorization: `Bearer ${good}` }, 'GET', agent)).status, 200)
+  t.equal((await rawAnswer(gw.proxyUrl, '/todos/10', { authorization: `Bearer ${good}` }, 'GET', agent)).status, 200)
   t.equal(sockets.size, 1, 'one connection served all five')
   t.same(echo.received.map((r) => r.url), ['/todos/9', '/todos/10'], 'the upstream saw the allowed requests only')
   t.same(echo.received.map((r) => [r.headers['x-auth-route'], r.headers['x-auth-subject']]), [['todos', 'alice'], ['todos', 'alice']], 'with the identity of both decisions')

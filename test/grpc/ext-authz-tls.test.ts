@@ -6,7 +6,7 @@
  * without a restart (a symlink swap, as a Kubernetes secret volume does) and a new connection sees the
  * new one while an open one goes on; a bad new set is refused; `validate`'s problems name their config path.
  */
-import { mkdirSync, copyFileSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import * as grpc from '@grpc/grpc-js'
@@ -15,6 +15,7 @@ import { certificateKit, type Issued } from '../helpers/certificates.js'
 import { envoyCheckRequest, extAuthzClient, healthClient } from '../helpers/ext-authz-client.js'
 import { compileTestConfig, issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { mintToken } from '../helpers/jwks-server.js'
+import { secretVolume } from '../helpers/secret-volume.js'
 import { ConfigError } from '../../src/config/problems.js'
 
 const API = 'https://todo.api'
@@ -136,23 +137,11 @@ t.test('rotation by a symlink swap: a new connection sees the new certificate, a
   const first = kit.issue('first')
   const second = kit.issue('second')
   const third = kit.issue('third')
-  const volume = join(kit.dir, 'ext-authz-secret')
-  let version = 0
-  const publish = (cert: Issued, key: Issued): void => {
-    const dir = `..v${++version}`
-    mkdirSync(join(volume, dir), { recursive: true })
-    copyFileSync(cert.cert, join(volume, dir, 'tls.crt'))
-    copyFileSync(key.key, join(volume, dir, 'tls.key'))
-    symlinkSync(dir, join(volume, '..data_tmp'))
-    renameSync(join(volume, '..data_tmp'), join(volume, '..data'))
-  }
-  publish(first, first)
-  symlinkSync('..data/tls.crt', join(volume, 'tls.crt'))
-  symlinkSync('..data/tls.key', join(volume, 'tls.key'))
+  const volume = secretVolume(join(kit.dir, 'ext-authz-secret'), first, first)
 
   const { jwks, echo } = await issuerAndEcho(t)
   const gw = await startGateway({
-    server: { extAuthz: { host: '127.0.0.1', port: 0, tls: { cert: join(volume, 'tls.crt'), key: join(volume, 'tls.key') } } },
+    server: { extAuthz: { host: '127.0.0.1', port: 0, tls: { cert: volume.cert, key: volume.key } } },
     issuers: [{ id: 'main', issuer: jwks.issuer, jwksUri: jwks.url, algorithms: ['ES256'], audiences: [API] }],
     upstreams: { todo: { url: echo.url } },
     routes: [{ id: 'todos', match: { path: '/todos', prefix: true }, upstream: 'todo' }]
@@ -173,7 +162,7 @@ t.test('rotation by a symlink swap: a new connection sees the new certificate, a
     return undefined
   }
   let mark = gw.logs.length
-  publish(second, second)
+  volume.publish(second, second)
   t.match(await logged('TLS certificate loaded', mark), { trigger: 'file', certificate: { serial: second.serial } }, 'the rotation was noticed')
   t.equal(await presented(port, null), second.serial, 'a new connection gets the new certificate')
   t.equal((await open.check(envoyCheckRequest({ path: '/todos' }))).status?.code, 16, 'the connection open before still answers')
@@ -182,12 +171,12 @@ t.test('rotation by a symlink swap: a new connection sees the new certificate, a
   t.equal((await fresh.check(envoyCheckRequest({ path: '/todos' }))).status?.code, 16, 'a new gRPC client verifies the new certificate')
 
   mark = gw.logs.length
-  publish(third, first)
+  volume.publish(third, first)
   t.match(await logged('TLS files refused; the certificate in force stays', mark), { problems: [{ path: 'server.extAuthz.tls.key' }] }, 'a key of another certificate is refused')
   t.equal(await presented(port, null), second.serial, 'the certificate in force stays')
 
   mark = gw.logs.length
-  writeFileSync(join(volume, `..v${version}`, 'tls.key'), readKey(third))
+  writeFileSync(join(volume.current(), 'tls.key'), readKey(third))
   await gw.gateway.reload(gw.gateway.current().config)
   t.match(await logged('TLS certificate loaded', mark), { certificate: { serial: third.serial } }, 'a config reload re-reads the files too')
   t.equal(await presented(port, null), third.serial)

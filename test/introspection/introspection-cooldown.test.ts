@@ -5,12 +5,10 @@
  * active answer is cached still passes; once the cooldown has passed, one retry; while it is under way,
  * nobody else calls; recovery restores allows. The endpoint's health survives a reload that keeps it.
  */
-import http from 'node:http'
 import t, { type Test } from 'tap'
-import { closeServer, listenLocal, startEcho, trackSockets } from '../helpers/echo-upstream.js'
-import { compileTestConfig, startGateway, type TestGateway } from '../helpers/gateway.js'
+import { compileTestConfig, issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send, type TestResponse } from '../helpers/http.js'
-import { makeKey, startJwksServer } from '../helpers/jwks-server.js'
+import { introspectionConfig, startScriptedEndpoint } from './scripted-endpoint.js'
 
 const AUD = 'https://api.test'
 
@@ -24,41 +22,21 @@ interface Endpoint {
 /** An introspection endpoint: active answers, 500, or no answer at all, as `mode` says. */
 async function startEndpoint (t: Test): Promise<Endpoint> {
   const endpoint: Endpoint = { url: '', mode: 'active', calls: [] }
-  const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (chunk: Buffer) => { body += chunk.toString('utf8') })
-    req.on('end', () => {
-      endpoint.calls.push(new URLSearchParams(body).get('token') ?? '')
-      if (endpoint.mode === 'hang') return
-      if (endpoint.mode === 'fail') return res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}')
-      const answer = { active: true, sub: 'alice', scope: 'read', aud: AUD, exp: Math.floor(Date.now() / 1000) + 3600 }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer))
-    })
-  })
-  const sockets = trackSockets(server)
-  endpoint.url = `http://127.0.0.1:${await listenLocal(server)}/introspect`
-  t.teardown(() => closeServer(server, sockets))
+  endpoint.url = (await startScriptedEndpoint(t, ({ form }) => {
+    endpoint.calls.push(form.get('token') ?? '')
+    if (endpoint.mode === 'hang') return 'hang'
+    if (endpoint.mode === 'fail') return { status: 500, body: '{"error":"server_error"}' }
+    const answer = { active: true, sub: 'alice', scope: 'read', aud: AUD, exp: Math.floor(Date.now() / 1000) + 3600 }
+    return { status: 200, body: JSON.stringify(answer) }
+  })).url
   return endpoint
 }
 
-const echo = await startEcho()
-t.teardown(() => echo.close())
-const jwks = await startJwksServer([await makeKey('ES256')])
-t.teardown(() => jwks.close())
+const { jwks, echo } = await issuerAndEcho(t)
 
 function config (endpoint: string, cacheTtl = '60s'): Record<string, unknown> {
-  return {
-    issuers: [{
-      id: 'idp',
-      issuer: jwks.issuer,
-      jwksUri: jwks.url,
-      algorithms: ['ES256'],
-      audiences: [AUD],
-      introspection: { endpoint, clientId: 'gateway', clientSecret: 'cooldown-secret-1', timeout: '300ms', retryAfter: '7s', cooldown: '10s', cacheTtl }
-    }],
-    upstreams: { api: { url: echo.url } },
-    routes: [{ id: 'api', match: { path: '/api', prefix: true }, upstream: 'api' }]
-  }
+  return introspectionConfig(jwks, AUD, echo.url,
+    { endpoint, clientId: 'gateway', clientSecret: 'cooldown-secret-1', timeout: '300ms', retryAfter: '7s', cooldown: '10s', cacheTtl })
 }
 
 function expectUnavailable (t: Test, res: TestResponse, what: string): void {

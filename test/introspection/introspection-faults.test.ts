@@ -8,66 +8,40 @@
  */
 import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { jwtVerify } from 'jose'
 import t from 'tap'
 import type { Test } from 'tap'
-import { closedPort, closeServer, listenLocal, startEcho, trackSockets } from '../helpers/echo-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { closedPort } from '../helpers/echo-upstream.js'
+import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send, type TestResponse } from '../helpers/http.js'
-import { makeKey, mintToken, startJwksServer } from '../helpers/jwks-server.js'
+import { makeKey, mintToken } from '../helpers/jwks-server.js'
+import { introspectionConfig, startScriptedEndpoint, type ReceivedCall, type ScriptedAnswer } from './scripted-endpoint.js'
 
 const SECRET = 'fault-secret-77c2e0'
 const AUD = 'https://api.test'
 
-type Mode = { status: number, body: string, type?: string } | 'hang'
-
 interface Endpoint {
   url: string
-  mode: Mode
+  mode: ScriptedAnswer
   /** Each request: its Authorization header and its form. */
-  received: Array<{ authorization: string | undefined, form: URLSearchParams }>
+  received: ReceivedCall[]
 }
 
 async function startEndpoint (t: Test): Promise<Endpoint> {
   const endpoint: Endpoint = { url: '', mode: 'hang', received: [] }
-  const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (chunk: Buffer) => { body += chunk.toString('utf8') })
-    req.on('end', () => {
-      endpoint.received.push({ authorization: req.headers.authorization, form: new URLSearchParams(body) })
-      const mode = endpoint.mode
-      if (mode === 'hang') return
-      res.writeHead(mode.status, { 'content-type': mode.type ?? 'application/json' }).end(mode.body)
-    })
-  })
-  const sockets = trackSockets(server)
-  endpoint.url = `http://127.0.0.1:${await listenLocal(server)}/introspect`
-  t.teardown(() => closeServer(server, sockets))
+  const scripted = await startScriptedEndpoint(t, () => endpoint.mode)
+  endpoint.url = scripted.url
+  endpoint.received = scripted.received
   return endpoint
 }
 
-const echo = await startEcho()
-t.teardown(() => echo.close())
-const key = await makeKey('ES256')
-const jwks = await startJwksServer([key])
-t.teardown(() => jwks.close())
+const { key, jwks, echo } = await issuerAndEcho(t)
 
 async function gateway (t: Test, endpoint: string, introspection: Record<string, unknown> = {}, now?: () => number): Promise<TestGateway> {
-  const gw = await startGateway({
-    issuers: [{
-      id: 'idp',
-      issuer: jwks.issuer,
-      jwksUri: jwks.url,
-      algorithms: ['ES256'],
-      audiences: [AUD],
-      introspection: { endpoint, clientId: 'gateway', clientSecret: SECRET, timeout: '300ms', retryAfter: '7s', maxBytes: 4096, ...introspection }
-    }],
-    upstreams: { api: { url: echo.url } },
-    routes: [{ id: 'api', match: { path: '/api', prefix: true }, upstream: 'api' }]
-  }, now === undefined ? {} : { now })
+  const gw = await startGateway(introspectionConfig(jwks, AUD, echo.url,
+    { endpoint, clientId: 'gateway', clientSecret: SECRET, timeout: '300ms', retryAfter: '7s', maxBytes: 4096, ...introspection }), now === undefined ? {} : { now })
   t.teardown(() => gw.close())
   return gw
 }
@@ -79,12 +53,12 @@ function expectUnavailable (t: Test, res: TestResponse): void {
   t.notOk(res.headers['www-authenticate']?.includes('invalid_token'), 'nothing that would log the user out')
 }
 
-const active = (claims: Record<string, unknown> = {}): Mode => ({
+const active = (claims: Record<string, unknown> = {}): ScriptedAnswer => ({
   status: 200,
   body: JSON.stringify({ active: true, client_id: 'todo-cli', sub: 'alice', scope: 'read write', aud: AUD, exp: Math.floor(Date.now() / 1000) + 300, ...claims })
 })
 
-const failures: Array<[string, Mode]> = [
+const failures: Array<[string, ScriptedAnswer]> = [
   ['a slow endpoint (no answer within the timeout)', 'hang'],
   ['500', { status: 500, body: '{"error":"server_error"}' }],
   ['a 400 (the IdP refused our request, not the token)', { status: 400, body: '{"error":"invalid_client"}' }],
@@ -233,7 +207,7 @@ t.test('jwtResponse: an RFC 9701 signed answer is verified with the issuer\'s ke
   const gw = await gateway(t, endpoint.url, { jwtResponse: true })
   const now = Math.floor(Date.now() / 1000)
   const answer = { active: true, client_id: 'todo-cli', sub: 'alice', scope: 'read', aud: AUD, exp: now + 300 }
-  const signed = async (claims: Record<string, unknown>, header: Record<string, unknown> = { typ: 'token-introspection+jwt' }, signer = key): Promise<Mode> => ({
+  const signed = async (claims: Record<string, unknown>, header: Record<string, unknown> = { typ: 'token-introspection+jwt' }, signer = key): Promise<ScriptedAnswer> => ({
     status: 200,
     type: 'application/token-introspection+jwt',
     body: await mintToken(signer, { iss: jwks.issuer, aud: 'gateway', token_introspection: answer, ...claims }, { header })
@@ -247,7 +221,7 @@ t.test('jwtResponse: an RFC 9701 signed answer is verified with the issuer\'s ke
   t.equal(echo.received.at(-1)?.headers['x-auth-subject'], 'alice')
 
   const other = await makeKey('ES256')
-  const bad: Array<[string, Mode]> = [
+  const bad: Array<[string, ScriptedAnswer]> = [
     ['an unsigned JSON answer', active()],
     ['another key', await signed({}, undefined, other)],
     ['a wrong typ', await signed({}, { typ: 'JWT' })],

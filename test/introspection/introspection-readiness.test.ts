@@ -6,15 +6,13 @@
  * Asking `/readyz` retries an unavailable endpoint, at most once per cooldown, so an instance kept out of
  * traffic recovers. Then the same with `workers: 2`, where the primary's `/readyz` needs every worker ready.
  */
-import http from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { closeServer, listenLocal, startEcho, trackSockets } from '../helpers/echo-upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
-import { makeKey, startJwksServer } from '../helpers/jwks-server.js'
+import { introspectionConfig, startScriptedEndpoint } from './scripted-endpoint.js'
 import { freePort, metric, parseMetrics, spawnServe, waitFor, writeConfig } from '../ops/support.js'
 
 const AUD = 'https://api.test'
@@ -30,41 +28,20 @@ interface Endpoint {
 /** An introspection endpoint that fails (503) on demand; otherwise `active: false` for the probe token, active for any other. */
 async function startEndpoint (t: Test): Promise<Endpoint> {
   const endpoint: Endpoint = { url: '', failing: true, calls: [] }
-  const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (chunk: Buffer) => { body += chunk.toString('utf8') })
-    req.on('end', () => {
-      const token = new URLSearchParams(body).get('token') ?? ''
-      endpoint.calls.push(token)
-      if (endpoint.failing) return res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable"}')
-      const answer = token === PROBE_TOKEN ? { active: false } : { active: true, sub: 'alice', aud: AUD, exp: Math.floor(Date.now() / 1000) + 3600 }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer))
-    })
-  })
-  const sockets = trackSockets(server)
-  endpoint.url = `http://127.0.0.1:${await listenLocal(server)}/introspect`
-  t.teardown(() => closeServer(server, sockets))
+  endpoint.url = (await startScriptedEndpoint(t, ({ form }) => {
+    const token = form.get('token') ?? ''
+    endpoint.calls.push(token)
+    if (endpoint.failing) return { status: 503, body: '{"error":"temporarily_unavailable"}' }
+    const answer = token === PROBE_TOKEN ? { active: false } : { active: true, sub: 'alice', aud: AUD, exp: Math.floor(Date.now() / 1000) + 3600 }
+    return { status: 200, body: JSON.stringify(answer) }
+  })).url
   return endpoint
 }
 
-const echo = await startEcho()
-t.teardown(() => echo.close())
-const jwks = await startJwksServer([await makeKey('ES256')])
-t.teardown(() => jwks.close())
+const { jwks, echo } = await issuerAndEcho(t)
 
 function config (endpoint: string, cooldown = '10s'): Record<string, unknown> {
-  return {
-    issuers: [{
-      id: 'idp',
-      issuer: jwks.issuer,
-      jwksUri: jwks.url,
-      algorithms: ['ES256'],
-      audiences: [AUD],
-      introspection: { endpoint, clientId: 'gateway', clientSecret: 'ready-secret-9', timeout: '500ms', cooldown }
-    }],
-    upstreams: { api: { url: echo.url } },
-    routes: [{ id: 'api', match: { path: '/api', prefix: true }, upstream: 'api' }]
-  }
+  return introspectionConfig(jwks, AUD, echo.url, { endpoint, clientId: 'gateway', clientSecret: 'ready-secret-9', timeout: '500ms', cooldown })
 }
 
 async function readiness (gw: TestGateway): Promise<{ status: number, introspection: unknown, ready: number | undefined, states: Record<string, number | undefined> }> {

@@ -12,26 +12,13 @@ import t, { type Test } from 'tap'
 import { envoyCheckRequest, extAuthzClient, type ExtAuthzClient } from '../helpers/ext-authz-client.js'
 import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { mintToken, type JwksServer, type TestKey } from '../helpers/jwks-server.js'
-import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js'
+import { exported, inTrace, named, serverSpan } from './exported-spans.js'
+import { startOtlpReceiver, type OtlpReceiver } from './otlp-receiver.js'
 
 const API = 'https://todo.api'
 const CLIENT_SPAN = '00f067aa0ba902b7'
 const traceOf = (byte: string): string => byte.repeat(16)
 const traceparent = (trace: string): string => `00-${trace}-${CLIENT_SPAN}-01`
-
-/** Waits, flush by flush, until `ready` holds: at most 100 rounds of 20 ms. */
-async function exported (gw: TestGateway, receiver: OtlpReceiver, ready: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
-  for (let round = 0; round < 100; round++) {
-    await gw.gateway.tracing.flush()
-    if (ready(receiver.spans)) return receiver.spans
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-  return receiver.spans
-}
-
-const inTrace = (spans: ReceivedSpan[], traceId: string): ReceivedSpan[] => spans.filter((s) => s.traceId === traceId)
-const named = (spans: ReceivedSpan[], name: string): ReceivedSpan[] => spans.filter((s) => s.name === name)
-const serverSpan = (spans: ReceivedSpan[]): ReceivedSpan | undefined => spans.find((s) => s.kind === SPAN_KIND.server)
 
 interface Setup { key: TestKey, jwks: JwksServer, receiver: OtlpReceiver, gw: TestGateway, client: ExtAuthzClient, echoed: () => number }
 

@@ -12,6 +12,7 @@ import { listenLocal } from '../helpers/echo-upstream.js'
 import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/http.js'
 import { makeKey, mintToken, type JwksServer, type TestKey } from '../helpers/jwks-server.js'
+import { exported, inTrace, named, serverSpan } from './exported-spans.js'
 import { SPAN_KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js'
 
 const API = 'https://todo.api'
@@ -19,20 +20,6 @@ const CLIENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const CLIENT_SPAN = '00f067aa0ba902b7'
 const TRACEPARENT = `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01`
 const TRACEPARENT_SHAPE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/
-
-/** Waits, flush by flush, until `ready` holds: at most 100 rounds of 20 ms (the server span ends after the answer is sent). */
-async function exported (gw: TestGateway, receiver: OtlpReceiver, ready: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
-  for (let round = 0; round < 100; round++) {
-    await gw.gateway.tracing.flush()
-    if (ready(receiver.spans)) return receiver.spans
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-  return receiver.spans
-}
-
-const inTrace = (spans: ReceivedSpan[], traceId: string): ReceivedSpan[] => spans.filter((s) => s.traceId === traceId)
-const named = (spans: ReceivedSpan[], name: string): ReceivedSpan[] => spans.filter((s) => s.name === name)
-const serverSpan = (spans: ReceivedSpan[]): ReceivedSpan | undefined => spans.find((s) => s.kind === SPAN_KIND.server)
 
 /** The spans of trace `traceId`, once its server span (the last to end) is exported and `more` holds of them. */
 async function traceSpans (gw: TestGateway, receiver: OtlpReceiver, traceId: string,

@@ -5,12 +5,12 @@
  * keep working. A bad new set is refused and the certificate in force stays.
  */
 import https from 'node:https'
-import { mkdirSync, copyFileSync, renameSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import t from 'tap'
-import { certificateKit, type Issued } from '../helpers/certificates.js'
+import { certificateKit } from '../helpers/certificates.js'
 import { issuerAndEcho, startGateway, type TestGateway } from '../helpers/gateway.js'
+import { secretVolume } from '../helpers/secret-volume.js'
 import { h2Request, h2Session, httpsRequest } from '../helpers/tls-clients.js'
 
 const kit = certificateKit()
@@ -20,20 +20,8 @@ const second = kit.issue('second')
 const third = kit.issue('third')
 const caPem = kit.ca.pem
 
-/** A secret volume as the kubelet writes it: `tls.crt` → `..data/tls.crt`, `..data` → `..<version>`. */
-const volume = join(kit.dir, 'secret')
-let version = 0
-function publish (cert: Issued, key: Issued): void {
-  const dir = `..v${++version}`
-  mkdirSync(join(volume, dir), { recursive: true })
-  copyFileSync(cert.cert, join(volume, dir, 'tls.crt'))
-  copyFileSync(key.key, join(volume, dir, 'tls.key'))
-  symlinkSync(dir, join(volume, '..data_tmp'))
-  renameSync(join(volume, '..data_tmp'), join(volume, '..data'))
-}
-publish(first, first)
-symlinkSync('..data/tls.crt', join(volume, 'tls.crt'))
-symlinkSync('..data/tls.key', join(volume, 'tls.key'))
+/** Where the gateway reads its certificate: a secret volume swapped by symlink, as the kubelet does. */
+const volume = secretVolume(join(kit.dir, 'secret'), first, first)
 
 /** Waits, bounded in count (100 × 100 ms), for a log line with `msg` beyond the first `after` lines. */
 async function logged (gw: TestGateway, msg: string, after: number): Promise<Record<string, unknown> | undefined> {
@@ -50,7 +38,7 @@ const fresh = async (url: string): Promise<string> => (await httpsRequest(`${url
 t.test('rotation by a symlink swap: new handshakes get the new certificate, open connections go on', async (t) => {
   const { echo } = await issuerAndEcho(t)
   const gw = await startGateway({
-    server: { proxy: { http2: true, tls: { cert: join(volume, 'tls.crt'), key: join(volume, 'tls.key') } } },
+    server: { proxy: { http2: true, tls: { cert: volume.cert, key: volume.key } } },
     upstreams: { echo: { url: echo.url } },
     routes: [{ id: 'open', match: { path: '/open', prefix: true }, upstream: 'echo', auth: 'none' }]
   })
@@ -65,7 +53,7 @@ t.test('rotation by a symlink swap: new handshakes get the new certificate, open
   t.equal(await fresh(gw.proxyUrl), first.serial)
 
   let mark = gw.logs.length
-  publish(second, second)
+  volume.publish(second, second)
   const loaded = await logged(gw, 'TLS certificate loaded', mark)
   t.ok(loaded, 'the rotation was noticed')
   t.equal((loaded?.certificate as { serial?: string } | undefined)?.serial, second.serial, 'the log names the new certificate')
@@ -79,7 +67,7 @@ t.test('rotation by a symlink swap: new handshakes get the new certificate, open
   t.equal((await h2Request(session, { ':path': '/open/h2-again' })).status, 200, 'the h2 session still works')
 
   mark = gw.logs.length
-  publish(third, second)
+  volume.publish(third, second)
   const refused = await logged(gw, 'TLS files refused; the certificate in force stays', mark)
   t.ok(refused, 'a certificate with the key of another is refused')
   t.same((refused?.problems as Array<{ path: string }> | undefined)?.map((p) => p.path), ['server.proxy.tls.key'])
@@ -88,7 +76,7 @@ t.test('rotation by a symlink swap: new handshakes get the new certificate, open
   t.same(echo.received.map((r) => r.url), ['/open/kept', '/open/h2', '/open/fresh', '/open/fresh', '/open/kept-again', '/open/h2-again', '/open/fresh'])
 
   // A config reload (SIGHUP) re-reads the files too, whether or not a watcher saw them change.
-  publish(first, first)
+  volume.publish(first, first)
   mark = gw.logs.length
   t.ok(await gw.gateway.reload(gw.gateway.current().config))
   const reread = gw.logs.slice(mark).find((l) => l.msg === 'TLS certificate loaded' && l.trigger === 'config')

@@ -12,7 +12,8 @@ import { KeyStore } from '../../src/keys/key-store.js'
 import type { ToPrimary, ToWorker } from '../../src/process/cluster-ipc.js'
 import { KeyFetchHost } from '../../src/process/key-fetch-host.js'
 import { WorkerKeyFetch, type PrimaryChannel } from '../../src/process/worker-key-fetch.js'
-import { GatewayError } from '../../src/shared/errors.js'
+import { compiledIssuer } from '../helpers/compiled-issuer.js'
+import { denial } from '../helpers/denial.js'
 import { makeKey, startJwksServer, type JwksServer, type TestKey } from '../helpers/jwks-server.js'
 
 const SEC = 1000
@@ -20,19 +21,7 @@ const JWKS: CompiledJwksOptions = { refreshIntervalMs: 600 * SEC, cooldownMs: 30
 const WORKERS = 3
 
 function issuerAt (url: string, jwks: Partial<CompiledJwksOptions> = {}): CompiledIssuer {
-  return {
-    id: 'idp',
-    issuer: new URL(url).origin,
-    keys: { kind: 'jwksUri', url },
-    algorithms: new Set(['ES256']),
-    audiences: new Set(['https://api.test']),
-    clockToleranceSec: 30,
-    requireTyp: false,
-    requireDpop: false,
-    requireCertificateBinding: false,
-    claims: { scope: [['scope']], roles: ['roles'], clientId: [['client_id']], subject: ['sub'] },
-    jwks: { ...JWKS, ...jwks }
-  }
+  return compiledIssuer({ issuer: new URL(url).origin, keys: { kind: 'jwksUri', url }, algorithms: new Set(['ES256']), jwks: { ...JWKS, ...jwks } })
 }
 
 type Primary = 'answers' | 'ignores' | 'accepts only' | 'absent'
@@ -83,16 +72,6 @@ async function group (t: Test, primary: Primary = 'answers', jwksOptions: Partia
   }))
   const stores = links.map((link) => new KeyStore(issuer, { fetch: link.fetchFor(issuer), now: () => clock.now }))
   return { jwks, key, clock, host, stores, links, sent, fallbacks }
-}
-
-async function denial (p: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof GatewayError) return err
-    throw err
-  }
-  throw new Error('expected a denial')
 }
 
 t.test('three workers starting at once make one fetch, and each holds the keys', async (t) => {

@@ -16,6 +16,7 @@ import { deny, type GatewayError } from '../../src/shared/errors.js'
 import { cacheKey } from '../../src/token/verified-token.js'
 import { TokenMiss, type Verifier } from '../../src/token/verify-token.js'
 import { compileTestConfig } from '../helpers/gateway.js'
+import { rawAnswer } from '../helpers/raw-answer.js'
 import { rawRequest } from '../helpers/raw-http.js'
 
 const config = compileTestConfig({
@@ -61,30 +62,6 @@ async function setup (t: Test, tracing = false): Promise<{ base: string, routed:
   return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, routed, lines }
 }
 
-interface Answer { status: number, rawHeaders: string[], body: string }
-
-function send (base: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
-  const url = new URL(base)
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: url.hostname, port: url.port, path, method, headers, agent: false, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => {
-        // Node's own fields (Date, Connection, Keep-Alive) are the same on every path; the rest is the answer's.
-        const rawHeaders: string[] = []
-        for (let i = 0; i < res.rawHeaders.length; i += 2) {
-          const name = res.rawHeaders[i] ?? ''
-          if (!/^(date|connection|keep-alive)$/i.test(name)) rawHeaders.push(name, res.rawHeaders[i + 1] ?? '')
-        }
-        resolve({ status: res.statusCode ?? 0, rawHeaders, body: Buffer.concat(chunks).toString('utf8') })
-      })
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
 const challenge = (err: GatewayError | null): string => err === null
   ? 'Bearer realm="scopegate"'
   : `Bearer realm="scopegate", error="${err.code}", error_description="${err.description}"`
@@ -92,23 +69,23 @@ const challenge = (err: GatewayError | null): string => err === null
 t.test('a denial is answered before routing, with the exact fields, body and decision line', async (t) => {
   const { base, routed, lines } = await setup(t)
   const missingBody = JSON.stringify({ error: 'unauthorized', error_description: deny.tokenMissing().description })
-  const missing = await send(base, '/todos/1?page=2%20')
+  const missing = await rawAnswer(base, '/todos/1?page=2%20')
   t.equal(missing.status, 401)
   t.same(missing.rawHeaders, ['content-type', 'application/json; charset=utf-8', 'cache-control', 'no-store',
     'www-authenticate', challenge(null), 'content-length', String(Buffer.byteLength(missingBody))])
   t.equal(missing.body, missingBody)
 
-  const bad = await send(base, '/todos/1', { authorization: 'Bearer bad.token.here' })
+  const bad = await rawAnswer(base, '/todos/1', { authorization: 'Bearer bad.token.here' })
   t.equal(bad.status, 401)
   t.same(bad.rawHeaders.slice(0, 6), ['content-type', 'application/json; charset=utf-8', 'cache-control', 'no-store', 'www-authenticate', challenge(BAD_SIGNATURE)])
   t.same(JSON.parse(bad.body), { error: 'invalid_token', error_description: 'the token signature is invalid' })
 
-  const head = await send(base, '/todos/1', {}, 'HEAD')
+  const head = await rawAnswer(base, '/todos/1', {}, 'HEAD')
   t.equal(head.status, 401)
   t.equal(head.body, '', 'HEAD: no body')
   t.same(head.rawHeaders.slice(-2), ['content-length', String(Buffer.byteLength(missingBody))], 'HEAD: the length of the body it would have had')
 
-  const noRoute = await send(base, '/nowhere')
+  const noRoute = await rawAnswer(base, '/nowhere')
   t.equal(noRoute.status, 404)
 
   t.same(routed, [], 'the router saw none of them')
@@ -124,20 +101,20 @@ t.test('a denial is answered before routing, with the exact fields, body and dec
 
 t.test('on a CORS route the denial carries the CORS fields first, as onRequest answered it', async (t) => {
   const { base, routed } = await setup(t)
-  const allowed = await send(base, '/app/x', { origin: 'https://app.example' })
+  const allowed = await rawAnswer(base, '/app/x', { origin: 'https://app.example' })
   t.equal(allowed.status, 401)
   t.same(allowed.rawHeaders.slice(0, 6), ['vary', 'Origin', 'access-control-allow-origin', 'https://app.example',
     'access-control-expose-headers', 'WWW-Authenticate'])
   t.same(allowed.rawHeaders.slice(6, 8), ['content-type', 'application/json; charset=utf-8'])
-  const foreign = await send(base, '/app/x', { origin: 'https://evil.example' })
+  const foreign = await rawAnswer(base, '/app/x', { origin: 'https://evil.example' })
   t.same(foreign.rawHeaders.slice(0, 4), ['vary', 'Origin', 'content-type', 'application/json; charset=utf-8'], 'a foreign origin: Vary only')
   t.same(routed, [])
 })
 
 t.test('an allow or a token to verify goes on to the router with its decision, taken once', async (t) => {
   const { base, routed, lines } = await setup(t)
-  t.equal((await send(base, '/health')).body, 'routed')
-  t.equal((await send(base, '/todos/1', { authorization: 'Bearer fresh.token.here' })).body, 'routed')
+  t.equal((await rawAnswer(base, '/health')).body, 'routed')
+  t.equal((await rawAnswer(base, '/todos/1', { authorization: 'Bearer fresh.token.here' })).body, 'routed')
   t.equal(routed.length, 2)
   t.match(routed[0], { url: '/health', took: { allowed: true, route: { id: 'health' } } })
   t.ok(routed[1]?.took instanceof PendingDecision, 'a fresh token: its pending verification')
@@ -156,18 +133,18 @@ t.test('requests whose earlier checks belong to onRequest are left to it, undeci
   ]
   for (const [name, path, headers, method] of cases) {
     const before = routed.length
-    t.equal((await send(base, path, headers, method)).body, 'routed', name)
+    t.equal((await rawAnswer(base, path, headers, method)).body, 'routed', name)
     t.equal(routed.length, before + 1, `${name}: routed`)
     t.equal(routed.at(-1)?.took, null, `${name}: nothing decided`)
   }
   const twoHosts = await rawRequest(base, ['GET /todos/1 HTTP/1.1', 'Host: a.example', 'Host: b.example'])
   t.equal(twoHosts.body, 'routed', 'two Host headers: left to onRequest, which refuses them')
   t.equal(routed.at(-1)?.took, null, 'two Host headers: nothing decided')
-  t.equal((await send(base, '/todos/1?q=%zz')).status, 401, 'an escape in the query only: decided early')
+  t.equal((await rawAnswer(base, '/todos/1?q=%zz')).status, 401, 'an escape in the query only: decided early')
 })
 
 t.test('with tracing on nothing is decided early: the spans start in onRequest', async (t) => {
   const { base, routed } = await setup(t, true)
-  t.equal((await send(base, '/todos/1')).body, 'routed')
+  t.equal((await rawAnswer(base, '/todos/1')).body, 'routed')
   t.same(routed, [{ url: '/todos/1', took: null }])
 })

@@ -7,6 +7,7 @@ import http from 'node:http'
 import t from 'tap'
 import { fetchJson, FetchJsonError } from '../../src/keys/fetch-json.js'
 import { closedPort, closeServer, listenLocal, trackSockets } from '../helpers/echo-upstream.js'
+import { rejection } from '../helpers/denial.js'
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
 
@@ -27,15 +28,7 @@ t.teardown(() => closeServer(server, sockets))
 const LIMITS = { timeoutMs: 5000, maxBytes: 64 * 1024 }
 const SHORT = { ...LIMITS, timeoutMs: 300 }
 
-async function failure (p: Promise<unknown>): Promise<FetchJsonError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof FetchJsonError) return err
-    throw err
-  }
-  throw new Error('expected a FetchJsonError')
-}
+const failure = (p: Promise<unknown>): Promise<FetchJsonError> => rejection(p, FetchJsonError)
 
 t.test('a JSON body is parsed; the request asks for JSON', async (t) => {
   let accept: string | undefined

@@ -8,6 +8,8 @@ import t from 'tap'
 import { generateKeyPairSync, type JsonWebKey } from 'node:crypto'
 import type { CompiledIssuer, CompiledJwksOptions } from '../../src/config/types.js'
 import { GatewayError } from '../../src/shared/errors.js'
+import { compiledIssuer } from '../helpers/compiled-issuer.js'
+import { denial } from '../helpers/denial.js'
 import type { FetchLike } from '../../src/keys/fetch-json.js'
 import { KeyStore, type KeyStoreEvents } from '../../src/keys/key-store.js'
 
@@ -21,19 +23,12 @@ const HOUR = 60 * MIN
 const JWKS: CompiledJwksOptions = { refreshIntervalMs: 10 * MIN, cooldownMs: 30 * SEC, timeoutMs: 200, maxStaleMs: 24 * HOUR, maxBytes: 1048576 }
 
 function issuer (jwks: Partial<CompiledJwksOptions> = {}, discovery = false): CompiledIssuer {
-  return {
-    id: 'idp',
+  return compiledIssuer({
     issuer: ISS,
     keys: discovery ? { kind: 'discovery', url: DISCOVERY_URL } : { kind: 'jwksUri', url: JWKS_URL },
     algorithms: new Set(['RS256', 'ES256']),
-    audiences: new Set(['https://api.test']),
-    clockToleranceSec: 30,
-    requireTyp: false,
-    requireDpop: false,
-    requireCertificateBinding: false,
-    claims: { scope: [['scope']], roles: ['roles'], clientId: [['client_id']], subject: ['sub'] },
     jwks: { ...JWKS, ...jwks }
-  }
+  })
 }
 
 // RSA key generation is slow; a small pool, handed out in turn, keeps consecutive keys distinct.
@@ -101,17 +96,6 @@ function setup (keys: JsonWebKey[], jwks: Partial<CompiledJwksOptions> = {}, dis
   }
   const store = new KeyStore(issuer(jwks, discovery), { fetch: idp.fetch, now: () => clock.now, events })
   return { idp, clock, logs, fetched, store }
-}
-
-/** The GatewayError a promise rejects with. */
-async function denial (p: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof GatewayError) return err
-    throw err
-  }
-  throw new Error('expected a denial')
 }
 
 /** Let a background fetch (already answered by the fake) finish. */

@@ -6,6 +6,7 @@
 import t from 'tap'
 import type { CompiledIssuer } from '../../src/config/types.js'
 import { GatewayError, deny } from '../../src/shared/errors.js'
+import { denial } from '../helpers/denial.js'
 import type { FetchLike } from '../../src/keys/fetch-json.js'
 import { KeyStore } from '../../src/keys/key-store.js'
 import type { KeyEntry } from '../../src/keys/import-jwk.js'
@@ -148,11 +149,6 @@ async function rig (keys: TestKey[]): Promise<Rig> {
   }
 }
 
-async function rejection (p: Promise<unknown>): Promise<GatewayError> {
-  try { await p } catch (err) { if (err instanceof GatewayError) return err; throw err }
-  throw new Error('expected a denial')
-}
-
 const claims = { iss: ISS, aud: AUD, sub: 'alice', scope: 'read' }
 const iat = T0 / 1000
 
@@ -171,7 +167,7 @@ t.test('verifier: a cached verification is dropped once its key has left the JWK
   await r.verifier.verify(await mintToken(k2, claims, { iat, expiresIn: 3600 }))
   t.equal(r.fetches(), 2)
 
-  const err = await rejection(r.verifier.verify(token))
+  const err = await denial(r.verifier.verify(token))
   t.match(err, { status: 401, code: 'invalid_token', reason: 'token_key_unknown' })
   t.equal(r.tokenCache.hits, 1, 'no further hit: the entry was dropped, not served')
   t.equal(r.fetches(), 2, 'k1 is a known miss within the cooldown: no fetch')
@@ -204,7 +200,7 @@ t.test('verifier: the cache never outlives the keys: past maxStale a cached toke
   r.clock.now = failedAt + 24 * 3_600_000
   await r.verifier.verify(token)
   r.clock.now = failedAt + 24 * 3_600_000 + 60_000
-  t.match(await rejection(r.verifier.verify(token)), { status: 503, code: 'temporarily_unavailable' })
+  t.match(await denial(r.verifier.verify(token)), { status: 503, code: 'temporarily_unavailable' })
 })
 
 t.test('verifier: failures are not cached; exp is re-checked for cached tokens', async (t) => {
@@ -212,14 +208,14 @@ t.test('verifier: failures are not cached; exp is re-checked for cached tokens',
   const other = await makeKey('ES256', 'k1') // same kid, different key: a forged signature
   const r = await rig([k1])
   const forged = await mintToken(other, claims, { iat, expiresIn: 3600 })
-  t.match(await rejection(r.verifier.verify(forged)), { reason: 'token_signature_invalid' })
+  t.match(await denial(r.verifier.verify(forged)), { reason: 'token_signature_invalid' })
   t.equal(r.tokenCache.size, 0)
 
   const token = await mintToken(k1, claims, { iat, expiresIn: 60 })
   await r.verifier.verify(token)
   t.equal(r.tokenCache.size, 1)
   r.clock.now += 90_001
-  t.match(await rejection(r.verifier.verify(token)), { status: 401, reason: 'token_expired' })
+  t.match(await denial(r.verifier.verify(token)), { status: 401, reason: 'token_expired' })
   t.equal(r.fetches(), 1)
 })
 
@@ -230,7 +226,7 @@ t.test('verifier: a JWKS that lists the same kid twice verifies tokens of either
   t.equal((await r.verifier.verify(await mintToken(a, claims, { iat }))).subject, 'alice')
   t.equal((await r.verifier.verify(await mintToken(b, claims, { iat }))).subject, 'alice')
   const stranger = await makeKey('ES256', 'dup')
-  t.match(await rejection(r.verifier.verify(await mintToken(stranger, claims, { iat }))), { status: 401, reason: 'token_signature_invalid' })
+  t.match(await denial(r.verifier.verify(await mintToken(stranger, claims, { iat }))), { status: 401, reason: 'token_signature_invalid' })
 })
 
 t.test('verifier: jku, x5u and jwk headers are ignored, never fetched', async (t) => {
@@ -239,7 +235,7 @@ t.test('verifier: jku, x5u and jwk headers are ignored, never fetched', async (t
   const r = await rig([k1])
   const header = { jku: 'https://evil.test/jwks', x5u: 'https://evil.test/cert', jwk: attacker.publicJwk }
   const forged = await mintToken(attacker, claims, { iat, header })
-  t.match(await rejection(r.verifier.verify(forged)), { reason: 'token_signature_invalid' }, 'the embedded key is not used')
+  t.match(await denial(r.verifier.verify(forged)), { reason: 'token_signature_invalid' }, 'the embedded key is not used')
   const genuine = await mintToken(k1, claims, { iat, header })
   t.equal((await r.verifier.verify(genuine)).subject, 'alice', 'the headers are ignored, the configured key decides')
   t.equal(r.fetches(), 1, 'only the configured JWKS was ever fetched')
@@ -277,15 +273,15 @@ t.test('verifier with a failure cache: a bad signature is checked once, then ans
   const counting = { getKeys: async (...args: Parameters<KeyStore['getKeys']>) => { lookups++; return r.store.getKeys(...args) }, isCurrent: (e: KeyEntry) => r.store.isCurrent(e) }
   const verifier = new TokenVerifier(config, new Map([['idp', counting as unknown as KeyStore]]), r.tokenCache, () => r.clock.now, failures)
   const forged = await mintToken(other, claims, { iat, expiresIn: 3600 })
-  const first = await rejection(verifier.verify(forged))
-  const second = await rejection(verifier.verify(forged))
+  const first = await denial(verifier.verify(forged))
+  const second = await denial(verifier.verify(forged))
   t.match(first, { reason: 'token_signature_invalid' })
   t.equal(second, first, 'the same answer')
   t.equal(lookups, 1, 'the key store was consulted once')
 
   const unknownKid = await mintToken(await makeKey('ES256', 'k9'), claims, { iat, expiresIn: 3600 })
-  await rejection(verifier.verify(unknownKid))
-  await rejection(verifier.verify(unknownKid))
+  await denial(verifier.verify(unknownKid))
+  await denial(verifier.verify(unknownKid))
   t.equal(lookups, 3, 'an unknown kid is looked up every time: a refetch may bring it')
 })
 
@@ -304,7 +300,7 @@ t.test('verifier: a spray of distinct bad tokens, more than the failure cache ho
   for (let i = 0; i < 3000; i++) {
     const found = verifier.lookup(`${header ?? ''}.${body(i)}.${signature ?? ''}`)
     if (found instanceof TokenMiss) {
-      const err = await rejection(verifier.verifyMiss(found))
+      const err = await denial(verifier.verifyMiss(found))
       if (err.reason === 'token_signature_invalid') refused++
     }
   }
@@ -331,7 +327,7 @@ t.test('verifier contract: lookup answers at once and never throws; verifyMiss r
   const forged = await mintToken(await makeKey('ES256', 'k1'), claims, { iat, expiresIn: 3600 })
   const forgedMiss = verifier.lookup(forged)
   if (!(forgedMiss instanceof TokenMiss)) throw new Error('expected a miss')
-  const failure = await rejection(verifier.verifyMiss(forgedMiss))
+  const failure = await denial(verifier.verifyMiss(forgedMiss))
   t.match(failure, { reason: 'token_signature_invalid' })
   t.equal(verifier.lookup(forged), failure, 'a settled failure is returned, not thrown')
 
