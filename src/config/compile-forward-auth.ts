@@ -9,8 +9,11 @@ import { parseDuration } from '../shared/duration.js'
 
 type AddProblem = (path: string, message: string) => void
 
-/** Longest a denial may be kept, seconds: the allows' cap (`FORWARD_AUTH_CACHE_MAX_SECONDS`). */
-const DENIAL_CACHE_MAX_SECONDS = 60
+/**
+ * Longest an allow may be cached by the ingress, seconds: a config reload or key rotation shows within it.
+ * Also the longest `denialCache`, so that a denial never outlives what an allow could.
+ */
+export const FORWARD_AUTH_CACHE_MAX_SECONDS = 60
 
 /** When the route sets no `forwardAuth` block: the schema's default. */
 const DENIAL_CACHE_DEFAULT_SECONDS = 5
@@ -26,6 +29,6 @@ export function denialCacheSeconds (raw: RawForwardAuth | undefined, path: strin
     return 0
   }
   if (ms % 1000 !== 0) problem(path, 'must be a whole number of seconds (Cache-Control counts in seconds)')
-  if (ms > DENIAL_CACHE_MAX_SECONDS * 1000) problem(path, `must be at most ${DENIAL_CACHE_MAX_SECONDS}s`)
+  if (ms > FORWARD_AUTH_CACHE_MAX_SECONDS * 1000) problem(path, `must be at most ${FORWARD_AUTH_CACHE_MAX_SECONDS}s`)
   return raw.cacheHints ? Math.floor(ms / 1000) : 0
 }

@@ -38,12 +38,13 @@
 import type { Allow, Deny } from '../decision/decide.js'
 import type { CompiledRoute } from '../config/types.js'
 import { GatewayError, type Reason } from '../shared/errors.js'
+import { FORWARD_AUTH_CACHE_MAX_SECONDS } from '../config/compile-forward-auth.js'
 
 // The identity headers of an allow are shared with the ext_authz service; named from here as before.
 export { AUDIT_HEADER, allowHeaders } from '../authz/allow-headers.js'
 
-/** Longest an allow may be cached by the ingress, seconds: a config reload or key rotation shows within it. */
-export const FORWARD_AUTH_CACHE_MAX_SECONDS = 60
+// The cap lives with the config that bounds `denialCache` by it; named from here as before.
+export { FORWARD_AUTH_CACHE_MAX_SECONDS }
 
 /**
  * Whether a denial goes without its JSON body (`Content-Length: 0`): for calls in the nginx form, which
